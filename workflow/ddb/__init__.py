@@ -1,0 +1,19 @@
+"""DDB (Diffusion Driven Balancing) as an importable package.
+
+One module per step of the method (see ``../shared/method.md``):
+
+=====================  ========================================================
+``ddb.datasets``       ``prepare_dataset``: manifests of the demo and paper datasets
+``ddb.erm``            ``train_erm``: the ERM classifier f (trained or imported)
+``ddb.textual_inversion``  one learned token per class
+``ddb.low_loss``       ``select_low_loss`` and ``mean_softmax`` (Ψ)
+``ddb.masking``        causal-object masks (files, or GroundingDINO + SAM)
+``ddb.inpainting``     Stable Diffusion inpainting of class i into class i'
+``ddb.ig_scoring``     Integrated Gradients ρ and softmax of generated images
+``ddb.pruning``        keep / drop each generation, with the reason
+``ddb.retrain``        L = L_CE + γ1·L_gen1 + γ2·L_gen2, epoch chosen by val WGA
+``ddb.evaluate``       per-group accuracy, WGA, means; ERM vs DDB
+=====================  ========================================================
+"""
+
+__version__ = "0.1.0"

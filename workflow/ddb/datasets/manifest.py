@@ -1,0 +1,58 @@
+"""The manifest: one row per image, the contract between ``prepare_dataset`` and every later step."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..errors import DDBError
+
+MANIFEST_COLUMNS = ["sample_id", "path", "split", "y", "class_name", "spurious", "group"]
+OPTIONAL_COLUMNS = ["mask_path"]
+SPLITS = ("train", "val", "test")
+
+
+def group_name(class_name: str, spurious: str) -> str:
+    """Readable group id, unique per (class, spurious attribute): ``waterbird_land``."""
+    return f"{class_name}_{spurious}"
+
+
+def validate_manifest(frame: pd.DataFrame, where: str, class_names: list[str] | None = None) -> pd.DataFrame:
+    """Check the manifest contract; return the frame with canonical dtypes and column order."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DDBError(where, f"manifest lacks column(s) {missing}", "the dataset adapter must provide them")
+    duplicated = frame["sample_id"][frame["sample_id"].duplicated()]
+    if len(duplicated):
+        raise DDBError(where, f"duplicated sample_id(s): {sorted(duplicated.astype(str).unique())[:5]}",
+                       "every image needs a unique id; remove the duplicate rows")
+    bad_split = sorted(set(frame["split"]) - set(SPLITS))
+    if bad_split:
+        raise DDBError(where, f"unknown split value(s) {bad_split}", f"use one of {list(SPLITS)}")
+    if class_names is not None:
+        by_index = frame.groupby("y")["class_name"].unique()
+        for y, names in by_index.items():
+            if not 0 <= int(y) < len(class_names) or list(names) != [class_names[int(y)]]:
+                raise DDBError(where, f"class index {y} is named {list(names)} in the data but the config "
+                               f"lists classes {class_names}",
+                               "set the dataset's `classes` in the config to the dataset's class names, "
+                               "in class-index order")
+    columns = MANIFEST_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in frame.columns]
+    out = frame[columns].copy()
+    out["sample_id"] = out["sample_id"].astype(str)
+    out["path"] = out["path"].astype(str)
+    out["y"] = out["y"].astype("int64")
+    return out.sort_values(["split", "sample_id"], kind="stable").reset_index(drop=True)
+
+
+def group_split_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Counts per group (rows) and split (columns), in the layout of the paper's Tables 1-3."""
+    table = pd.crosstab([manifest["y"], manifest["group"]], manifest["split"])
+    table = table.reindex(columns=[s for s in SPLITS if s in table.columns], fill_value=0)
+    return table.droplevel(0)
+
+
+def minority_groups(manifest: pd.DataFrame) -> dict[int, str]:
+    """The smallest training group of each class (the groups DDB must fill)."""
+    train = manifest[manifest["split"] == "train"]
+    sizes = train.groupby(["y", "group"]).size()
+    return {int(y): sizes.loc[y].idxmin() for y in sizes.index.get_level_values(0).unique()}

@@ -1,0 +1,185 @@
+"""Artifact I/O: every write goes to a temporary name and is renamed into place.
+
+A killed job therefore never leaves a file that Snakemake or a reader takes as complete.
+Image shards are plain tars of ``{sample_id}.png`` (the WebDataset convention) with a Parquet index
+beside them, so ``tar -tf``, PIL, pandas and webdataset can all open them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .errors import DDBError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
+            raise DDBError(path, "the disk is full; nothing was written",
+                           "free space (or point results/ elsewhere) and rerun") from error
+        raise
+
+
+def write_parquet(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_parquet(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DDBError(path, "the table does not exist", "run the step that makes it (snakemake makes it for you)")
+    frame = pd.read_parquet(path)
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DDBError(path, f"missing column(s) {missing}; found {list(frame.columns)}",
+                           "regenerate it with this version of ddb-workflow")
+    return frame
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch(obj, path: str | os.PathLike) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = _io.BytesIO()
+    # compress_level fixed so the same pixels always give the same bytes
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def write_png(image: Image.Image | np.ndarray, path: str | os.PathLike) -> None:
+    data = png_bytes(image)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0  # byte-identical shards for identical content
+    info.mode = 0o644
+    return info
+
+
+def write_image_shard(items: Iterable[tuple[str, bytes]], tar_path: str | os.PathLike,
+                      index: pd.DataFrame, index_path: str | os.PathLike) -> None:
+    """Write ``{sample_id}.png`` members to ``tar_path`` and the index table to ``index_path``.
+
+    The index is written last: a shard counts as finished only when both files are in place.
+    """
+    with atomic_path(tar_path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for sample_id, data in items:
+                tar.addfile(_tarinfo(f"{sample_id}.png", len(data)), _io.BytesIO(data))
+    write_parquet(index, index_path)
+
+
+class ImageShard:
+    """Random access to the PNGs of one shard tar, by sample id."""
+
+    def __init__(self, tar_path: str | os.PathLike):
+        self.path = Path(tar_path)
+        if not self.path.exists():
+            raise DDBError(self.path, "image shard does not exist", "rerun the step that writes it")
+        try:
+            with tarfile.open(self.path) as tar:
+                self._offsets = {m.name[: -len(".png")]: (m.offset_data, m.size)
+                                 for m in tar.getmembers() if m.name.endswith(".png")}
+        except tarfile.TarError as error:
+            raise DDBError(self.path, f"not a readable tar ({error})",
+                           "delete it and rerun snakemake; the shard will be regenerated") from error
+
+    def __contains__(self, sample_id: str) -> bool:
+        return sample_id in self._offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def ids(self) -> list[str]:
+        return list(self._offsets)
+
+    def read_bytes(self, sample_id: str) -> bytes:
+        offset, size = self._offsets[sample_id]
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(size)
+
+    def image(self, sample_id: str) -> Image.Image:
+        return Image.open(_io.BytesIO(self.read_bytes(sample_id)))
+
+
+class PartialShard:
+    """Per-image checkpoints of a shard in progress: ``<tar>.partial/{sample_id}.png``.
+
+    A generation job that is killed keeps what it finished; restarted, it skips those samples and
+    packs the same tar an uninterrupted run would have written. The folder is removed once the
+    tar is in place.
+    """
+
+    def __init__(self, tar_path: str | os.PathLike):
+        self.dir = Path(str(tar_path) + ".partial")
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def done(self, sample_id: str) -> bool:
+        return (self.dir / f"{sample_id}.png").exists()
+
+    def put(self, sample_id: str, image: Image.Image | np.ndarray) -> None:
+        write_png(image, self.dir / f"{sample_id}.png")
+
+    def get_bytes(self, sample_id: str) -> bytes:
+        return (self.dir / f"{sample_id}.png").read_bytes()
+
+    def cleanup(self) -> None:
+        for file in self.dir.iterdir():
+            file.unlink()
+        self.dir.rmdir()
+
+
+def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
+    """Open an image fully (so a truncated file fails here, with its name, not later)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert(mode)
+    except FileNotFoundError as error:
+        raise DDBError(path, "image listed in the manifest does not exist",
+                       "check the dataset root, or regenerate the manifest") from error
+    except (OSError, SyntaxError) as error:
+        raise DDBError(path, f"corrupt or truncated image ({error})",
+                       "replace the file, or remove it from the dataset and rerun prepare_dataset") from error
