@@ -145,11 +145,12 @@ class ImageShard:
 
 
 class PartialShard:
-    """Per-image checkpoints of a shard in progress: ``<tar>.partial/{sample_id}.png``.
+    """Per-sample checkpoints of a shard in progress, in ``<tar>.partial/``.
 
-    A generation job that is killed keeps what it finished; restarted, it skips those samples and
-    packs the same tar an uninterrupted run would have written. The folder is removed once the
-    tar is in place.
+    Each finished sample leaves ``{sample_id}.png`` (if it produced an image) and then
+    ``{sample_id}.json`` (its index row, written last: the completion marker). A generation job that
+    is killed keeps what it finished; restarted, it skips those samples and packs the same tar an
+    uninterrupted run would have written. The folder is removed once the shard is in place.
     """
 
     def __init__(self, tar_path: str | os.PathLike):
@@ -157,18 +158,52 @@ class PartialShard:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def done(self, sample_id: str) -> bool:
-        return (self.dir / f"{sample_id}.png").exists()
+        return (self.dir / f"{sample_id}.json").exists()
 
-    def put(self, sample_id: str, image: Image.Image | np.ndarray) -> None:
-        write_png(image, self.dir / f"{sample_id}.png")
+    def put(self, sample_id: str, image: Image.Image | np.ndarray | None, record: dict) -> None:
+        if image is not None:
+            write_png(image, self.dir / f"{sample_id}.png")
+        with atomic_path(self.dir / f"{sample_id}.json") as tmp:
+            tmp.write_text(json.dumps(record))
 
-    def get_bytes(self, sample_id: str) -> bytes:
-        return (self.dir / f"{sample_id}.png").read_bytes()
+    def record(self, sample_id: str) -> dict:
+        return json.loads((self.dir / f"{sample_id}.json").read_text())
+
+    def image_bytes(self, sample_id: str) -> bytes | None:
+        path = self.dir / f"{sample_id}.png"
+        return path.read_bytes() if path.exists() else None
 
     def cleanup(self) -> None:
         for file in self.dir.iterdir():
             file.unlink()
         self.dir.rmdir()
+
+
+def process_shard(sample_ids: list[str], compute_batch, batch_size: int, tar_path: str | os.PathLike,
+                  index_path: str | os.PathLike, desc: str = "shard",
+                  columns: list[str] | None = None) -> pd.DataFrame:
+    """Run ``compute_batch(ids) -> [(sample_id, image | None, record)]`` over the unfinished ids in
+    batches, checkpointing each sample, then pack the tar and its index (rows in ``sample_ids`` order;
+    ``columns`` keeps the index's columns even for an empty shard).
+    """
+    from tqdm.auto import tqdm
+
+    partial = PartialShard(tar_path)
+    todo = [s for s in sample_ids if not partial.done(s)]
+    if len(todo) < len(sample_ids):
+        print(f"{desc}: resuming, {len(sample_ids) - len(todo)} of {len(sample_ids)} samples already done",
+              flush=True)
+    with tqdm(total=len(sample_ids), initial=len(sample_ids) - len(todo), desc=desc, mininterval=5) as bar:
+        for start in range(0, len(todo), batch_size):
+            for sample_id, image, record in compute_batch(todo[start:start + batch_size]):
+                partial.put(sample_id, image, record)
+                bar.update(1)
+    records = [partial.record(s) for s in sample_ids]
+    items = [(s, data) for s in sample_ids if (data := partial.image_bytes(s)) is not None]
+    index = pd.DataFrame.from_records(records, columns=columns)
+    write_image_shard(items, tar_path, index, index_path)
+    partial.cleanup()
+    return index
 
 
 def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:

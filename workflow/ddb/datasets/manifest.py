@@ -9,6 +9,7 @@ from ..errors import DDBError
 MANIFEST_COLUMNS = ["sample_id", "path", "split", "y", "class_name", "spurious", "group"]
 OPTIONAL_COLUMNS = ["mask_path"]
 SPLITS = ("train", "val", "test")
+SAFE_ID = r"[A-Za-z0-9_-]+"
 
 
 def group_name(class_name: str, spurious: str) -> str:
@@ -25,6 +26,11 @@ def validate_manifest(frame: pd.DataFrame, where: str, class_names: list[str] | 
     if len(duplicated):
         raise DDBError(where, f"duplicated sample_id(s): {sorted(duplicated.astype(str).unique())[:5]}",
                        "every image needs a unique id; remove the duplicate rows")
+    unsafe = frame["sample_id"].astype(str)[~frame["sample_id"].astype(str).str.fullmatch(SAFE_ID)]
+    if len(unsafe):
+        raise DDBError(where, f"sample_id(s) {unsafe.head(3).tolist()} contain characters other than letters, "
+                       "digits, '_' and '-'", "derive ids from file names without folders or extensions "
+                       "(they name files in image shards, where '/' and '.' have a meaning)")
     bad_split = sorted(set(frame["split"]) - set(SPLITS))
     if bad_split:
         raise DDBError(where, f"unknown split value(s) {bad_split}", f"use one of {list(SPLITS)}")

@@ -1,0 +1,25 @@
+# DDB: Diffusion Driven Balancing as a Snakemake workflow. This file is the table of contents:
+# each phase lives in rules/*.smk, shared helpers in rules/common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/erm.smk"
+include: "rules/generate.smk"
+include: "rules/retrain.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
+
+
+onsuccess:
+    print_eval_summaries()

@@ -1,0 +1,151 @@
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+# The package lives in workflow/ddb; rule scripts run in their own interpreter, which inherits this.
+PACKAGE_ROOT = Path(workflow.basedir) / "workflow"
+sys.path.insert(0, str(PACKAGE_ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")])
+
+from ddb.config import class_pairs, validate_config  # noqa: E402
+from ddb.errors import DDBError  # noqa: E402
+
+# Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
+try:
+    validate_config(config, "config")
+except DDBError as error:
+    raise WorkflowError(str(error)) from None
+
+R = config["results"].rstrip("/")
+DATASETS = config["datasets"]
+ALL_CLASSES = sorted({c for d in DATASETS.values() for c in d["classes"]})
+
+
+wildcard_constraints:
+    ds="|".join(DATASETS),
+    cls="|".join(ALL_CLASSES),
+    src="|".join(ALL_CLASSES),
+    dst="|".join(ALL_CLASSES),
+    n=r"\d+",
+
+
+# ---- code versions: a `script:` rule reruns when its script changes, not when the modules it imports
+# do, so each rule gets a hash of the modules of its step as a param.
+STEP_MODULES = {
+    "prepare_dataset": ["datasets"],
+    "train_erm": ["erm.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
+    "textual_inversion": ["textual_inversion.py", "models/diffusion.py", "models/loading.py"],
+    "select_low_loss": ["low_loss.py", "training.py", "models/classifier.py", "datasets/loading.py"],
+    "mean_softmax": ["low_loss.py"],
+    "mask": ["masking.py", "models/segmentation.py", "models/loading.py"],
+    "inpaint": ["inpainting.py", "models/diffusion.py", "models/loading.py"],
+    "ig_score": ["ig_scoring.py", "models/classifier.py"],
+    "prune": ["pruning.py"],
+    "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
+    "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py"],
+}
+SHARED_MODULES = ["io.py", "seeding.py"]
+
+
+def code_version(step):
+    package = PACKAGE_ROOT / "ddb"
+    digest = hashlib.sha256()
+    for entry in STEP_MODULES[step] + SHARED_MODULES:
+        path = package / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            if file.exists():
+                digest.update(file.relative_to(package).as_posix().encode())
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# ---- resources: heavy rules ask for a GPU on a cluster; a local run ignores the request.
+DEFAULT_RESOURCES = {
+    "train_erm": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
+    "textual_inversion": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
+    "mask": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
+    "inpaint": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
+    "ig_score": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
+    "retrain": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
+    "evaluate": {"gpu": 1, "mem_mb": 16000, "runtime": 30, "threads": 4},
+}
+LIGHT_RESOURCES = {"mem_mb": 4000, "runtime": 30, "threads": 1}
+
+
+def rule_resources(rule):
+    """gpu, gpu_model, mem_mb, runtime for ``rule``: built-in defaults, overridden by config resources.rules."""
+    merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
+    merged.update(config["resources"]["rules"].get(rule, {}))
+    merged.pop("threads", None)
+    if merged.get("gpu"):
+        merged["gpu_model"] = config["resources"]["gpu_model"]
+    return merged
+
+
+def rule_threads(rule):
+    merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
+    merged.update(config["resources"]["rules"].get(rule, {}))
+    return merged["threads"]
+
+
+# ---- per-dataset config: each rule gets only the sections it uses as params, so editing one
+# section reruns the steps that read it and their descendants, nothing upstream.
+def dataset_section(*keys):
+    def get(wildcards):
+        entry = DATASETS[wildcards.ds]
+        return {key: entry[key] for key in keys}
+
+    return get
+
+
+def classes_of(ds):
+    return DATASETS[ds]["classes"]
+
+
+def class_index(ds, name):
+    return classes_of(ds).index(name)
+
+
+def shards_of(ds):
+    return range(DATASETS[ds]["generation"]["shards"])
+
+
+def pairs_of(ds):
+    names = classes_of(ds)
+    return [(names[i], names[j]) for i, j in class_pairs(names)]
+
+
+def ti_enabled(ds):
+    return DATASETS[ds]["textual_inversion"]["enabled"]
+
+
+def all_targets():
+    return [f"{R}/{ds}/eval.json" for ds in config["targets"]]
+
+
+def print_eval_summaries():
+    import json
+
+    from ddb.evaluate import format_comparison
+
+    for target in all_targets():
+        if Path(target).exists():
+            print("\n" + format_comparison(json.loads(Path(target).read_text())) + "\n")
+
+
+def check_dataset_roots():
+    """Refuse to mix results of two different dataset roots under one results folder."""
+    for name, entry in DATASETS.items():
+        recorded = Path(R) / name / "data" / "root.txt"
+        if recorded.exists() and not config["allow_root_change"]:
+            previous = recorded.read_text().strip()
+            if previous != entry["root"]:
+                raise WorkflowError(
+                    f"{recorded}: results of dataset {name!r} were made from root {previous!r}, but the config "
+                    f"now says {entry['root']!r}\n  fix: use another results folder (config key `results`), "
+                    f"or rerun with --config allow_root_change=true to rebuild them from the new root")
+
+
+check_dataset_roots()

@@ -1,0 +1,56 @@
+def imported_erm(wildcards):
+    path = DATASETS[wildcards.ds]["erm"]["checkpoint"]
+    return [path] if path else []
+
+
+rule train_erm:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        imported=imported_erm,
+    output:
+        model=f"{R}/{{ds}}/erm/model.pt",
+        history=f"{R}/{{ds}}/erm/history.parquet",
+    params:
+        cfg=dataset_section("classes", "classifier", "erm", "class_balanced"),
+        seed=config["seed"],
+        code=code_version("train_erm"),
+    log:
+        "logs/train_erm/{ds}.log",
+    threads: rule_threads("train_erm")
+    resources:
+        **rule_resources("train_erm"),
+    script:
+        "../scripts/train_erm.py"
+
+
+rule select_low_loss:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        model=rules.train_erm.output.model,
+    output:
+        f"{R}/{{ds}}/low_loss/{{cls}}.parquet",
+    params:
+        cfg=dataset_section("classes", "classifier", "low_loss"),
+        code=code_version("select_low_loss"),
+    log:
+        "logs/select_low_loss/{ds}/{cls}.log",
+    threads: rule_threads("select_low_loss")
+    resources:
+        **rule_resources("select_low_loss"),
+    script:
+        "../scripts/select_low_loss.py"
+
+
+rule mean_softmax:
+    input:
+        lambda wc: expand(rules.select_low_loss.output[0], ds=wc.ds, cls=classes_of(wc.ds)),
+    output:
+        f"{R}/{{ds}}/psi.parquet",
+    params:
+        cfg=dataset_section("classes"),
+        code=code_version("mean_softmax"),
+    log:
+        "logs/mean_softmax/{ds}.log",
+    threads: 1
+    script:
+        "../scripts/mean_softmax.py"

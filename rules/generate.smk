@@ -1,0 +1,103 @@
+rule textual_inversion:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        embeds=f"{R}/{{ds}}/textual_inversion/{{cls}}/learned_embeds.safetensors",
+        samples=f"{R}/{{ds}}/textual_inversion/{{cls}}/samples.parquet",
+        loss=f"{R}/{{ds}}/textual_inversion/{{cls}}/loss.parquet",
+    params:
+        cfg=dataset_section("classes", "textual_inversion"),
+        seed=config["seed"],
+        code=code_version("textual_inversion"),
+    log:
+        "logs/textual_inversion/{ds}/{cls}.log",
+    threads: rule_threads("textual_inversion")
+    resources:
+        **rule_resources("textual_inversion"),
+    script:
+        "../scripts/textual_inversion.py"
+
+
+rule mask:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        tar=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.tar",
+        index=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.parquet",
+    params:
+        cfg=dataset_section("classes", "masking", "generation"),
+        seed=config["seed"],
+        code=code_version("mask"),
+    log:
+        "logs/mask/{ds}/{src}/shard-{n}.log",
+    threads: rule_threads("mask")
+    resources:
+        **rule_resources("mask"),
+    script:
+        "../scripts/mask.py"
+
+
+def learned_token(wildcards):
+    if not ti_enabled(wildcards.ds):
+        return []
+    return expand(rules.textual_inversion.output.embeds, ds=wildcards.ds, cls=wildcards.dst)
+
+
+rule inpaint:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        masks=rules.mask.output.tar,
+        mask_index=rules.mask.output.index,
+        token=learned_token,
+    output:
+        tar=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.tar",
+        index=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
+    params:
+        cfg=dataset_section("classes", "inpainting", "generation"),
+        textual_inversion=lambda wc: ti_enabled(wc.ds),
+        seed=config["seed"],
+        code=code_version("inpaint"),
+    log:
+        "logs/inpaint/{ds}/{src}_to_{dst}/shard-{n}.log",
+    threads: rule_threads("inpaint")
+    resources:
+        **rule_resources("inpaint"),
+    script:
+        "../scripts/inpaint.py"
+
+
+rule ig_score:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        model=rules.train_erm.output.model,
+        generated=rules.inpaint.output.tar,
+        index=rules.inpaint.output.index,
+        masks=rules.mask.output.tar,
+    output:
+        f"{R}/{{ds}}/ig/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
+    params:
+        cfg=dataset_section("classifier", "inpainting", "ig"),
+        code=code_version("ig_score"),
+    log:
+        "logs/ig_score/{ds}/{src}_to_{dst}/shard-{n}.log",
+    threads: rule_threads("ig_score")
+    resources:
+        **rule_resources("ig_score"),
+    script:
+        "../scripts/ig_score.py"
+
+
+rule prune:
+    input:
+        scores=lambda wc: expand(rules.ig_score.output[0], ds=wc.ds, src=wc.src, dst=wc.dst, n=shards_of(wc.ds)),
+        psi=rules.mean_softmax.output[0],
+    output:
+        f"{R}/{{ds}}/prune/{{src}}_to_{{dst}}.parquet",
+    params:
+        cfg=dataset_section("prune"),
+        code=code_version("prune"),
+    log:
+        "logs/prune/{ds}/{src}_to_{dst}.log",
+    threads: 1
+    script:
+        "../scripts/prune.py"

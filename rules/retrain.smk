@@ -1,0 +1,54 @@
+def generated_inputs(kind):
+    def get(wildcards):
+        paths = []
+        for src, dst in pairs_of(wildcards.ds):
+            if kind == "prune":
+                paths.append(expand(rules.prune.output[0], ds=wildcards.ds, src=src, dst=dst)[0])
+            else:
+                paths += expand(getattr(rules.inpaint.output, kind), ds=wildcards.ds, src=src, dst=dst,
+                                n=shards_of(wildcards.ds))
+        return paths
+
+    return get
+
+
+rule retrain:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        model=rules.train_erm.output.model,
+        prune=generated_inputs("prune"),
+        generated=generated_inputs("tar"),
+    output:
+        model=f"{R}/{{ds}}/retrain/model.pt",
+        history=f"{R}/{{ds}}/retrain/history.parquet",
+    params:
+        cfg=dataset_section("classes", "classifier", "retrain", "class_balanced"),
+        seed=config["seed"],
+        code=code_version("retrain"),
+    log:
+        "logs/retrain/{ds}.log",
+    threads: rule_threads("retrain")
+    resources:
+        **rule_resources("retrain"),
+    script:
+        "../scripts/retrain.py"
+
+
+rule evaluate:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        erm=rules.train_erm.output.model,
+        ddb=rules.retrain.output.model,
+    output:
+        json=f"{R}/{{ds}}/eval.json",
+        table=f"{R}/{{ds}}/eval.parquet",
+    params:
+        cfg=dataset_section("classifier", "retrain"),
+        code=code_version("evaluate"),
+    log:
+        "logs/evaluate/{ds}.log",
+    threads: rule_threads("evaluate")
+    resources:
+        **rule_resources("evaluate"),
+    script:
+        "../scripts/evaluate.py"

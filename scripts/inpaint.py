@@ -1,0 +1,33 @@
+"""Rule inpaint: one shard of class src redrawn as class dst."""
+from ddb.inpainting import inpaint_shard, prompt_for, torch_dtype
+from ddb.io import ImageShard, read_parquet
+from ddb.masking import generation_sources, shard_rows
+from ddb.models.diffusion import load_inpaint_pipeline
+from ddb.scripting import device, run_step
+
+
+@run_step
+def main(snakemake):
+    cfg, seed, wc = snakemake.params.cfg, snakemake.params.seed, snakemake.wildcards
+    inpainting_cfg = cfg["inpainting"]
+    src, dst = cfg["classes"].index(wc.src), cfg["classes"].index(wc.dst)
+    manifest = read_parquet(snakemake.input.manifest)
+    rows = shard_rows(generation_sources(manifest, src, cfg["generation"], seed=seed), int(wc.n),
+                      cfg["generation"]["shards"])
+    pipeline = load_inpaint_pipeline(inpainting_cfg["model"], seed=seed, device=device(),
+                                     dtype=torch_dtype(inpainting_cfg["dtype"], device()),
+                                     scheduler=inpainting_cfg["scheduler"],
+                                     config_key=f"datasets.{wc.ds}.inpainting.model")
+    use_token = snakemake.params.textual_inversion
+    if use_token:
+        pipeline.load_textual_inversion(snakemake.input.token[0])
+    prompt = prompt_for(wc.dst, inpainting_cfg, use_token)
+    print(f"prompt: {prompt!r}", flush=True)
+    index = inpaint_shard(pipeline, rows, ImageShard(snakemake.input.masks), read_parquet(snakemake.input.mask_index),
+                          source_y=src, target_y=dst, target_class=wc.dst, prompt=prompt,
+                          inpainting_cfg=inpainting_cfg, seed=seed, tar_path=snakemake.output.tar,
+                          index_path=snakemake.output.index)
+    print(f"{int(index['has_image'].sum())} of {len(index)} images generated")
+
+
+main(snakemake)

@@ -1,0 +1,18 @@
+"""Rule mask: masks of one shard of one source class."""
+from ddb.io import read_parquet
+from ddb.masking import generation_sources, make_masker, mask_shard, shard_rows
+from ddb.scripting import device, run_step
+
+
+@run_step
+def main(snakemake):
+    cfg, seed = snakemake.params.cfg, snakemake.params.seed
+    manifest = read_parquet(snakemake.input.manifest)
+    sources = generation_sources(manifest, cfg["classes"].index(snakemake.wildcards.src), cfg["generation"], seed=seed)
+    rows = shard_rows(sources, int(snakemake.wildcards.n), cfg["generation"]["shards"])
+    masker = make_masker(cfg["masking"], seed=seed, device=device())
+    index = mask_shard(rows, masker, cfg["masking"], snakemake.output.tar, snakemake.output.index)
+    print(f"{len(index)} source images, {int(index['detected'].sum())} masks detected")
+
+
+main(snakemake)

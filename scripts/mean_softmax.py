@@ -1,0 +1,16 @@
+"""Rule mean_softmax: Ψ per class from the low-loss tables."""
+from ddb.io import read_parquet, write_parquet
+from ddb.low_loss import mean_softmax
+from ddb.scripting import run_step
+
+
+@run_step
+def main(snakemake):
+    classes = snakemake.params.cfg["classes"]
+    tables = {y: read_parquet(path, ["sample_id", "y", "softmax"]) for y, path in enumerate(snakemake.input)}
+    psi = mean_softmax(tables, classes)
+    print(psi.to_string(index=False))
+    write_parquet(psi, snakemake.output[0])
+
+
+main(snakemake)

@@ -1,0 +1,30 @@
+"""Rule retrain: f fine-tuned on real + kept generated images."""
+
+from ddb.io import ImageShard, read_parquet, write_parquet
+from ddb.models.classifier import load_classifier, save_classifier
+from ddb.retrain import retrain
+from ddb.scripting import device, run_step
+
+
+@run_step
+def main(snakemake):
+    cfg = snakemake.params.cfg
+    manifest = read_parquet(snakemake.input.manifest)
+    erm_model, _ = load_classifier(snakemake.input.model, device())
+    shards = [ImageShard(path) for path in snakemake.input.generated]
+    where = {sample_id: shard for shard in shards for sample_id in shard.ids()}
+    generated = {}
+    for path in snakemake.input.prune:
+        kept = read_parquet(path)
+        kept = kept[kept["keep"]]
+        for sample_id, y in zip(kept["sample_id"], kept["y"]):
+            generated.setdefault(int(y), []).append((where[sample_id], sample_id))
+    print("kept generated images per label: " + ", ".join(
+        f"{c}={len(generated.get(y, []))}" for y, c in enumerate(cfg["classes"])), flush=True)
+    model, history = retrain(erm_model, manifest, generated, cfg, seed=snakemake.params.seed, device=device())
+    write_parquet(history, snakemake.output.history)
+    save_classifier(model, snakemake.output.model, arch=cfg["classifier"]["arch"], classes=cfg["classes"],
+                    image_size=cfg["classifier"]["image_size"])
+
+
+main(snakemake)

@@ -1,0 +1,22 @@
+"""Rule select_low_loss: per-sample losses of one class and its K lowest."""
+from ddb.io import read_parquet, write_parquet
+from ddb.low_loss import per_sample_losses, select_low_loss
+from ddb.models.classifier import load_classifier
+from ddb.scripting import device, run_step
+
+
+@run_step
+def main(snakemake):
+    cfg = snakemake.params.cfg
+    y = cfg["classes"].index(snakemake.wildcards.cls)
+    manifest = read_parquet(snakemake.input.manifest)
+    rows = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
+    model, _ = load_classifier(snakemake.input.model, device())
+    losses = per_sample_losses(model, rows, cfg["classifier"]["image_size"], cfg["low_loss"]["batch_size"], device())
+    selected = select_low_loss(losses, cfg["low_loss"]["k"])
+    print(f"{snakemake.wildcards.cls}: kept {len(selected)} of {len(losses)} (K={cfg['low_loss']['k']}), "
+          f"loss {selected['loss'].min():.4f}..{selected['loss'].max():.4f}")
+    write_parquet(selected, snakemake.output[0])
+
+
+main(snakemake)

@@ -1,0 +1,22 @@
+"""Rule textual_inversion: the learned token of one class."""
+from ddb.io import read_parquet, write_parquet
+from ddb.models.diffusion import load_text_to_image_components
+from ddb.scripting import device, run_step
+from ddb.textual_inversion import choose_images, learn_token, save_embeddings
+
+
+@run_step
+def main(snakemake):
+    cfg, name, cls = snakemake.params.cfg, snakemake.wildcards.ds, snakemake.wildcards.cls
+    ti_cfg, seed = cfg["textual_inversion"], snakemake.params.seed
+    manifest = read_parquet(snakemake.input.manifest)
+    images = choose_images(manifest, cfg["classes"].index(cls), ti_cfg, seed=seed, name=name)
+    components = load_text_to_image_components(ti_cfg["model"], seed=seed,
+                                               config_key=f"datasets.{name}.textual_inversion.model")
+    learned, losses = learn_token(components, images, cls, ti_cfg, seed=seed, device=device(), name=name)
+    write_parquet(images, snakemake.output.samples)
+    write_parquet(losses, snakemake.output.loss)
+    save_embeddings(learned, snakemake.output.embeds)
+
+
+main(snakemake)

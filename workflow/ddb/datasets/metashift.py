@@ -1,0 +1,109 @@
+"""MetaShift's cat/dog subset (the spurious-correlation literature's) from its folder layout.
+
+``root`` holds (directly, or in a ``MetaDatasetCatDog/`` sub-folder)::
+
+    train/cat/cat(sofa)/*.jpg   train/cat/cat(bed)/*.jpg   train/dog/dog(bench)/*.jpg   train/dog/dog(bike)/*.jpg
+    test/cat/cat(shelf)/*.jpg   test/dog/dog(shelf)/*.jpg
+
+The class is the folder under the split (one of the config's ``classes``), the spurious attribute the
+context in parentheses. MetaShift ships no validation split: ``metashift.val_fraction`` of each test group
+(seeded by ``metashift.val_seed``, stratified) becomes ``val`` and the rest stays ``test``. The sample id
+is ``<split folder>_<class>_<context>_<file stem>``, so it also says where the image lies.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DDBError
+from .common import (dataset_root, did_you_mean, group_names, list_folder, list_images, list_subfolders,
+                     manifest_path_prefix, open_images, safe_id, stratified_val, strip_suffix)
+
+SPLIT_FOLDERS = ("train", "test")
+NESTED_FOLDER = "MetaDatasetCatDog"
+GROUP_FOLDER = re.compile(r"^(?P<class_name>[^()]+)\((?P<context>[^()]+)\)$")
+
+
+def find_dataset_folder(root: Path) -> Path:
+    for folder in (root, root / NESTED_FOLDER):
+        if all((folder / split).is_dir() for split in SPLIT_FOLDERS):
+            return folder
+    missing = next(split for split in SPLIT_FOLDERS if not (root / split).is_dir())
+    raise DDBError(root / missing, "the MetaShift split folder does not exist",
+                   "set `root` to the folder holding train/ and test/ (each with cat/cat(sofa)/-style folders)")
+
+
+def list_split(folder: Path, split: str, classes: list[str]) -> pd.DataFrame:
+    """One row per image under ``<split>/<class>/<class>(<context>)/``."""
+    class_folders = list_subfolders(folder)
+    for name in class_folders:
+        if name not in classes:
+            raise DDBError(folder / name, f"folder {name!r} is not a class of the config {classes}"
+                           f"{did_you_mean(name, classes)}",
+                           "rename the folder, or set the dataset's `classes` to the class folders' names")
+    for name in classes:
+        if name not in class_folders:
+            raise DDBError(folder / name, f"the {split} folder of class {name!r} does not exist",
+                           f"MetaShift needs {split}/<class>/<class>(<context>)/ for every class {classes}")
+    frames = []
+    for y, class_name in enumerate(classes):
+        class_folder = folder / class_name
+        stray = sorted(n for n in list_folder(class_folder) if not n.startswith("."))
+        if stray:
+            raise DDBError(class_folder / stray[0], "a file directly in a class folder has no context",
+                           f"move images into a {class_name}(<context>)/ folder, e.g. {class_name}(sofa)/")
+        group_folders = list_subfolders(class_folder)
+        if not group_folders:
+            raise DDBError(class_folder, "holds no <class>(<context>) folder",
+                           f"put the images of class {class_name!r} in folders such as {class_name}(sofa)/")
+        for group_folder in group_folders:
+            match = GROUP_FOLDER.match(group_folder)
+            if not match or match["class_name"] != class_name:
+                raise DDBError(class_folder / group_folder, f"expected a folder named {class_name}(<context>)",
+                               f"rename it, e.g. {class_name}(sofa); the context is the spurious attribute")
+            names = list_images(class_folder / group_folder, "MetaShift group")
+            if not names:
+                raise DDBError(class_folder / group_folder, "holds no image",
+                               "remove the empty folder or restore its images")
+            frames.append(pd.DataFrame({"file": [f"{split}/{class_name}/{group_folder}/{n}" for n in names],
+                                        "stem": strip_suffix(pd.Series(names, dtype=str)).to_numpy(),
+                                        "split": split, "y": y, "class_name": class_name,
+                                        "spurious": match["context"]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_manifest(cfg: dict, *, seed: int, workdir: Path) -> pd.DataFrame:
+    """Train and test from the folders; val drawn from test by ``metashift.val_seed`` (``seed`` unused)."""
+    options = cfg["metashift"]
+    classes = list(cfg["classes"])
+    root = dataset_root(cfg, workdir, "metashift", "train/ and test/")
+    folder = find_dataset_folder(root)
+    table = pd.concat([list_split(folder / split, split, classes) for split in SPLIT_FOLDERS], ignore_index=True)
+    sample_ids = safe_id(table["split"] + "_" + table["class_name"] + "_" + table["spurious"] + "_" + table["stem"])
+    duplicated = sample_ids.duplicated(keep=False)
+    if duplicated.any():
+        clash = table["file"][duplicated].head(4).tolist()
+        raise DDBError(folder, f"files share a sample id (same name up to the extension or punctuation): {clash}",
+                       "rename or remove one of each pair")
+
+    group = group_names(table["class_name"], table["spurious"])
+    is_test = (table["split"] == "test").to_numpy()
+    to_val = np.zeros(len(table), dtype=bool)
+    to_val[is_test] = stratified_val(group[is_test], sample_ids[is_test], options["val_fraction"],
+                                     options["val_seed"])
+    manifest = pd.DataFrame({
+        "sample_id": sample_ids,
+        "path": manifest_path_prefix(cfg, workdir, folder) + "/" + table["file"],
+        "split": np.where(to_val, "val", table["split"].to_numpy()),
+        "y": table["y"].astype("int64"),
+        "class_name": table["class_name"],
+        "spurious": table["spurious"],
+        "group": group,
+    })
+    if cfg["check_images"]:
+        open_images(manifest["path"], workdir)
+    return manifest

@@ -1,0 +1,69 @@
+"""Step ``train_erm``: the ERM classifier f, trained on the training split or imported from a file."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .datasets.loading import ImageDataset, class_balanced_sampler
+from .models.classifier import build_classifier, eval_transform, import_classifier, train_transform
+from .seeding import derive_seed
+from .training import evaluate_groups, make_optimizer, seeded_loader, train_sizes_of
+
+log = logging.getLogger("ddb")
+
+
+def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, name: str = "dataset"):
+    """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean)."""
+    classes = dataset_cfg["classes"]
+    model_cfg, erm_cfg = dataset_cfg["classifier"], dataset_cfg["erm"]
+    size = model_cfg["image_size"]
+    if erm_cfg["checkpoint"]:
+        model = import_classifier(erm_cfg["checkpoint"], model_cfg["arch"], len(classes),
+                                  f"datasets.{name}.erm.checkpoint").to(device)
+        metrics, _ = evaluate_groups(model, manifest[manifest["split"] == "val"], eval_transform(size),
+                                     erm_cfg["batch_size"], device)
+        log.info("imported ERM checkpoint %s: val WGA %.3f", erm_cfg["checkpoint"], metrics["worst_group_accuracy"])
+        return model, pd.DataFrame([{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
+                                     "val_worst_group_accuracy": metrics["worst_group_accuracy"],
+                                     "val_mean_accuracy": metrics["mean_accuracy"]}])
+
+    model = build_classifier(model_cfg["arch"], len(classes), model_cfg["weights"], derive_seed(seed, "erm", "init"),
+                             f"datasets.{name}.classifier").to(device)
+    train = manifest[manifest["split"] == "train"]
+    val = manifest[manifest["split"] == "val"]
+    dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"]))
+    sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "erm", "sampler"))
+               if dataset_cfg["class_balanced"] else None)
+    loader = seeded_loader(dataset, erm_cfg["batch_size"], derive_seed(seed, "erm", "order"), sampler,
+                           erm_cfg["num_workers"])
+    optimizer = make_optimizer(erm_cfg["optimizer"], model.parameters(), erm_cfg["lr"],
+                               erm_cfg["weight_decay"], erm_cfg["momentum"])
+    criterion = nn.CrossEntropyLoss()
+    history = []
+    for epoch in range(1, erm_cfg["epochs"] + 1):
+        model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        for images, labels, _ in tqdm(loader, desc=f"ERM epoch {epoch}", mininterval=10, leave=False):
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss = criterion(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            total += len(labels)
+        metrics, _ = evaluate_groups(model, val, eval_transform(size), erm_cfg["batch_size"], device,
+                                     train_sizes_of(manifest))
+        history.append({"epoch": epoch, "loss": loss_sum / total, "train_accuracy": correct / total,
+                        "val_worst_group_accuracy": metrics["worst_group_accuracy"],
+                        "val_mean_accuracy": metrics["mean_accuracy"]})
+        log.info("ERM epoch %d: loss %.4f, train acc %.3f, val WGA %.3f, val mean %.3f", epoch,
+                 history[-1]["loss"], history[-1]["train_accuracy"], metrics["worst_group_accuracy"],
+                 metrics["mean_accuracy"])
+    return model.eval(), pd.DataFrame(history)

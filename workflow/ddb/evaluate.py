@@ -1,0 +1,38 @@
+"""Step ``evaluate``: ERM vs DDB on the test split, per group, WGA and the two means."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .models.classifier import eval_transform
+from .training import evaluate_groups, train_sizes_of
+
+
+def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch_size: int, device,
+                    dataset_name: str) -> tuple[dict, pd.DataFrame]:
+    """Return the eval.json object and the per-group table (one row per model and group)."""
+    test = manifest[manifest["split"] == "test"]
+    train_sizes = train_sizes_of(manifest)
+    report, rows = {"dataset": dataset_name}, []
+    for name, model in models.items():
+        metrics, per_group = evaluate_groups(model, test, eval_transform(image_size), batch_size, device, train_sizes)
+        report[name] = metrics
+        for record in per_group.to_dict("records"):
+            rows.append({"model": name, "group": record["group"], "accuracy": float(record["accuracy"]),
+                         "n_test": int(record["n"]), "n_train": int(train_sizes.get(record["group"], 0)),
+                         "worst_group": record["accuracy"] == metrics["worst_group_accuracy"]})
+    return report, pd.DataFrame(rows)
+
+
+def format_comparison(report: dict) -> str:
+    """A small table of the ERM and DDB figures, for the log and the end of a run."""
+    models = [m for m in ("erm", "ddb") if m in report]
+    groups = sorted(report[models[0]]["group_accuracy"])
+    width = max(len(g) for g in groups + ["weighted mean accuracy"]) + 2
+    lines = [f"{report['dataset']}: test accuracy".ljust(width) + "".join(m.upper().rjust(8) for m in models)]
+    for g in groups:
+        lines.append(g.ljust(width) + "".join(f"{report[m]['group_accuracy'][g]:8.3f}" for m in models))
+    for key, label in (("worst_group_accuracy", "WORST-GROUP ACCURACY"), ("mean_accuracy", "mean accuracy"),
+                       ("weighted_mean_accuracy", "weighted mean accuracy")):
+        lines.append(label.ljust(width) + "".join(f"{report[m][key]:8.3f}" for m in models))
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Step ``inpaint``: redraw the masked object of class-i images as class i', keeping the context.
+
+The prompt carries the *target* class's learned token (``a photo of a <waterbird>``) and the new
+image is labelled i' (method.md step 5). Each image gets its own generator seeded from
+(global seed, target class, source id), so a batch, a shard split or a restart never changes it.
+With ``paste_back`` the pixels outside the mask are copied from the source, so the spurious context
+is exactly the source's (SD's VAE would otherwise alter it slightly).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from .io import ImageShard, load_image, process_shard
+from .seeding import derive_seed
+from .textual_inversion import placeholder_token
+
+INPAINT_INDEX_COLUMNS = ["sample_id", "source_id", "source_y", "y", "has_image", "seed", "prompt"]
+
+
+def generated_id(source_id: str, target_class: str) -> str:
+    return f"{source_id}_to_{target_class}"
+
+
+def prompt_for(target_class: str, inpainting_cfg: dict, use_token: bool) -> str:
+    """The prompt with the learned token, or the plain class name for the no-inversion ablation."""
+    word = placeholder_token(target_class) if use_token else target_class.replace("_", " ")
+    return inpainting_cfg["prompt"].format(word)
+
+
+def torch_dtype(name: str, device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def square(image: Image.Image, resolution: int, resample=Image.BICUBIC) -> Image.Image:
+    return image.resize((resolution, resolution), resample)
+
+
+def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index: pd.DataFrame, *,
+                  source_y: int, target_y: int, target_class: str, prompt: str, inpainting_cfg: dict,
+                  seed: int, tar_path, index_path) -> pd.DataFrame:
+    """Generate one image per detected mask; samples without a mask are listed with has_image False."""
+    resolution = inpainting_cfg["resolution"]
+    detected = dict(zip(mask_index["sample_id"], mask_index["detected"]))
+    by_generated = {generated_id(r["sample_id"], target_class): r for r in sources.to_dict("records")}
+    device = pipeline.device
+
+    def compute(ids):
+        out, todo = [], []
+        for gid in ids:
+            row = by_generated[gid]
+            record = {"sample_id": gid, "source_id": row["sample_id"], "source_y": source_y, "y": target_y,
+                      "has_image": False, "seed": derive_seed(seed, "inpaint", target_class, row["sample_id"]),
+                      "prompt": prompt}
+            if detected.get(row["sample_id"], False):
+                todo.append(record)
+            else:
+                out.append((gid, None, record))
+        if todo:
+            images = [square(load_image(by_generated[r["sample_id"]]["path"]), resolution) for r in todo]
+            mask_images = [square(masks.image(r["source_id"]).convert("L"), resolution, Image.NEAREST) for r in todo]
+            generators = [torch.Generator(device=device).manual_seed(r["seed"]) for r in todo]
+            result = pipeline(prompt=[prompt] * len(todo), image=images, mask_image=mask_images,
+                              negative_prompt=([inpainting_cfg["negative_prompt"]] * len(todo)
+                                               if inpainting_cfg["negative_prompt"] else None),
+                              height=resolution, width=resolution, num_inference_steps=inpainting_cfg["steps"],
+                              guidance_scale=inpainting_cfg["guidance_scale"], generator=generators,
+                              output_type="np").images
+            for record, source, mask, generated in zip(todo, images, mask_images, result):
+                generated = (np.clip(generated, 0, 1) * 255).round().astype(np.uint8)
+                if inpainting_cfg["paste_back"]:
+                    keep = (np.asarray(mask) > 127)[..., None]
+                    generated = np.where(keep, generated, np.asarray(source))
+                record["has_image"] = True
+                out.append((record["sample_id"], generated, record))
+        return out
+
+    return process_shard(list(by_generated), compute, inpainting_cfg["batch_size"], tar_path, index_path,
+                         desc=f"inpaint -> {target_class}", columns=INPAINT_INDEX_COLUMNS)

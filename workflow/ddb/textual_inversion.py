@@ -1,0 +1,159 @@
+"""Step ``textual_inversion``: one learned token ``<class>`` per class, diffusers' recipe.
+
+As in diffusers' ``examples/textual_inversion/textual_inversion.py``: add the placeholder token, resize
+the embedding matrix, initialise the new row from an initializer word, freeze VAE, UNet and the text
+encoder except its input embeddings, and after every optimizer step restore every row but the new
+one. The images come from the class's minority group (supplementary §2.2), so the token does not learn
+the majority's spurious context. With a 9-channel (inpainting) UNet the step conditions on the masked
+image like inpainting training does; with SD-2 base (the paper) it is plain text-to-image.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+from torchvision import transforms
+from tqdm.auto import tqdm
+
+from .datasets.manifest import minority_groups
+from .errors import DDBError
+from .io import atomic_path, load_image
+from .seeding import derive_seed, seed_everything
+
+log = logging.getLogger("ddb")
+
+
+def placeholder_token(class_name: str) -> str:
+    return f"<{class_name}>"
+
+
+def choose_images(manifest: pd.DataFrame, y: int, cfg: dict, *, seed: int, name: str) -> pd.DataFrame:
+    """The ``num_images`` training images of class ``y`` the token learns from (a seeded draw)."""
+    train = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
+    if cfg["source"] == "minority":
+        group = minority_groups(manifest)[y]
+        pool = train[train["group"] == group]
+        origin = f"minority group {group!r}"
+    else:
+        pool, origin = train, f"class {y}"
+    if len(pool) < cfg["num_images"]:
+        raise DDBError(f"config: datasets.{name}.textual_inversion.num_images",
+                       f"asks for {cfg['num_images']} images but the {origin} has only {len(pool)} training images",
+                       f"set num_images to at most {len(pool)}, or source: all to draw from the whole class")
+    rng = np.random.default_rng(derive_seed(seed, "textual_inversion", y))
+    chosen = np.sort(rng.choice(len(pool), size=cfg["num_images"], replace=False))
+    return pool.iloc[chosen][["sample_id", "path", "group"] + (["mask_path"] if "mask_path" in pool else [])]
+
+
+def _pixel_transform(resolution: int):
+    return transforms.Compose([
+        transforms.Resize(resolution, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
+        transforms.CenterCrop(resolution),
+        transforms.ToTensor(),
+        transforms.Normalize([0.5], [0.5]),
+    ])
+
+
+def _mask_tensor(row, resolution: int, rng: np.random.Generator) -> torch.Tensor:
+    """The object mask when the dataset has one, else a random box (as in inpainting fine-tuning)."""
+    if isinstance(row.get("mask_path"), str):
+        mask = load_image(row["mask_path"], "L")
+        mask = transforms.CenterCrop(resolution)(
+            transforms.Resize(resolution, interpolation=transforms.InterpolationMode.NEAREST)(mask))
+        return torch.from_numpy((np.asarray(mask) > 127).astype(np.float32))[None]
+    mask = torch.zeros(1, resolution, resolution)
+    h, w = rng.integers(resolution // 4, resolution // 2 + 1, size=2)
+    top, left = rng.integers(0, resolution - h + 1), rng.integers(0, resolution - w + 1)
+    mask[:, top:top + h, left:left + w] = 1
+    return mask
+
+
+def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: dict, *, seed: int,
+                device, name: str = "dataset") -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Train the token of ``class_name``; return ({token: embedding[1, hidden]}, loss per step)."""
+    tokenizer, text_encoder = components["tokenizer"], components["text_encoder"]
+    vae, unet, scheduler = components["vae"], components["unet"], components["noise_scheduler"]
+    token = placeholder_token(class_name)
+    if tokenizer.add_tokens([token]) != 1:
+        raise DDBError(f"config: datasets.{name}.classes", f"token {token!r} already exists in the tokenizer",
+                       "rename the class")
+    initializer_ids = tokenizer.encode(cfg["initializer_token"], add_special_tokens=False)
+    if len(initializer_ids) != 1:
+        raise DDBError(f"config: datasets.{name}.textual_inversion.initializer_token",
+                       f"{cfg['initializer_token']!r} is {len(initializer_ids)} tokens, not one",
+                       "choose a single common word (e.g. bird, animal, hair)")
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    embeddings = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        embeddings[token_id] = embeddings[initializer_ids[0]].clone()
+    original = embeddings.detach().clone()
+    keep_fixed = torch.ones(len(tokenizer), dtype=torch.bool)
+    keep_fixed[token_id] = False
+
+    generator = seed_everything(derive_seed(seed, "textual_inversion", class_name))
+    rng = np.random.default_rng(derive_seed(seed, "textual_inversion", class_name, "masks"))
+    use_cuda = torch.device(device).type == "cuda"
+    weight_dtype = torch.float16 if use_cuda else torch.float32
+    vae.requires_grad_(False).to(device, dtype=weight_dtype).eval()
+    unet.requires_grad_(False).to(device, dtype=weight_dtype).eval()
+    text_encoder.to(device).train()
+    text_encoder.requires_grad_(False)
+    text_encoder.get_input_embeddings().requires_grad_(True)
+    original, keep_fixed = original.to(device), keep_fixed.to(device)
+    inpainting = unet.config.in_channels == 9
+    scaling = vae.config.scaling_factor
+
+    to_pixels = _pixel_transform(cfg["resolution"])
+    rows = images.to_dict("records")
+    pixels = torch.stack([to_pixels(load_image(r["path"])) for r in rows])
+    lr = cfg["lr"] * cfg["batch_size"] if cfg["scale_lr"] else cfg["lr"]
+    optimizer = torch.optim.AdamW(text_encoder.get_input_embeddings().parameters(), lr=lr,
+                                  betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    templates = cfg["templates"]
+    losses = []
+    for step in tqdm(range(1, cfg["steps"] + 1), desc=f"textual inversion {token}", mininterval=10):
+        batch_index = torch.randint(len(rows), (cfg["batch_size"],), generator=generator)
+        prompts = [templates[int(i)] .format(token) for i in torch.randint(len(templates), (cfg["batch_size"],),
+                                                                         generator=generator)]
+        input_ids = tokenizer(prompts, padding="max_length", truncation=True,
+                              max_length=tokenizer.model_max_length, return_tensors="pt").input_ids.to(device)
+        batch = pixels[batch_index].to(device, dtype=weight_dtype)
+        with torch.no_grad():
+            latents = vae.encode(batch).latent_dist.sample(generator=None) * scaling
+        noise = torch.randn(latents.shape, generator=generator).to(device, dtype=latents.dtype)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_cuda):
+            hidden = text_encoder(input_ids)[0].to(dtype=weight_dtype)
+            if inpainting:
+                masks = torch.stack([_mask_tensor(rows[int(i)], cfg["resolution"], rng) for i in batch_index])
+                masks = masks.to(device, dtype=weight_dtype)
+                with torch.no_grad():
+                    masked = vae.encode(batch * (1 - masks)).latent_dist.mode() * scaling
+                small_masks = F.interpolate(masks, size=latents.shape[-2:], mode="nearest")
+                noisy = torch.cat([noisy, small_masks, masked], dim=1)
+            prediction = unet(noisy, timesteps, hidden).sample
+        target = (scheduler.get_velocity(latents, noise, timesteps)
+                  if scheduler.config.prediction_type == "v_prediction" else noise)
+        loss = F.mse_loss(prediction.float(), target.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():  # only the new row may change
+            text_encoder.get_input_embeddings().weight[keep_fixed] = original[keep_fixed]
+        losses.append({"step": step, "loss": loss.item()})
+    learned = text_encoder.get_input_embeddings().weight[token_id:token_id + 1].detach().float().cpu().clone()
+    return {token: learned}, pd.DataFrame(losses)
+
+
+def save_embeddings(learned: dict[str, torch.Tensor], path) -> None:
+    """``{token: tensor[1, hidden]}``, the layout ``pipeline.load_textual_inversion`` reads as is."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in learned.items()}, str(tmp))

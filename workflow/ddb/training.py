@@ -1,0 +1,67 @@
+"""What ERM training, retraining, scoring and evaluation share: batched prediction and the epoch loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .datasets.loading import ImageDataset
+from .metrics import group_accuracies, summarize
+
+log = logging.getLogger("ddb")
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, dataset: ImageDataset, batch_size: int, device,
+                   num_workers: int = 0, desc: str = "predict") -> torch.Tensor:
+    """Logits for every item of ``dataset``, in order (model in eval mode: no dropout, frozen BN)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    outputs = []
+    for images, _, _ in tqdm(loader, desc=desc, mininterval=5, leave=False):
+        outputs.append(model(images.to(device)).float().cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def evaluate_groups(model: nn.Module, manifest: pd.DataFrame, transform, batch_size: int, device,
+                    train_sizes: dict[str, int] | None = None, num_workers: int = 0) -> tuple[dict, pd.DataFrame]:
+    """Summary metrics and the per-group table of ``model`` on the rows of ``manifest``."""
+    logits = predict_logits(model, ImageDataset.from_manifest(manifest, transform), batch_size, device,
+                            num_workers, desc="evaluate")
+    correct = (logits.argmax(1).numpy() == manifest["y"].to_numpy())
+    per_group = group_accuracies(manifest["group"].to_numpy(), correct)
+    return summarize(per_group, train_sizes), per_group
+
+
+def make_optimizer(name: str, params: Iterable, lr: float, weight_decay: float, momentum: float = 0.9):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def seeded_loader(dataset, batch_size: int, seed: int, sampler=None, num_workers: int = 0,
+                  drop_last: bool = False) -> DataLoader:
+    """A shuffling loader whose order depends only on ``seed`` (reproducible epochs)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                      generator=generator, num_workers=num_workers, drop_last=drop_last)
+
+
+def train_sizes_of(manifest: pd.DataFrame) -> dict[str, int]:
+    return manifest[manifest["split"] == "train"].groupby("group").size().astype(int).to_dict()
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def to_numpy_image(tensor: torch.Tensor) -> np.ndarray:
+    return (tensor.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
