@@ -11,6 +11,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..io import ImageShard, load_image
+from .balancing import class_balanced_weights
 
 
 class ImageDataset(Dataset):
@@ -43,9 +44,7 @@ def open_shards(paths: Sequence[str]) -> dict[str, ImageShard]:
 
 def class_balanced_sampler(labels: Sequence[int], seed: int) -> torch.utils.data.WeightedRandomSampler:
     """Draw every class equally often (the paper's CelebA setting) without touching the manifest."""
-    labels = np.asarray(labels)
-    counts = np.bincount(labels)
-    weights = 1.0 / counts[labels]
+    weights = class_balanced_weights(pd.DataFrame({"y": np.asarray(labels)}))
     return torch.utils.data.WeightedRandomSampler(
         torch.as_tensor(weights, dtype=torch.double), num_samples=len(labels), replacement=True,
         generator=torch.Generator().manual_seed(seed))

@@ -31,7 +31,7 @@ def validate_manifest(frame: pd.DataFrame, where: str, class_names: list[str] | 
         raise DDBError(where, f"sample_id(s) {unsafe.head(3).tolist()} contain characters other than letters, "
                        "digits, '_' and '-'", "derive ids from file names without folders or extensions "
                        "(they name files in image shards, where '/' and '.' have a meaning)")
-    bad_split = sorted(set(frame["split"]) - set(SPLITS))
+    bad_split = sorted(set(frame["split"].unique()) - set(SPLITS))
     if bad_split:
         raise DDBError(where, f"unknown split value(s) {bad_split}", f"use one of {list(SPLITS)}")
     if class_names is not None:
