@@ -12,7 +12,7 @@ def main(snakemake):
     model, _ = load_classifier(snakemake.input.model, device())
     scores = score_shard(model, read_parquet(snakemake.input.index), ImageShard(snakemake.input.generated),
                          ImageShard(snakemake.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
-                         image_size=cfg["classifier"]["image_size"], resolution=cfg["inpainting"]["resolution"],
+                         image_size=cfg["classifier"]["image_size"],
                          ig_cfg=cfg["ig"], device=device())
     write_parquet(scores, snakemake.output[0])
 

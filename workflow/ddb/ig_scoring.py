@@ -15,7 +15,6 @@ from captum.attr import IntegratedGradients
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .inpainting import square
 from .io import ImageShard, load_image
 from .models.classifier import eval_transform
 
@@ -33,7 +32,7 @@ def attribute(model, generated: torch.Tensor, baseline: torch.Tensor, masks: tor
 
 
 def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks: ImageShard,
-                source_paths: dict[str, str], *, image_size: int, resolution: int, ig_cfg: dict,
+                source_paths: dict[str, str], *, image_size: int, ig_cfg: dict,
                 device) -> pd.DataFrame:
     transform = eval_transform(image_size)
     rows = inpaint_index.to_dict("records")
@@ -46,8 +45,7 @@ def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks
     for start in tqdm(range(0, len(with_image), batch_size), desc="integrated gradients", mininterval=5):
         batch = with_image[start:start + batch_size]
         x_gen = torch.stack([transform(generated.image(r["sample_id"]).convert("RGB")) for r in batch]).to(device)
-        x_src = torch.stack([transform(square(load_image(source_paths[r["source_id"]]), resolution))
-                             for r in batch]).to(device)
+        x_src = torch.stack([transform(load_image(source_paths[r["source_id"]])) for r in batch]).to(device)
         mask = torch.stack([
             torch.from_numpy(np.asarray(masks.image(r["source_id"]).convert("L").resize(
                 (image_size, image_size), Image.NEAREST)) > 127).float()[None] for r in batch]).to(device)

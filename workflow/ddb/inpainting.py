@@ -3,8 +3,9 @@
 The prompt carries the *target* class's learned token (``a photo of a <waterbird>``) and the new
 image is labelled i' (method.md step 5). Each image gets its own generator seeded from
 (global seed, target class, source id), so a batch, a shard split or a restart never changes it.
-With ``paste_back`` the pixels outside the mask are copied from the source, so the spurious context
-is exactly the source's (SD's VAE would otherwise alter it slightly).
+With ``paste_back`` the generation is composited into the source at the source's own size: the
+spurious context is exactly the source's (SD's VAE would otherwise alter it slightly, and the
+inpainting resolution would replace the source's resolution and aspect ratio).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def square(image: Image.Image, resolution: int, resample=Image.BICUBIC) -> Image
     return image.resize((resolution, resolution), resample)
 
 
+def paste_back(generated: np.ndarray, source: Image.Image, mask: Image.Image) -> np.ndarray:
+    """The generation inside the mask, the untouched source outside it, at the source's own size
+    (so the context keeps its resolution and aspect ratio, whatever the inpainting resolution)."""
+    upscaled = np.asarray(Image.fromarray(generated).resize(source.size, Image.BICUBIC))
+    inside = (np.asarray(mask.resize(source.size, Image.NEAREST)) > 127)[..., None]
+    return np.where(inside, upscaled, np.asarray(source))
+
+
 def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index: pd.DataFrame, *,
                   source_y: int, target_y: int, target_class: str, prompt: str, inpainting_cfg: dict,
                   seed: int, tar_path, index_path) -> pd.DataFrame:
@@ -62,8 +71,10 @@ def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index
             else:
                 out.append((gid, None, record))
         if todo:
-            images = [square(load_image(by_generated[r["sample_id"]]["path"]), resolution) for r in todo]
-            mask_images = [square(masks.image(r["source_id"]).convert("L"), resolution, Image.NEAREST) for r in todo]
+            sources_full = [load_image(by_generated[r["sample_id"]]["path"]) for r in todo]
+            masks_full = [masks.image(r["source_id"]).convert("L") for r in todo]
+            images = [square(image, resolution) for image in sources_full]
+            mask_images = [square(mask, resolution, Image.NEAREST) for mask in masks_full]
             generators = [torch.Generator(device=device).manual_seed(r["seed"]) for r in todo]
             result = pipeline(prompt=[prompt] * len(todo), image=images, mask_image=mask_images,
                               negative_prompt=([inpainting_cfg["negative_prompt"]] * len(todo)
@@ -71,11 +82,10 @@ def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index
                               height=resolution, width=resolution, num_inference_steps=inpainting_cfg["steps"],
                               guidance_scale=inpainting_cfg["guidance_scale"], generator=generators,
                               output_type="np").images
-            for record, source, mask, generated in zip(todo, images, mask_images, result):
+            for record, source, mask, generated in zip(todo, sources_full, masks_full, result):
                 generated = (np.clip(generated, 0, 1) * 255).round().astype(np.uint8)
                 if inpainting_cfg["paste_back"]:
-                    keep = (np.asarray(mask) > 127)[..., None]
-                    generated = np.where(keep, generated, np.asarray(source))
+                    generated = paste_back(generated, source, mask)
                 record["has_image"] = True
                 out.append((record["sample_id"], generated, record))
         return out

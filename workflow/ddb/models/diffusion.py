@@ -15,7 +15,7 @@ import torch
 from tokenizers import pre_tokenizers
 
 from ..seeding import derive_seed
-from .loading import TINY, model_load_error
+from .loading import TINY, model_load_error, resolve_ref
 
 # Words of the default prompt templates and initializer tokens: each becomes one BPE token.
 TINY_VOCAB_WORDS = [
@@ -113,6 +113,7 @@ def load_inpaint_pipeline(ref: str, *, seed: int, device: torch.device | str = "
     """StableDiffusionInpaintPipeline from `tiny`, a local folder or a hub id, on ``device``."""
     from diffusers import StableDiffusionInpaintPipeline
 
+    ref = resolve_ref(ref, config_key)
     if ref == TINY:
         pipeline = StableDiffusionInpaintPipeline(**tiny_components(seed, 9), safety_checker=None,
                                                   feature_extractor=None, requires_safety_checker=False)
@@ -159,6 +160,7 @@ def load_text_to_image_components(ref: str, *, seed: int, config_key: str = "tex
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    ref = resolve_ref(ref, config_key)
     if ref == TINY:
         components = tiny_components(seed, in_channels=4)
         components["noise_scheduler"] = DDPMScheduler.from_config(components.pop("scheduler").config)

@@ -8,6 +8,21 @@ from pathlib import Path
 from ..errors import DDBError
 
 TINY = "tiny"
+PACKAGED_PREFIX = "ddb:"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def resolve_ref(ref: str, config_key: str) -> str:
+    """``ddb:NAME`` names a model shipped in the package (``ddb/assets/NAME``), e.g. the demo's
+    trained inpainter; every other reference passes through unchanged."""
+    if not ref.startswith(PACKAGED_PREFIX):
+        return ref
+    path = ASSETS / ref[len(PACKAGED_PREFIX):]
+    if not (path / "model_index.json").exists() and not (path / "unet").exists():
+        shipped = sorted(p.name for p in ASSETS.iterdir()) if ASSETS.exists() else []
+        raise DDBError(f"config: {config_key}", f"{ref!r} is not a model shipped with ddb (shipped: {shipped})",
+                       "use one of those, a hub id, a local folder, or `tiny`")
+    return str(path)
 
 
 def is_local(ref: str) -> bool:
