@@ -62,9 +62,14 @@ def code_version(step):
 
 
 # ---- resources: heavy rules ask for a GPU on a cluster; a local run ignores the request.
+# The names are the ones snakemake-executor-plugin-slurm reads: `gpu` (count) and `gpu_model` become
+# `sbatch --gpus=<gpu_model>:<gpu>`; mem_mb becomes --mem, runtime (minutes) --time, threads
+# --cpus-per-task. select_low_loss runs f over every training image of a class (80 000
+# for CelebA), which takes hours on one CPU core and minutes on a GPU, so it is heavy too.
 DEFAULT_RESOURCES = {
     "train_erm": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
     "textual_inversion": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
+    "select_low_loss": {"gpu": 1, "mem_mb": 16000, "runtime": 60, "threads": 4},
     "mask": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
     "inpaint": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
     "ig_score": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
@@ -88,6 +93,17 @@ def rule_threads(rule):
     merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
     merged.update(config["resources"]["rules"].get(rule, {}))
     return merged["threads"]
+
+
+# ---- job grouping on a cluster (ignored by a local run). With resources.group_generation, the
+# mask -> inpaint -> ig_score chain of one shard becomes one SLURM job ("generation" group): one queue
+# wait instead of three, and the shard's files are read back on the node that wrote them. The chain
+# runs in series, so the job asks for one GPU, the largest mem_mb and the sum of the runtimes.
+GENERATION_GROUP = "generation" if config["resources"]["group_generation"] else None
+
+# Seconds of pandas on small tables: run them in the Snakemake process itself rather than queueing a
+# SLURM job for each (localrules only matter to a cluster executor).
+localrules: mean_softmax, prune
 
 
 # ---- per-dataset config: each rule gets only the sections it uses as params, so editing one

@@ -33,6 +33,8 @@ rule mask:
     threads: rule_threads("mask")
     resources:
         **rule_resources("mask"),
+    group:
+        GENERATION_GROUP
     script:
         "../scripts/mask.py"
 
@@ -62,6 +64,8 @@ rule inpaint:
     threads: rule_threads("inpaint")
     resources:
         **rule_resources("inpaint"),
+    group:
+        GENERATION_GROUP
     script:
         "../scripts/inpaint.py"
 
@@ -83,6 +87,8 @@ rule ig_score:
     threads: rule_threads("ig_score")
     resources:
         **rule_resources("ig_score"),
+    group:
+        GENERATION_GROUP
     script:
         "../scripts/ig_score.py"
 

@@ -1,0 +1,150 @@
+"""The `slurm` profile: what `snakemake --profile slurm` would ask SLURM for, checked by a dry run.
+
+Each test builds a tiny Waterbirds tree in ``tmp_path``, copies the repo's ``slurm/`` profile into the
+working directory (Snakemake 9 resolves ``--profile slurm`` as ``./slurm/`` there) and runs the CLI
+from that directory with no SLURM command on PATH: a dry run validates against the slurm executor
+but executes nothing, so it needs neither ``sbatch`` nor ``sinfo``/``sacct``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_datasets_real import make_waterbirds
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = "results/waterbirds/eval.json"
+GPU_RULES = {"train_erm", "textual_inversion", "select_low_loss", "mask", "inpaint", "ig_score", "retrain",
+             "evaluate"}
+LIGHT_RULES = {"prepare_dataset", "mean_softmax", "prune"}
+SLURM_VARIABLES = ("DDB_SLURM_ACCOUNT", "DDB_SLURM_PARTITION", "DDB_SLURM_GPU_PARTITION", "SBATCH_ACCOUNT",
+                   "SBATCH_PARTITION")
+SLURM_COMMANDS = ("sbatch", "sinfo", "sacct", "squeue", "scontrol", "sacctmgr")
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A working directory with the profile, a Waterbirds tree and a config that targets it."""
+    root = tmp_path / "data" / "waterbird_complete95_forest2water2"
+    make_waterbirds(root)
+    run_dir = tmp_path / "run"
+    shutil.copytree(REPO / "slurm", run_dir / "slurm")
+    repo_config = yaml.safe_load((REPO / "config.yaml").read_text())
+    waterbirds = {**repo_config["datasets"]["waterbirds"], "root": str(root)}
+    config = {"seed": 0, "targets": ["waterbirds"], "datasets": {"waterbirds": waterbirds}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run_dir
+
+
+def cluster_env(**variables: str) -> dict:
+    """The test's environment without any SLURM setting or command, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if k not in SLURM_VARIABLES}
+    path = [d for d in env.get("PATH", "").split(os.pathsep)
+            if d and not any(Path(d, command).exists() for command in SLURM_COMMANDS)]
+    env["PATH"] = os.pathsep.join(path)
+    env["PYTHONPATH"] = str(REPO / "workflow")
+    return {**env, **variables}
+
+
+def dry_run(workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake --profile slurm -n ... TARGET`` run from ``workdir``, as a user on a login node would."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile", "slurm",
+               "-n", *args, "--", TARGET]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, resources) for every job a dry run prints, group members included."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        header = re.match(r"\s*(?:local)?rule (\w+):$", line)
+        if header:
+            rule = header.group(1)
+        elif rule and line.strip().startswith("resources:"):
+            entries = line.split("resources:", 1)[1].split(", ")
+            jobs.append((rule, dict(entry.strip().split("=", 1) for entry in entries)))
+            rule = None
+    return jobs
+
+
+def expected_rule_resources(rule: str) -> dict:
+    """mem_mb and runtime that config.yaml asks for ``rule`` (rules/common.smk's defaults otherwise)."""
+    rules = yaml.safe_load((REPO / "config.yaml").read_text())["resources"]["rules"]
+    return rules.get(rule, {"mem_mb": 4000, "runtime": 30})
+
+
+def test_dry_run_prints_slurm_resources_per_job(workdir):
+    result = dry_run(workdir, cluster_env(DDB_SLURM_ACCOUNT="ddb_account", DDB_SLURM_PARTITION="standard"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Using profile slurm" in output
+    jobs = planned_jobs(output)
+    # 1 manifest, ERM, 2 tokens, 2 low-loss, Ψ, 2 pairs x 4 shards x (mask, inpaint, IG), 2 prunes, retrain, eval
+    # (the two masks per shard are one per source class: 8 in all)
+    assert {rule for rule, _ in jobs} == GPU_RULES | LIGHT_RULES
+    assert len(jobs) == 35
+    for rule, resources in jobs:
+        expected = expected_rule_resources(rule)
+        assert resources["slurm_account"] == "ddb_account", rule
+        assert resources["slurm_partition"] == "standard", rule
+        assert int(resources["mem_mb"]) == expected["mem_mb"], rule
+        assert int(resources["runtime"]) == expected["runtime"], rule
+        if rule in GPU_RULES:
+            assert resources["gpu"] == "1" and resources["gpu_model"] == "a100", rule
+        else:
+            assert "gpu" not in resources and "gpu_model" not in resources, rule
+
+
+def test_gpu_rules_go_to_their_own_partition(workdir):
+    env = cluster_env(DDB_SLURM_ACCOUNT="ddb_account", DDB_SLURM_PARTITION="cpu",
+                      DDB_SLURM_GPU_PARTITION="gpu_a100")
+    result = dry_run(workdir, env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for rule, resources in planned_jobs(result.stdout + result.stderr):
+        assert resources["slurm_partition"] == ("gpu_a100" if rule in GPU_RULES else "cpu"), rule
+
+
+def test_resource_names_are_the_ones_the_slurm_plugin_reads(workdir):
+    """`gpu` + `gpu_model` become sbatch's --gpus=a100:1 (snakemake-executor-plugin-slurm's own code)."""
+    utils = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
+    result = dry_run(workdir, cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="p"))
+    resources = dict(next(r for rule, r in planned_jobs(result.stdout + result.stderr) if rule == "inpaint"))
+    resources["gpu"] = int(resources["gpu"])
+
+    class Job:  # the two attributes set_gres_string reads
+        def __init__(self, values):
+            self.resources = type("Resources", (dict,), {"__getattr__": dict.__getitem__})(values)
+
+    assert utils.set_gres_string(Job(resources)).strip() == "--gpus=a100:1"
+
+
+def test_group_generation_makes_one_job_per_shard(workdir):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["resources"] = {"group_generation": True}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = dry_run(workdir, cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="p"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    groups = output.split("Group job generation")[1:]
+    assert len(groups) == 8  # 2 class pairs x 4 shards
+    for group in groups:
+        members = sorted(rule for rule, _ in planned_jobs(group.split("\n[", 1)[0]))
+        assert members == ["ig_score", "inpaint", "mask"]
+
+
+@pytest.mark.parametrize("missing, present", [("DDB_SLURM_ACCOUNT", "DDB_SLURM_PARTITION"),
+                                              ("DDB_SLURM_PARTITION", "DDB_SLURM_ACCOUNT")])
+def test_unset_variable_is_named(workdir, missing, present):
+    result = dry_run(workdir, cluster_env(**{present: "x"}))
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert f"needs environment variable {missing}" in message
+    assert f"export {missing}=" in message
