@@ -83,7 +83,9 @@ def rule_resources(rule):
     """gpu, gpu_model, mem_mb, runtime for ``rule``: built-in defaults, overridden by config resources.rules."""
     merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
     merged.update(config["resources"]["rules"].get(rule, {}))
-    merged.pop("threads", None)
+    # torch's intra-op thread count changes float results on a CPU, and Snakemake lowers `threads` to
+    # --cores: scripts compute with this configured count instead (ddb.scripting.compute_threads).
+    merged["cpu_threads"] = merged.pop("threads")
     if merged.get("gpu"):
         merged["gpu_model"] = config["resources"]["gpu_model"]
     return merged

@@ -70,8 +70,12 @@ def write_json(obj, path: str | os.PathLike) -> None:
 def save_torch(obj, path: str | os.PathLike) -> None:
     import torch
 
+    # through a buffer: saved to a path, torch names the archive's folder after the (random) temporary
+    # file, and identical models would give different bytes
+    buffer = _io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:

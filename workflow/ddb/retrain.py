@@ -72,16 +72,17 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         sums = {"loss": 0.0, "loss_ce": 0.0, **{f"loss_gen_{c}": 0.0 for c in range(len(classes))}}
         steps = 0
         for images, labels, _ in tqdm(real_loader, desc=f"retrain epoch {epoch}", mininterval=10, leave=False):
-            loss_ce = criterion(model(images.to(device)), labels.to(device))
+            generated_batch = {c: next(batches)[:2] for c, batches in generated_batches.items()}
+            # B and every B'_c in one forward pass: batch norm in train mode fails on a B'_c of one
+            # image whose last feature map is 1x1 (one kept generation, small images)
+            logits = model(torch.cat([images] + [g[0] for g in generated_batch.values()]).to(device))
+            logits = logits.split([len(images)] + [len(g[0]) for g in generated_batch.values()])
+            loss_ce = criterion(logits[0], labels.to(device))
             loss = loss_ce
-            terms = {}
-            for c in range(len(classes)):
-                if c in generated_batches:
-                    gen_images, gen_labels, _ = next(generated_batches[c])
-                    terms[c] = criterion(model(gen_images.to(device)), gen_labels.to(device))
-                    loss = loss + gammas[c] * terms[c]
-                else:
-                    terms[c] = torch.zeros((), device=device)
+            terms = {c: torch.zeros((), device=device) for c in range(len(classes))}
+            for (c, (_, gen_labels)), gen_logits in zip(generated_batch.items(), logits[1:]):
+                terms[c] = criterion(gen_logits, gen_labels.to(device))
+                loss = loss + gammas[c] * terms[c]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -25,7 +25,7 @@ def run_step(function):
                                 format="%(asctime)s %(levelname)s %(message)s")
             import torch
 
-            torch.set_num_threads(max(1, int(snakemake.threads)))
+            torch.set_num_threads(compute_threads(snakemake))
             try:
                 return function(snakemake)
             except DDBError as error:
@@ -37,6 +37,16 @@ def run_step(function):
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
     return wrapper
+
+
+def compute_threads(snakemake) -> int:
+    """torch's intra-op threads: the rule's configured ``threads`` (resource ``cpu_threads``).
+
+    Not ``snakemake.threads``: Snakemake lowers that to ``--cores``, and on a CPU float reductions
+    split their work by thread, so ``--cores 1`` and ``--cores 2`` would train different models and
+    draw different images. Rules without that resource (light ones) use their ``threads``.
+    """
+    return max(1, int(getattr(snakemake.resources, "cpu_threads", None) or snakemake.threads))
 
 
 def device():
