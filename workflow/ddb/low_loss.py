@@ -19,7 +19,7 @@ def per_sample_losses(model, rows: pd.DataFrame, image_size: int, batch_size: in
     """sample_id, y, loss (cross-entropy of each sample) and softmax of its own class."""
     logits = predict_logits(model, ImageDataset.from_manifest(rows, eval_transform(image_size)), batch_size,
                             device, desc="per-sample loss")
-    labels = torch.as_tensor(rows["y"].to_numpy())
+    labels = torch.as_tensor(rows["y"].to_numpy().copy())
     losses = F.cross_entropy(logits, labels, reduction="none")
     probabilities = logits.softmax(1).gather(1, labels[:, None])[:, 0]
     return pd.DataFrame({"sample_id": rows["sample_id"].to_numpy(), "y": labels.numpy(),
