@@ -6,6 +6,7 @@ min_version("9.0")
 
 
 configfile: "config.yaml"
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
@@ -13,6 +14,7 @@ include: "rules/data.smk"
 include: "rules/erm.smk"
 include: "rules/generate.smk"
 include: "rules/retrain.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -44,6 +44,7 @@ STEP_MODULES = {
     "prune": ["pruning.py"],
     "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
     "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py"],
+    "visualize": ["visualize.py", "inspect.py", "ig_scoring.py", "models/classifier.py"],
 }
 SHARED_MODULES = ["io.py", "seeding.py"]
 

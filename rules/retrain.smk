@@ -40,7 +40,8 @@ rule evaluate:
         erm=rules.train_erm.output.model,
         ddb=rules.retrain.output.model,
     output:
-        json=f"{R}/{{ds}}/eval.json",
+        json=report(f"{R}/{{ds}}/eval.json", caption="../report/eval_json.rst", category="1. evaluate",
+                    subcategory="{ds}"),
         table=f"{R}/{{ds}}/eval.parquet",
     params:
         cfg=dataset_section("classifier", "retrain"),

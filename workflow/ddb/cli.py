@@ -1,0 +1,95 @@
+"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddb", description="DDB (Diffusion Driven Balancing) workflow tools.")
+    parser.add_argument("--version", action="version", version=f"ddb-workflow {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    inspect = commands.add_parser(
+        "inspect", help="what each DDB step left under results/NAME",
+        description="Print one line per DDB step (artifact, row/image counts, key figure); with --step that "
+                    "step's table; with --sample one sample followed through every step. Steps whose artifacts "
+                    "are missing are listed as 'not run yet'.")
+    inspect.add_argument("results", help="a dataset's results folder, e.g. results/demo")
+    which = inspect.add_mutually_exclusive_group()
+    which.add_argument("--step", metavar="STEP",
+                       help="one step's table: prepare_dataset, train_erm, textual_inversion, select_low_loss, "
+                            "mean_softmax, mask, inpaint, ig_score, prune, retrain, evaluate, visualize "
+                            "(aliases: data, erm, ti, low_loss, psi, masks, ig, eval, report)")
+    which.add_argument("--sample", metavar="ID", help="follow a source id (train00001) or a generated id "
+                                                      "(train00001_to_waterbird) through every step")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"ddb inspect: {message}", file=sys.stderr)
+    return 2
+
+
+def inspect_command(args) -> int:
+    from . import inspect as ins
+
+    try:
+        results = ins.open_results(args.results)
+    except ins.NotAResultsFolder as error:
+        return _fail(str(error))
+    if args.step:
+        try:
+            step = ins.resolve_step(args.step)
+        except ValueError as error:
+            return _fail(str(error))
+        if args.json:
+            table = ins.step_table(results, step)
+            payload = {"step": step, "status": "missing" if table is None else "done"}
+            if table is not None:
+                payload.update(title=table[0], columns=table[1], rows=table[2])
+            print(json.dumps(payload, indent=2, default=_plain))
+        else:
+            print(ins.format_step(results, step))
+        return 0
+    if args.sample:
+        try:
+            trace = ins.trace_sample(results, args.sample)
+        except ins.SampleNotFound as error:
+            return _fail(str(error))
+        if args.json:
+            print(json.dumps({"sample_id": trace.sample_id, "source_id": trace.source_id,
+                              "steps": [dict(zip(("step", "artifact", "what"), line)) for line in trace.lines]},
+                             indent=2, default=_plain))
+        else:
+            print(ins.format_trace(results, trace))
+        return 0
+    summaries = ins.summarize(results)
+    if args.json:
+        print(json.dumps(ins.overview_json(results, summaries), indent=2, default=_plain))
+    else:
+        print(ins.format_overview(results, summaries))
+    return 0
+
+
+def _plain(value):
+    """numpy scalars and the like, for json.dumps."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "inspect":
+        return inspect_command(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
