@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
 from ddb.inpainting import generated_id, inpaint_shard  # noqa: E402
-from ddb.io import ImageShard, png_bytes, write_image_shard, write_parquet  # noqa: E402
+from ddb.io import ImageShard, png_bytes, write_image_shard  # noqa: E402
+from ddb.masking import make_masker, mask_shard  # noqa: E402
 from ddb.models.classifier import build_classifier, import_classifier  # noqa: E402
 from ddb.models.diffusion import (load_inpaint_pipeline, load_text_to_image_components,  # noqa: E402
                                   save_tiny_pipeline, tiny_components)
@@ -243,3 +244,27 @@ def test_ig_in_batches_equals_one_at_a_time(batched_and_single, generation_input
     for column in ("rho", "delta", "p_source", "p_target"):
         np.testing.assert_allclose(batched[column], single[column], rtol=1e-4, atol=1e-6, err_msg=column)
     assert batched["rho"].notna().sum() == 4
+
+
+def test_text_prompted_masking_in_batches_equals_one_at_a_time(generation_inputs, tmp_path):
+    """Five images in batches of four leave a last batch of one image: the tiny detector must take it."""
+    sources, _, _ = generation_inputs
+    cfg = {"masker": "grounded_sam", "mask_dir": None, "prompt": "bird.", "detector": "tiny", "segmenter": "tiny",
+           "box_threshold": 0.0, "text_threshold": 0.0, "dilate": 0}
+    masker = make_masker(cfg, seed=SEED, device="cpu")
+    shards = {}
+    for batch_size in (4, 1):
+        folder = tmp_path / f"batch{batch_size}"
+        index = mask_shard(sources, masker, {**cfg, "batch_size": batch_size}, folder / "masks.tar",
+                           folder / "masks.parquet")
+        shards[batch_size] = (index, ImageShard(folder / "masks.tar"))
+    (batched_index, batched), (single_index, single) = shards[4], shards[1]
+    assert batched_index["sample_id"].tolist() == single_index["sample_id"].tolist()
+    # thresholds 0 give every image a box; the random miniature SAM may still paint an empty mask
+    assert batched_index["detected"].tolist() == single_index["detected"].tolist()
+    assert batched_index["detected"].sum() >= 3
+    np.testing.assert_allclose(batched_index["area"], single_index["area"])
+    np.testing.assert_allclose(batched_index["score"], single_index["score"], rtol=1e-4)
+    assert batched.ids() == single.ids()
+    for sample_id in batched.ids():
+        np.testing.assert_array_equal(np.asarray(batched.image(sample_id)), np.asarray(single.image(sample_id)))

@@ -42,8 +42,11 @@ TINY_CHARACTERS = [*"abcdefghijklmnopqrstuvwxyz", "."]
 TINY_WORDS = ["bird", "hair", "animal", "person", "cat", "dog", "a", "photo", "of"]
 # Longest prompt the miniature reads, in tokens; longer prompts are truncated by the model itself.
 TINY_MAX_TEXT_LEN = 32
-# Input resolutions of the miniatures: small enough for a CPU forward pass in milliseconds.
-TINY_DETECTOR_SHORTEST_EDGE, TINY_DETECTOR_LONGEST_EDGE = 64, 96
+# Input resolutions of the miniatures: small enough for a CPU forward pass in milliseconds. The
+# detector's coarsest level (a stride-2 conv on Swin's last stage, 1/64 of the input) must keep at
+# least 2x2 positions: GroupNorm over its 32 single-channel groups rejects a 1x1 map of one image,
+# which a 64-pixel input gave (masking.batch_size 1, or a shard's last batch of one image).
+TINY_DETECTOR_SHORTEST_EDGE, TINY_DETECTOR_LONGEST_EDGE = 128, 192
 TINY_SAM_IMAGE_SIZE = 24
 
 

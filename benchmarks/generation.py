@@ -1,0 +1,423 @@
+"""Throughput and peak memory of the generation steps (masking, inpainting, IG), one image at a time
+versus batched, and what they imply for the paper's datasets on one A100.
+
+Each step runs through the code its rule runs (``mask_shard``, ``inpaint_shard``, ``score_shard``,
+writing real shards into a temporary folder), first with batch size 1 and then batched, after an
+untimed warm-up so that one-off costs (kernel selection, allocator growth) are not counted. Models
+are loaded once per step, as a job does, and the load time is printed separately.
+
+    python benchmarks/generation.py --quick     # tiny models on a CPU, a few seconds
+    python benchmarks/generation.py             # tiny models at the demo's sizes
+    python benchmarks/generation.py --real      # the paper's models: SD-2 inpainting fp16 512 px 50 steps,
+                                                # GroundingDINO-tiny + SAM-ViT-B, ResNet-50 IG with 50 steps
+
+``--real`` needs a GPU and the weights in the Hugging Face cache (docs/cluster.md says how to fetch them).
+Peak memory is torch.cuda.max_memory_allocated on a GPU and the growth of the process's resident set
+(sampled every 2 ms) on a CPU. The A100-hours projection is printed only from GPU measurements of the
+real models; tiny models on a CPU say nothing about an A100. Prints figures only, never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+
+from ddb.config import validate_config  # noqa: E402
+from ddb.errors import DDBError  # noqa: E402
+from ddb.ig_scoring import score_shard  # noqa: E402
+from ddb.inpainting import inpaint_shard, torch_dtype  # noqa: E402
+from ddb.io import ImageShard, png_bytes, write_image_shard  # noqa: E402
+from ddb.masking import make_masker, mask_shard  # noqa: E402
+from ddb.models.classifier import build_classifier  # noqa: E402
+from ddb.models.diffusion import load_inpaint_pipeline  # noqa: E402
+
+SEED = 0
+
+# The paper's datasets (method.md, supplementary Tables 1-4). `sources` is every training image of both
+# classes (what `generation.sources: all` redraws, one generation per source for two classes);
+# `paper_generated` is how many images the paper generated (its pruning counts: Waterbirds 1300 + 1112,
+# CelebA 120000, MetaShift 400); `table4_hours` is its generation time on one A100.
+PAPER_DATASETS = {
+    "Waterbirds": {"sources": 3498 + 184 + 56 + 1018, "paper_generated": 1300 + 1112, "table4_hours": 1.0},
+    "CelebA": {"sources": 12426 + 11841 + 22880 + 1387, "paper_generated": 120000, "table4_hours": 5.0},
+    "MetaShift": {"sources": 231 + 380 + 145 + 367, "paper_generated": 400, "table4_hours": 0.5},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one benchmark run; the step configs start from the schema's defaults (the paper's)."""
+
+    label: str
+    real: bool
+    n_images: int
+    image_size: int  # side of the synthetic source images
+    mask_batch: int
+    inpaint_batch: int
+    ig_batch: int
+    inpaint_overrides: dict
+    ig_overrides: dict
+    classifier_overrides: dict
+    masking_overrides: dict
+    repeat: int = 1  # timed runs per configuration; the fastest counts
+
+
+def settings_for(args) -> Settings:
+    return dataclasses.replace(_sizes_for(args), repeat=max(1, args.repeat))
+
+
+def _sizes_for(args) -> Settings:
+    if args.real:
+        # The schema's defaults are the paper's settings: SD-2 inpainting, 512 px, 50 steps, guidance 7.5,
+        # fp16 on a GPU; IG with 50 steps over a ResNet-50 at 224 px. Random classifier weights: the
+        # timing does not depend on them, and no ImageNet download is needed.
+        # Thresholds 0: every noise image gets a box, so SAM runs for each one as it would on real photos.
+        return Settings("real models", True, args.n or 16, 512, 8, 8, 16, {}, {}, {"weights": None},
+                        {"box_threshold": 0.0, "text_threshold": 0.0})
+    tiny_models = {"model": "tiny"}
+    if args.quick:
+        return Settings("tiny models, --quick", False, args.n or 4, 48, 4, 4, 4,
+                        {**tiny_models, "resolution": 32, "steps": 2}, {"n_steps": 4, "internal_batch_size": 64},
+                        {"arch": "tiny", "weights": None, "image_size": 32},
+                        {"detector": "tiny", "segmenter": "tiny", "box_threshold": 0.0, "text_threshold": 0.0})
+    return Settings("tiny models, demo sizes", False, args.n or 16, 64, 8, 8, 8,
+                    {**tiny_models, "resolution": 64, "steps": 10}, {"n_steps": 16, "internal_batch_size": 128},
+                    {"arch": "tiny", "weights": None, "image_size": 64},
+                    {"detector": "tiny", "segmenter": "tiny", "box_threshold": 0.0, "text_threshold": 0.0})
+
+
+def dataset_defaults() -> dict:
+    """One dataset entry with every default of the schema filled in (the pipeline's own defaults)."""
+    config = validate_config({"datasets": {"bench": {"format": "synthetic", "root": "unused"}},
+                              "targets": ["bench"]})
+    return config["datasets"]["bench"]
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+class PeakMemory:
+    """Peak memory of the code inside the ``with`` block, in MiB.
+
+    On a GPU: torch.cuda.max_memory_allocated since the block began (tensors only). On a CPU: the
+    largest growth of the process's resident set over the block, sampled every 2 ms from /proc (Linux;
+    elsewhere None): it counts the tensors' storage, which tracemalloc does not see.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.mib: float | None = None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._base = self._peak = _resident_bytes()
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        if self._base is not None:
+            self._sampler.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.002):
+            self._peak = max(self._peak, _resident_bytes() or 0)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+        elif self._base is not None:
+            self._stop.set()
+            self._sampler.join()
+            self._peak = max(self._peak, _resident_bytes() or 0)
+            self.mib = (self._peak - self._base) / 2 ** 20
+        return False
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mib: float | None
+
+
+def measure(function, device: torch.device) -> Run:
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+    return Run(seconds, memory.mib)
+
+
+@dataclass
+class StepResult:
+    step: str
+    model: str
+    n_images: int
+    batch_size: int
+    load_seconds: float
+    single: Run
+    batched: Run
+
+    @property
+    def single_rate(self) -> float:
+        return self.n_images / self.single.seconds
+
+    @property
+    def batched_rate(self) -> float:
+        return self.n_images / self.batched.seconds
+
+
+def compare(step: str, model: str, n_images: int, batch_size: int, load_seconds: float, run_with_batch,
+            device: torch.device, workdir: Path, repeat: int = 1) -> StepResult:
+    """Time ``run_with_batch(batch_size, folder)`` over all images at batch size 1 and at ``batch_size``.
+
+    Both shapes are warmed up first on as few images as they need (one batch each, untimed): the first
+    call at a new batch shape pays for kernel selection and allocator growth, which a job pays once.
+    With ``repeat`` > 1 the fastest of the repeats counts (a shared machine only ever adds time).
+    """
+    counter = iter(range(1000))
+
+    def fresh() -> Path:  # every run writes a new shard: nothing is resumed from a previous run
+        folder = workdir / f"{step.replace('/', '_')}-{next(counter)}"
+        folder.mkdir()
+        return folder
+
+    run_with_batch(1, fresh(), limit=1)
+    run_with_batch(batch_size, fresh(), limit=batch_size)
+    single = min((measure(lambda: run_with_batch(1, fresh()), device) for _ in range(repeat)),
+                 key=lambda run: run.seconds)
+    batched = min((measure(lambda: run_with_batch(batch_size, fresh()), device) for _ in range(repeat)),
+                  key=lambda run: run.seconds)
+    return StepResult(step, model, n_images, batch_size, load_seconds, single, batched)
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+@dataclass
+class Inputs:
+    sources: pd.DataFrame  # sample_id, path
+    masks: ImageShard
+    mask_index: pd.DataFrame
+    generated_index: pd.DataFrame  # an inpainting index over the sources, for IG
+    generated: ImageShard
+
+
+def make_inputs(folder: Path, n_images: int, size: int) -> Inputs:
+    """Noisy source images with an object-sized ellipse mask each, and "generated" images (the source
+    with its masked region redrawn) for IG; the content does not change the timing."""
+    rng = np.random.default_rng(SEED)
+    yy, xx = np.mgrid[:size, :size]
+    rows, mask_items, generated_items, generated_rows = [], [], [], []
+    for i in range(n_images):
+        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        path = folder / f"src{i:04d}.png"
+        Image.fromarray(image).save(path)
+        sample_id = f"src{i:04d}"
+        rows.append({"sample_id": sample_id, "path": str(path)})
+        mask = ((yy - size / 2) / (size / 3)) ** 2 + ((xx - size / 2) / (size / 4)) ** 2 <= 1
+        mask_items.append((sample_id, png_bytes(mask.astype(np.uint8) * 255)))
+        redrawn = np.where(mask[..., None], rng.integers(0, 256, image.shape, dtype=np.uint8), image)
+        generated_id = f"{sample_id}_to_b"
+        generated_items.append((generated_id, png_bytes(redrawn)))
+        generated_rows.append({"sample_id": generated_id, "source_id": sample_id, "source_y": 0, "y": 1,
+                               "has_image": True})
+    mask_index = pd.DataFrame({"sample_id": [r["sample_id"] for r in rows], "detected": True})
+    write_image_shard(mask_items, folder / "masks.tar", mask_index, folder / "masks.parquet")
+    generated_index = pd.DataFrame(generated_rows)
+    write_image_shard(generated_items, folder / "generated.tar", generated_index, folder / "generated.parquet")
+    return Inputs(pd.DataFrame(rows), ImageShard(folder / "masks.tar"), mask_index, generated_index,
+                  ImageShard(folder / "generated.tar"))
+
+
+# ------------------------------------------------------------------------------------------ steps
+
+def bench_masking(settings: Settings, defaults: dict, inputs: Inputs, device, workdir: Path) -> list[StepResult]:
+    results = []
+    maskers = [("files", {"masker": "files", "mask_dir": str(workdir / "mask_files")})]
+    (workdir / "mask_files").mkdir()
+    for sample_id in inputs.masks.ids():
+        (workdir / "mask_files" / f"{sample_id}.png").write_bytes(inputs.masks.read_bytes(sample_id))
+    maskers.append(("grounded_sam", {"masker": "grounded_sam", **settings.masking_overrides}))
+    for name, overrides in maskers:
+        cfg = {**defaults["masking"], **overrides}
+        start = time.perf_counter()
+        try:
+            masker = make_masker(cfg, seed=SEED, device=device)
+        except DDBError as error:  # e.g. the paper's detector is not in the cache: the files masker still counts
+            print(f"mask/{name}: skipped: {error}")
+            continue
+        load_seconds = time.perf_counter() - start
+        model = name if name == "files" else f"{name} ({cfg['detector']} + {cfg['segmenter']})"
+
+        def run(batch_size, folder, limit=None, cfg=cfg, masker=masker):
+            rows = inputs.sources.head(limit)
+            mask_shard(rows, masker, {**cfg, "batch_size": batch_size}, folder / "shard.tar", folder / "shard.parquet")
+
+        results.append(compare(f"mask/{name}", model, len(inputs.sources), settings.mask_batch, load_seconds, run,
+                               device, workdir, settings.repeat))
+    return results
+
+
+def bench_inpainting(settings: Settings, defaults: dict, inputs: Inputs, device, workdir: Path) -> StepResult:
+    cfg = {**defaults["inpainting"], **settings.inpaint_overrides}
+    dtype = torch_dtype(cfg["dtype"], device)
+    start = time.perf_counter()
+    pipeline = load_inpaint_pipeline(cfg["model"], seed=SEED, device=device, dtype=dtype, scheduler=cfg["scheduler"])
+    load_seconds = time.perf_counter() - start
+    model = (f"{cfg['model']} {str(dtype).removeprefix('torch.')} {cfg['resolution']} px {cfg['steps']} steps "
+             f"guidance {cfg['guidance_scale']}")
+
+    def run(batch_size, folder, limit=None):
+        rows = inputs.sources.head(limit)
+        inpaint_shard(pipeline, rows, inputs.masks, inputs.mask_index, source_y=0, target_y=1, target_class="b",
+                      prompt=cfg["prompt"].format("bird"), inpainting_cfg={**cfg, "batch_size": batch_size},
+                      seed=SEED, tar_path=folder / "shard.tar", index_path=folder / "shard.parquet")
+
+    return compare("inpaint", model, len(inputs.sources), settings.inpaint_batch, load_seconds, run, device, workdir,
+                   settings.repeat)
+
+
+def bench_ig(settings: Settings, defaults: dict, inputs: Inputs, device, workdir: Path) -> StepResult:
+    classifier = {**defaults["classifier"], **settings.classifier_overrides}
+    ig = {**defaults["ig"], **settings.ig_overrides}
+    start = time.perf_counter()
+    model = build_classifier(classifier["arch"], 2, classifier["weights"], SEED).to(device).eval()
+    load_seconds = time.perf_counter() - start
+    paths = dict(zip(inputs.sources["sample_id"], inputs.sources["path"]))
+
+    def run(batch_size, folder, limit=None):
+        index = inputs.generated_index.head(limit)
+        score_shard(model, index, inputs.generated, inputs.masks, paths, image_size=classifier["image_size"],
+                    ig_cfg={**ig, "batch_size": batch_size}, device=device)
+
+    label = (f"{classifier['arch']} {classifier['image_size']} px, {ig['n_steps']} steps, "
+             f"internal batch {ig['internal_batch_size']}")
+    return compare("ig", label, len(inputs.sources), settings.ig_batch, load_seconds, run, device, workdir,
+                   settings.repeat)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def print_results(results: list[StepResult]) -> None:
+    header = (f"{'step':<18} {'n':>4} {'batch':>5} {'load s':>7} {'1-at-a-time img/s':>18} {'batched img/s':>14} "
+              f"{'ratio':>6} {'peak MiB 1':>11} {'peak MiB batched':>17}  model")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r.step:<18} {r.n_images:>4} {r.batch_size:>5} {r.load_seconds:>7.2f} {r.single_rate:>18.2f} "
+              f"{r.batched_rate:>14.2f} {r.batched_rate / r.single_rate:>5.2f}x {_mib(r.single.peak_mib):>11} "
+              f"{_mib(r.batched.peak_mib):>17}  {r.model}")
+
+
+def print_projection(results: list[StepResult], on_a100_class_gpu: bool, real: bool) -> None:
+    """A100-hours for masking + inpainting + IG of each paper dataset, next to Table 4."""
+    print("\nGeneration time on one A100 (masking + inpainting + IG), supplementary Table 4 vs projection:")
+    chain = {r.step.split("/")[0]: r for r in results if r.step != "mask/files"}
+    seconds_per_image = sum(1 / r.batched_rate for r in chain.values()) if len(chain) == 3 else None
+    projectable = real and on_a100_class_gpu and seconds_per_image is not None
+    print(f"{'dataset':<11} {'sources':>8} {'paper generated':>16} {'Table 4 h':>10} {'needed img/s':>13} "
+          f"{'projected h (sources)':>22} {'projected h (paper count)':>26}")
+    for name, d in PAPER_DATASETS.items():
+        needed = d["paper_generated"] / (d["table4_hours"] * 3600)
+        if projectable:
+            by_sources = f"{d['sources'] * seconds_per_image / 3600:.2f}"
+            by_paper = f"{d['paper_generated'] * seconds_per_image / 3600:.2f}"
+        else:
+            by_sources = by_paper = "missing"
+        print(f"{name:<11} {d['sources']:>8} {d['paper_generated']:>16} {d['table4_hours']:>10} {needed:>13.2f} "
+              f"{by_sources:>22} {by_paper:>26}")
+    print("needed img/s: the rate of the whole chain (mask + inpaint + IG per image) that Table 4's time implies "
+          "for the paper's count")
+    if projectable:
+        print(f"projection: {seconds_per_image:.3f} s per image for the chain, from the batched rates above "
+              "(one generation per source image; sources = every training image of both classes)")
+    else:
+        why = ("these are tiny models" if not real else "no GPU measurement of the chain")
+        print(f"GPU figures missing ({why}): the projection needs `--real` on an A100 with the paper's "
+              "models in the Hugging Face cache")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)}), torch {torch.__version__}"
+    return f"cpu ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="tiny models, 4 images: seconds on a CPU")
+    mode.add_argument("--real", action="store_true", help="the paper's models (needs a GPU and cached weights)")
+    parser.add_argument("--n", type=int, default=None, help="images per run (default 4 quick, 16 otherwise)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per configuration; the fastest counts")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    settings = settings_for(args)
+    print(f"DDB generation benchmark: {settings.label}, {settings.n_images} images, device {describe_device(device)}")
+    if settings.real and device.type != "cuda":
+        print("--real on a CPU: the paper's models would take minutes per image; GPU figures missing. "
+              "Run it on a GPU node (e.g. `srun --gpus=a100:1 python benchmarks/generation.py --real`).")
+        return 0
+    if device.type == "cuda":
+        print("CUDA settings: inpainting dtype "
+              f"{str(torch_dtype(dataset_defaults()['inpainting']['dtype'], device)).removeprefix('torch.')}, "
+              "SDPA attention (diffusers' AttnProcessor2_0), UNet channels-last")
+
+    defaults = dataset_defaults()
+    results: list[StepResult] = []
+    with tempfile.TemporaryDirectory(prefix="ddb-bench-") as tmp:
+        workdir = Path(tmp)
+        inputs_dir = workdir / "inputs"
+        inputs_dir.mkdir()
+        inputs = make_inputs(inputs_dir, settings.n_images, settings.image_size)
+        for bench in (bench_masking, bench_inpainting, bench_ig):
+            try:
+                outcome = bench(settings, defaults, inputs, device, workdir)
+            except DDBError as error:  # e.g. the paper's weights are not in the cache
+                print(f"{bench.__name__.removeprefix('bench_')}: skipped: {error}")
+                continue
+            results.extend(outcome if isinstance(outcome, list) else [outcome])
+    print()
+    print_results(results)
+    on_a100_class_gpu = device.type == "cuda"  # the projection assumes the measured GPU stands for an A100
+    print_projection(results, on_a100_class_gpu, settings.real)
+    if device.type == "cuda" and "A100" not in torch.cuda.get_device_name(device):
+        print(f"note: measured on {torch.cuda.get_device_name(device)}, not an A100: scale the projection "
+              "by the two cards' speed ratio")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
