@@ -133,6 +133,19 @@ def test_text_to_image_components_load_from_a_saved_folder(text_to_image_folder)
     assert from_folder["tokenizer"](prompt).input_ids == in_memory["tokenizer"](prompt).input_ids
 
 
+def test_inpainting_uses_sdpa_attention_and_fp16_on_a_gpu(saved_pipeline):
+    """PyTorch's scaled-dot-product attention (diffusers' AttnProcessor2_0) in every attention layer,
+    and `dtype: auto` is float16 on a GPU (channels-last is applied on CUDA only, not checkable here)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from ddb.inpainting import torch_dtype
+
+    pipeline = load_inpaint_pipeline(str(saved_pipeline), seed=SEED)
+    processors = {**pipeline.unet.attn_processors, **pipeline.vae.attn_processors}
+    assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors.values())
+    assert torch_dtype("auto", "cuda") == torch.float16 and torch_dtype("auto", "cpu") == torch.float32
+
+
 # ------------------------------------------------------------------------------ classifier
 
 def test_torchvision_weights_without_network_name_the_torch_hub_dir(monkeypatch, tmp_path):
