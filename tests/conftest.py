@@ -73,7 +73,8 @@ def demo_run(tmp_path_factory) -> Path:
     """A finished run of the reduced demo; tests that change it must copy it first (``demo_copy``)."""
     workdir = tmp_path_factory.mktemp("demo_run")
     write_config(workdir, small_config())
-    run_snakemake(workdir, "--cores", "2")
+    result = run_snakemake(workdir, "--cores", "2")
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
     return workdir
 
 
