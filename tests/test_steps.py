@@ -138,3 +138,14 @@ def test_retrain_loss_is_ce_plus_weighted_generated_terms_and_empty_class_adds_z
     best = history.loc[history["val_worst_group_accuracy"].idxmax(), "epoch"]
     assert history.loc[history["selected"], "epoch"].item() == best
     assert not any(p.requires_grad is False for p in selected.parameters())
+
+
+def test_box_shape_and_dilation_of_masks():
+    from ddb.masking import box_mask, dilate
+
+    mask = np.zeros((10, 10), bool)
+    mask[2, 3] = mask[5, 6] = True
+    box = box_mask(mask)
+    assert box.sum() == 16 and box[2:6, 3:7].all()
+    assert dilate(mask, 1).sum() == 18 and dilate(mask, 0) is mask
+    assert not box_mask(np.zeros((4, 4), bool)).any()

@@ -7,9 +7,9 @@ miniature. Training, all seeded and CPU-friendly:
 1. the VAE learns to reconstruct demo images (its latent scale is then measured, as SD's was);
 2. the UNet learns latent inpainting exactly like SD-inpainting's fine-tuning: input = noisy latents
    + mask + masked-image latents, target = the noise, prompt = ``a photo of a <class word> bird``
-   (dropped 10 % of the time for classifier-free guidance). Masks are the object's silhouette grown
-   and merged with another sample's silhouette, so the model learns to draw an object *of the
-   prompted class* inside an arbitrary object-shaped hole and fill the rest with background.
+   (dropped 10 % of the time for classifier-free guidance). Masks are boxes around the object, so
+   the hole never tells the class: the model learns to draw an object *of the prompted class* in a
+   box and fill the rest of it with the surrounding background.
 
 The text encoder stays the frozen seeded miniature, so the learned model knows the class words only
 through their embeddings: textual inversion of ``<landbird>`` / ``<waterbird>`` then has something to
@@ -78,26 +78,55 @@ def demo_images(n: int, size: int, seed: int):
     return pixels, to_tensor(masks).float()[:, None], torch.as_tensor(labels)
 
 
-def grow(masks: torch.Tensor, pixels: int) -> torch.Tensor:
-    return F.max_pool2d(masks, kernel_size=2 * pixels + 1, stride=1, padding=pixels)
+def box_masks(object_masks: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """The bounding box of each object mask, grown by ``margin`` pixels (per sample), clipped."""
+    n, _, height, width = object_masks.shape
+    rows, cols = object_masks[:, 0].any(2), object_masks[:, 0].any(1)
+    ys, xs = torch.arange(height), torch.arange(width)
+    top = torch.where(rows, ys, height).min(1).values - margin
+    bottom = torch.where(rows, ys, -1).max(1).values + margin
+    left = torch.where(cols, xs, width).min(1).values - margin
+    right = torch.where(cols, xs, -1).max(1).values + margin
+    inside_y = (ys[None] >= top[:, None]) & (ys[None] <= bottom[:, None])
+    inside_x = (xs[None] >= left[:, None]) & (xs[None] <= right[:, None])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
 
 
 def training_masks(object_masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Object silhouette, grown by 1-3 px, united with a shuffled other silhouette half the time."""
-    grown = grow(object_masks, int(torch.randint(1, 4, (1,), generator=generator)))
-    other = object_masks[torch.randperm(len(object_masks), generator=generator)]
-    use_other = (torch.rand(len(object_masks), 1, 1, 1, generator=generator) < 0.5).float()
-    return torch.clamp(grown + use_other * grow(other, 1), 0, 1)
+    """Boxes around the object, grown by 1-3 px: the hole never reveals the object's shape, so the
+    model must take the class from the prompt (the demo masks with ``masking.shape: box``)."""
+    margin = torch.randint(1, 4, (len(object_masks),), generator=generator)
+    return box_masks(object_masks, margin)
+
+
+def save(components: dict, vae, unet, out_dir: Path) -> None:
+    """The pipeline in diffusers' folder layout (safetensors), replacing ``out_dir``'s files."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipeline = StableDiffusionInpaintPipeline(
+        vae=vae, text_encoder=components["text_encoder"], tokenizer=components["tokenizer"], unet=unet,
+        scheduler=components["scheduler"], safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        for file in sorted(Path(tmp).rglob("*")):
+            if file.is_file():
+                target = out_dir / file.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                file.replace(target)
 
 
 def train(*, seed: int = 0, n_images: int = 2000, size: int = RESOLUTION, vae_steps: int = 1200, unet_steps: int = 4000,
-          batch_size: int = 32, out_dir: Path = ASSET_DIR, threads: int | None = None) -> Path:
+          batch_size: int = 32, out_dir: Path = ASSET_DIR, threads: int | None = None,
+          checkpoint_every: int = 0) -> Path:
     if threads:
         torch.set_num_threads(threads)
     generator = seed_everything(derive_seed(seed, "demo_inpainter"))
     components = build_components(seed)
     vae, unet, text_encoder, tokenizer = (components[k] for k in ("vae", "unet", "text_encoder", "tokenizer"))
-    from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline
+    from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(components["scheduler"].config)
     pixels, object_masks, labels = demo_images(n_images, size, derive_seed(seed, "demo_inpainter", "data"))
@@ -156,18 +185,10 @@ def train(*, seed: int = 0, n_images: int = 2000, size: int = RESOLUTION, vae_st
         schedule.step()
         if step % 250 == 0:
             log.info("unet step %d/%d: loss %.4f (%.0f s)", step, unet_steps, loss.item(), time.time() - start)
+        if checkpoint_every and step % checkpoint_every == 0 and step < unet_steps:
+            save(components, vae, unet.eval(), Path(f"{out_dir}-step{step}"))
+            unet.train()
     unet.eval()
-    pipeline = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                              scheduler=components["scheduler"], safety_checker=None,
-                                              feature_extractor=None, requires_safety_checker=False)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        pipeline.save_pretrained(tmp, safe_serialization=True)
-        for file in sorted(Path(tmp).rglob("*")):
-            if file.is_file():
-                target = out_dir / file.relative_to(tmp)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                file.replace(target)
+    save(components, vae, unet, out_dir)
     log.info("saved to %s after %.0f s", out_dir, time.time() - start)
     return out_dir

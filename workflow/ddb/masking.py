@@ -87,6 +87,16 @@ def _box_of(mask: np.ndarray):
     return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
 
 
+def box_mask(mask: np.ndarray) -> np.ndarray:
+    """The mask's bounding box, filled."""
+    box = _box_of(mask)
+    out = np.zeros_like(mask, dtype=bool)
+    if box is not None:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        out[y0:y1, x0:x1] = True
+    return out
+
+
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     if pixels <= 0:
         return mask
@@ -109,6 +119,8 @@ def mask_shard(rows: pd.DataFrame, masker, masking_cfg: dict, tar_path, index_pa
         images = [load_image(r["path"]) for r in batch]
         out = []
         for row, (mask, detected, box, score) in zip(batch, masker(batch, images)):
+            if masking_cfg["shape"] == "box":
+                mask = box_mask(mask)
             mask = dilate(mask, masking_cfg["dilate"])
             record = {"sample_id": row["sample_id"], "detected": bool(detected and mask.any()),
                       "area": float(mask.mean()), "score": float(score) if score is not None else float("nan"),
