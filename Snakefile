@@ -20,6 +20,7 @@ include: "rules/report.smk"
 rule all:
     input:
         all_targets(),
+        step_artifacts(),
     default_target: True
 
 

@@ -144,6 +144,26 @@ def all_targets():
     return [f"{R}/{ds}/eval.json" for ds in config["targets"]]
 
 
+def step_artifacts():
+    """Every artifact of the target datasets, for `rule all`: Snakemake rebuilds a missing intermediate
+    file only when a job that reads it has to run anyway, so without this a deleted or lost one (an
+    inpaint shard, a mask shard, a model) would not be redone while eval.json is up to date. Listed,
+    it is rebuilt with what depends on it, nothing upstream."""
+    files = []
+    for ds in config["targets"]:
+        names, shards = classes_of(ds), shards_of(ds)
+        files += expand(rules.prepare_dataset.output, ds=ds) + expand(rules.train_erm.output, ds=ds)
+        files += expand(rules.select_low_loss.output, ds=ds, cls=names) + expand(rules.mean_softmax.output, ds=ds)
+        if ti_enabled(ds):
+            files += expand(rules.textual_inversion.output, ds=ds, cls=names)
+        files += expand(rules.mask.output, ds=ds, src=sorted({src for src, _ in pairs_of(ds)}), n=shards)
+        for src, dst in pairs_of(ds):
+            for rule_ in (rules.inpaint, rules.ig_score, rules.prune):
+                files += expand(rule_.output, ds=ds, src=src, dst=dst, n=shards)
+        files += expand(rules.retrain.output, ds=ds) + expand(rules.evaluate.output, ds=ds)
+    return list(dict.fromkeys(files))
+
+
 def print_eval_summaries():
     import json
 
@@ -164,7 +184,8 @@ def check_dataset_roots():
                 raise WorkflowError(
                     f"{recorded}: results of dataset {name!r} were made from root {previous!r}, but the config "
                     f"now says {entry['root']!r}\n  fix: use another results folder (config key `results`), "
-                    f"or rerun with --config allow_root_change=true to rebuild them from the new root")
+                    f"or rerun with --config allow_root_change=True (capital T: Snakemake reads `true` as text) "
+                    f"to rebuild them from the new root")
 
 
 check_dataset_roots()

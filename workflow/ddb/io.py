@@ -148,6 +148,16 @@ class ImageShard:
         return Image.open(_io.BytesIO(self.read_bytes(sample_id)))
 
 
+_JOB_FINGERPRINT: str | None = None
+
+
+def set_job_fingerprint(fingerprint: str | None) -> None:
+    """Name what the running job's results depend on (``ddb.scripting.run_step`` sets it from the rule,
+    wildcards, params and inputs); :class:`PartialShard` keeps only checkpoints of the same fingerprint."""
+    global _JOB_FINGERPRINT
+    _JOB_FINGERPRINT = fingerprint
+
+
 class PartialShard:
     """Per-sample checkpoints of a shard in progress, in ``<tar>.partial/``.
 
@@ -155,11 +165,25 @@ class PartialShard:
     ``{sample_id}.json`` (its index row, written last: the completion marker). A generation job that
     is killed keeps what it finished; restarted, it skips those samples and packs the same tar an
     uninterrupted run would have written. The folder is removed once the shard is in place.
+    Checkpoints left by a job with other settings or inputs (killed, then the config was edited) are
+    discarded, never mixed into the new shard: the folder records the job's fingerprint.
     """
 
-    def __init__(self, tar_path: str | os.PathLike):
+    def __init__(self, tar_path: str | os.PathLike, fingerprint: str | None = None):
         self.dir = Path(str(tar_path) + ".partial")
         self.dir.mkdir(parents=True, exist_ok=True)
+        fingerprint = fingerprint or _JOB_FINGERPRINT
+        stamp = self.dir / "fingerprint.txt"
+        if fingerprint is not None and (not stamp.exists() or stamp.read_text() != fingerprint):
+            stale = list(self.dir.iterdir())
+            done = sum(f.suffix == ".json" for f in stale)
+            if done:
+                print(f"{self.dir}: discarding {done} checkpoint(s) of a job with other settings or inputs",
+                      flush=True)
+            for file in stale:
+                file.unlink()
+            with atomic_path(stamp) as tmp:
+                tmp.write_text(fingerprint)
 
     def done(self, sample_id: str) -> bool:
         return (self.dir / f"{sample_id}.json").exists()

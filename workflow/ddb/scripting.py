@@ -4,11 +4,14 @@ into one clear line on the terminal and a non-zero exit (never a traceback for a
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 import sys
 
 from .errors import DDBError
+from .io import set_job_fingerprint
 
 
 def run_step(function):
@@ -23,9 +26,15 @@ def run_step(function):
             sys.stdout = sys.stderr = log_file
             logging.basicConfig(level=logging.INFO, stream=log_file, force=True,
                                 format="%(asctime)s %(levelname)s %(message)s")
+            # DDB's own warnings (e.g. a class with no generation left after pruning) reach the terminal too
+            to_terminal = logging.StreamHandler(terminal)
+            to_terminal.setLevel(logging.WARNING)
+            to_terminal.setFormatter(logging.Formatter(f"ddb (rule {snakemake.rule}): %(message)s"))
+            logging.getLogger("ddb").addHandler(to_terminal)
             import torch
 
             torch.set_num_threads(compute_threads(snakemake))
+            set_job_fingerprint(job_fingerprint(snakemake))
             try:
                 return function(snakemake)
             except DDBError as error:
@@ -40,13 +49,29 @@ def run_step(function):
 
 
 def compute_threads(snakemake) -> int:
-    """torch's intra-op threads: the rule's configured ``threads`` (resource ``cpu_threads``).
+    """torch's intra-op threads: the rule's configured ``threads`` (resource ``cpu_threads``), at most the
+    machine's CPU count.
 
     Not ``snakemake.threads``: Snakemake lowers that to ``--cores``, and on a CPU float reductions
     split their work by thread, so ``--cores 1`` and ``--cores 2`` would train different models and
     draw different images. Rules without that resource (light ones) use their ``threads``.
     """
-    return max(1, int(getattr(snakemake.resources, "cpu_threads", None) or snakemake.threads))
+    configured = int(getattr(snakemake.resources, "cpu_threads", None) or snakemake.threads)
+    return max(1, min(configured, os.cpu_count() or 1))
+
+
+def job_fingerprint(snakemake) -> str:
+    """What a job's results depend on: rule, wildcards, params, and the size and mtime of each input."""
+    inputs = []
+    for path in snakemake.input:
+        try:
+            stat = os.stat(path)
+            inputs.append([str(path), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            inputs.append([str(path), None, None])
+    payload = json.dumps([snakemake.rule, dict(snakemake.wildcards.items()), list(snakemake.params), inputs],
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def device():
