@@ -80,7 +80,7 @@ rule ig_score:
     output:
         f"{R}/{{ds}}/ig/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
     params:
-        cfg=dataset_section("classifier", "inpainting", "ig"),
+        cfg=dataset_section("classifier", "ig"),
         code=code_version("ig_score"),
     log:
         "logs/ig_score/{ds}/{src}_to_{dst}/shard-{n}.log",
