@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .datasets.manifest import minority_groups
 from .errors import DDBError
 from .io import atomic_path, load_image
+from .masking import box_mask, dilate
 from .seeding import derive_seed, seed_everything
 
 log = logging.getLogger("ddb")
@@ -61,12 +62,17 @@ def _pixel_transform(resolution: int):
 
 
 def _mask_tensor(row, resolution: int, rng: np.random.Generator) -> torch.Tensor:
-    """The object mask when the dataset has one, else a random box (as in inpainting fine-tuning)."""
+    """A box around the object (grown by 1-3 px) when the dataset has masks, else a random box.
+
+    A box, not the silhouette: a silhouette would tell the UNet the object's shape, and the token
+    would not need to learn it.
+    """
     if isinstance(row.get("mask_path"), str):
         mask = load_image(row["mask_path"], "L")
         mask = transforms.CenterCrop(resolution)(
             transforms.Resize(resolution, interpolation=transforms.InterpolationMode.NEAREST)(mask))
-        return torch.from_numpy((np.asarray(mask) > 127).astype(np.float32))[None]
+        box = dilate(box_mask(np.asarray(mask) > 127), int(rng.integers(1, 4)))
+        return torch.from_numpy(box.astype(np.float32))[None]
     mask = torch.zeros(1, resolution, resolution)
     h, w = rng.integers(resolution // 4, resolution // 2 + 1, size=2)
     top, left = rng.integers(0, resolution - h + 1), rng.integers(0, resolution - w + 1)
