@@ -30,12 +30,13 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import small_config  # noqa: E402  (the reduced demo of the test suite)
 
 
-def snakemake(workdir: Path, *args: str, popen: bool = False):
+def snakemake(workdir: Path, *args: str, output=None):
+    """Run snakemake to completion; or, given an ``output`` file, start it writing there and return."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
                str(workdir), *args]
-    if popen:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if output is not None:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         sys.exit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -78,24 +79,20 @@ def first_image_time() -> None:
         snakemake(workdir, "--cores", "2", "results/demo/masks/landbird/shard-0.tar",
                   "results/demo/textual_inversion/waterbird/learned_embeds.safetensors")
         partial = workdir / f"{shard}.partial"
+        log = workdir / "snakemake.out"
         start = time.perf_counter()
-        process = snakemake(workdir, "--cores", "1", shard, popen=True)
-        job_start = first_image = None
-        lines = []
-        os.set_blocking(process.stdout.fileno(), False)
-        while process.poll() is None or first_image is None:
-            chunk = process.stdout.read() or ""
-            lines.append(chunk)
-            if job_start is None and re.search(r"^(local)?rule inpaint:", "".join(lines), re.M):
-                job_start = time.perf_counter()
-            if first_image is None and partial.is_dir() and any(partial.glob("*.json")):
-                first_image = time.perf_counter()
-            if process.poll() is not None and first_image is None:
-                break
-            time.sleep(0.01)
-        process.wait()
+        with open(log, "w") as output:
+            process = snakemake(workdir, "--cores", "1", shard, output=output)
+            job_start = first_image = None
+            while first_image is None and process.poll() is None:
+                if job_start is None and re.search(r"^(local)?rule inpaint:", log.read_text(), re.M):
+                    job_start = time.perf_counter()
+                if partial.is_dir() and any(partial.glob("*.json")):
+                    first_image = time.perf_counter()
+                time.sleep(0.01)
+            process.wait()
         if first_image is None or job_start is None:
-            sys.exit("the inpaint job finished without a visible checkpoint:\n" + "".join(lines)[-3000:])
+            sys.exit("the inpaint job finished without a visible checkpoint:\n" + log.read_text()[-3000:])
         done = time.perf_counter()
         print(f"   snakemake start -> job start (parse, DAG, scheduling): {job_start - start:6.2f} s")
         print(f"   job start -> first image (interpreter, imports, inputs, pipeline, token, one image): "
