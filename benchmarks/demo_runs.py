@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import json
 import subprocess
 import sys
@@ -22,16 +23,18 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# name -> (changes to the demo entry, the run it starts from: copied, so only changed steps rerun)
 ABLATIONS = {
-    "ddb": {},
-    "no_prune": {"prune": False},
-    "no_textual_inversion": {"textual_inversion": False},
-    "neither": {"prune": False, "textual_inversion": False},
+    "no_prune": ({"prune": False}, "seed"),
+    "no_textual_inversion": ({"textual_inversion": False}, "seed"),
+    "neither": ({"prune": False, "textual_inversion": False}, "no_textual_inversion"),
 }
 
 
-def run(name: str, seed: int, changes: dict, cores: int, root: Path) -> dict:
+def run(name: str, seed: int, changes: dict, cores: int, root: Path, start_from: Path | None = None) -> dict:
     workdir = root / name
+    if start_from is not None and not workdir.exists():
+        shutil.copytree(start_from, workdir, symlinks=True)  # keeps mtimes and Snakemake's metadata
     workdir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     demo = copy.deepcopy(config["datasets"]["demo"])
@@ -77,12 +80,13 @@ def main() -> None:
     rows = [run(f"seed-{seed}", seed, {}, args.cores, args.out) for seed in seeds]
     print_table(rows, "DDB on the demo, per seed (test worst-group accuracy)")
     if args.ablations:
-        ablation_rows = [run(f"ablation-{name}-seed-{seeds[0]}", seeds[0], changes, args.cores, args.out)
-                         for name, changes in ABLATIONS.items()]
-        for row, name in zip(ablation_rows, ABLATIONS):
-            row["name"] = name
-        print_table(ablation_rows, f"Ablations on the demo, seed {seeds[0]}")
-
+        seed = seeds[0]
+        ablation_rows = [dict(rows[0], name="ddb")]
+        for name, (changes, start) in ABLATIONS.items():
+            start_dir = args.out / (f"seed-{seed}" if start == "seed" else f"ablation-{start}-seed-{seed}")
+            row = run(f"ablation-{name}-seed-{seed}", seed, changes, args.cores, args.out, start_dir)
+            ablation_rows.append(dict(row, name=name))
+        print_table(ablation_rows, f"Ablations on the demo, seed {seed}")
 
 if __name__ == "__main__":
     main()

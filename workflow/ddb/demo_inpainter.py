@@ -118,7 +118,7 @@ def save(components: dict, vae, unet, out_dir: Path) -> None:
                 file.replace(target)
 
 
-def train(*, seed: int = 0, n_images: int = 2000, size: int = RESOLUTION, vae_steps: int = 1200, unet_steps: int = 4000,
+def train(*, seed: int = 0, n_images: int = 2000, size: int = RESOLUTION, vae_steps: int = 800, unet_steps: int = 2500,
           batch_size: int = 32, out_dir: Path = ASSET_DIR, threads: int | None = None,
           checkpoint_every: int = 0) -> Path:
     if threads:
