@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 

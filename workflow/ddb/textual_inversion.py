@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import save_file
 from torchvision import transforms
 from tqdm.auto import tqdm

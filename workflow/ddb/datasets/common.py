@@ -246,3 +246,33 @@ def stratified_val(groups: pd.Series, order_key: pd.Series, fraction: float, see
         picked = numpy_rng(seed, "val_split", group).permutation(n)[:n_val]
         chosen[rows["position"].to_numpy()[picked]] = True
     return chosen
+
+
+def folder_manifest(table: pd.DataFrame, sample_ids: pd.Series, paths: pd.Series, *, val_from: str, options: dict,
+                    where: Path, check_images: bool, workdir: Path) -> pd.DataFrame:
+    """The shared end of the folder-layout adapters (MetaShift, ImageNet): refuse ids that clash, move a
+    seeded stratified ``options["val_fraction"]`` of split ``val_from`` to val, and build the manifest.
+
+    ``table`` has columns split, y, class_name, spurious (one row per image, in listing order).
+    """
+    duplicated = sample_ids.duplicated(keep=False)
+    if duplicated.any():
+        clash = paths[duplicated].head(4).tolist()
+        raise DDBError(where, f"files share a sample id (same name up to the extension or punctuation): {clash}",
+                       "rename or remove one of each pair")
+    group = group_names(table["class_name"], table["spurious"])
+    source = (table["split"] == val_from).to_numpy()
+    to_val = np.zeros(len(table), dtype=bool)
+    to_val[source] = stratified_val(group[source], sample_ids[source], options["val_fraction"], options["val_seed"])
+    manifest = pd.DataFrame({
+        "sample_id": sample_ids,
+        "path": paths,
+        "split": np.where(to_val, "val", table["split"].to_numpy()),
+        "y": table["y"].astype("int64"),
+        "class_name": table["class_name"],
+        "spurious": table["spurious"],
+        "group": group,
+    })
+    if check_images:
+        open_images(manifest["path"], workdir)
+    return manifest

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import DDBError
-from .common import (dataset_root, did_you_mean, group_names, list_images, manifest_path_prefix, open_images,
-                     safe_id, stratified_val, strip_suffix)
+from .common import (dataset_root, did_you_mean, folder_manifest, list_images, manifest_path_prefix, safe_id,
+                     strip_suffix)
 
 
 def class_wnids(classes: list[str], wnids: dict[str, str]) -> list[str]:
@@ -74,26 +73,5 @@ def build_manifest(cfg: dict, *, seed: int, workdir: Path) -> pd.DataFrame:
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
     sample_ids = safe_id(table["spurious"] + "_" + table["stem"])
-    duplicated = sample_ids.duplicated(keep=False)
-    if duplicated.any():
-        clash = table["path"][duplicated].head(4).tolist()
-        raise DDBError(root, f"files share a sample id (same name up to the extension or punctuation): {clash}",
-                       "rename or remove one of each pair")
-
-    group = group_names(table["class_name"], table["spurious"])
-    is_train = (table["split"] == "train").to_numpy()
-    to_val = np.zeros(len(table), dtype=bool)
-    to_val[is_train] = stratified_val(group[is_train], sample_ids[is_train], options["val_fraction"],
-                                      options["val_seed"])
-    manifest = pd.DataFrame({
-        "sample_id": sample_ids,
-        "path": table["path"],
-        "split": np.where(to_val, "val", table["split"].to_numpy()),
-        "y": table["y"].astype("int64"),
-        "class_name": table["class_name"],
-        "spurious": table["spurious"],
-        "group": group,
-    })
-    if cfg["check_images"]:
-        open_images(manifest["path"], workdir)
-    return manifest
+    return folder_manifest(table, sample_ids, table["path"], val_from="train", options=options, where=root,
+                           check_images=cfg["check_images"], workdir=workdir)

@@ -16,12 +16,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import DDBError
-from .common import (dataset_root, did_you_mean, group_names, list_folder, list_images, list_subfolders,
-                     manifest_path_prefix, open_images, safe_id, stratified_val, strip_suffix)
+from .common import (dataset_root, did_you_mean, folder_manifest, list_folder, list_images, list_subfolders,
+                     manifest_path_prefix, safe_id, strip_suffix)
 
 SPLIT_FOLDERS = ("train", "test")
 NESTED_FOLDER = "MetaDatasetCatDog"
@@ -84,26 +83,6 @@ def build_manifest(cfg: dict, *, seed: int, workdir: Path) -> pd.DataFrame:
     folder = find_dataset_folder(root)
     table = pd.concat([list_split(folder / split, split, classes) for split in SPLIT_FOLDERS], ignore_index=True)
     sample_ids = safe_id(table["split"] + "_" + table["class_name"] + "_" + table["spurious"] + "_" + table["stem"])
-    duplicated = sample_ids.duplicated(keep=False)
-    if duplicated.any():
-        clash = table["file"][duplicated].head(4).tolist()
-        raise DDBError(folder, f"files share a sample id (same name up to the extension or punctuation): {clash}",
-                       "rename or remove one of each pair")
-
-    group = group_names(table["class_name"], table["spurious"])
-    is_test = (table["split"] == "test").to_numpy()
-    to_val = np.zeros(len(table), dtype=bool)
-    to_val[is_test] = stratified_val(group[is_test], sample_ids[is_test], options["val_fraction"],
-                                     options["val_seed"])
-    manifest = pd.DataFrame({
-        "sample_id": sample_ids,
-        "path": manifest_path_prefix(cfg, workdir, folder) + "/" + table["file"],
-        "split": np.where(to_val, "val", table["split"].to_numpy()),
-        "y": table["y"].astype("int64"),
-        "class_name": table["class_name"],
-        "spurious": table["spurious"],
-        "group": group,
-    })
-    if cfg["check_images"]:
-        open_images(manifest["path"], workdir)
-    return manifest
+    paths = manifest_path_prefix(cfg, workdir, folder) + "/" + table["file"]
+    return folder_manifest(table, sample_ids, paths, val_from="test", options=options, where=folder,
+                           check_images=cfg["check_images"], workdir=workdir)

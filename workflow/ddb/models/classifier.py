@@ -85,7 +85,7 @@ def import_classifier(path: str | Path, arch: str, num_classes: int, config_key:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise DDBError(str(path), f"does not fit a {arch} with {num_classes} classes: {str(error)[:300]}",
-                       f"set classifier.arch to the checkpoint's architecture") from error
+                       "set classifier.arch to the checkpoint's architecture") from error
     return model
 
 
