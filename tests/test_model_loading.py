@@ -263,7 +263,7 @@ def test_text_prompted_masking_in_batches_equals_one_at_a_time(generation_inputs
     """Five images in batches of four leave a last batch of one image: the tiny detector must take it."""
     sources, _, _ = generation_inputs
     cfg = {"masker": "grounded_sam", "mask_dir": None, "prompt": "bird.", "detector": "tiny", "segmenter": "tiny",
-           "box_threshold": 0.0, "text_threshold": 0.0, "dilate": 0}
+           "box_threshold": 0.0, "text_threshold": 0.0, "dilate": 0, "shape": "silhouette"}
     masker = make_masker(cfg, seed=SEED, device="cpu")
     shards = {}
     for batch_size in (4, 1):

@@ -43,6 +43,9 @@ def run_step(function):
                 print(f"\n{message}\n  (rule {snakemake.rule}, log {log_path})\n", file=terminal, flush=True)
                 sys.exit(1)
             finally:
+                # a step run in-process (tests) must leave no state behind for the next one
+                set_job_fingerprint(None)
+                logging.getLogger("ddb").removeHandler(to_terminal)
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
     return wrapper
