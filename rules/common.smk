@@ -7,6 +7,10 @@ from pathlib import Path
 PACKAGE_ROOT = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(PACKAGE_ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")])
+# OpenMP threads that wait by sleeping, not spinning: when a job's torch threads share cores with other
+# jobs (several side by side, a busy machine), spinning made CPU steps up to ~60x slower; the numbers
+# do not change. Read when torch loads, so it must be in the job's environment; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402

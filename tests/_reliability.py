@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", "results", "logs", ".snakemake", ".pytest_cache", "__pycache__",
@@ -108,3 +109,16 @@ def inpaint(generation: dict, pipeline, folder: Path, rows=None, mask_index=None
                          source_y=0, target_y=1, target_class="waterbird", prompt="a photo of a <waterbird> bird",
                          inpainting_cfg={**generation["cfg"]["inpainting"], "batch_size": batch_size}, seed=0,
                          tar_path=folder / "shard.tar", index_path=folder / "shard.parquet")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """In-process generation with one torch thread: this test process's OpenMP threads spin while they
+    wait (the workflow's jobs get OMP_WAIT_POLICY=PASSIVE, a process that has loaded torch cannot), which
+    on a busy machine made these tests ~50x slower. Results here never depend on the thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

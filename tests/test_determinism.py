@@ -15,7 +15,7 @@ import re
 import pytest
 from conftest import run_snakemake, small_config, write_config
 
-from _reliability import artifacts, assert_same_artifact, inpaint, make_generation
+from _reliability import artifacts, assert_same_artifact, inpaint, make_generation, one_torch_thread  # noqa: F401
 
 SHARD_RULES = {"mask", "inpaint", "ig_score"}
 
@@ -54,6 +54,7 @@ def test_second_run_from_scratch_with_shards_side_by_side_is_identical(demo_run,
         assert_same_artifact(second, demo_run / "results" / name)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_shard_count_changes_no_generated_image(tmp_path):
     """Seeds come from (global seed, target class, sample id): splitting 6 sources into 1, 2 or 3 shards
     (batches of 4, hence differently composed batches) gives the same PNG bytes per sample."""

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, SMALL_DEMO, planned_jobs, run_snakemake, small_config, write_config
 
-from _reliability import changed_files, inpaint, make_generation, snapshot
+from _reliability import changed_files, inpaint, make_generation, one_torch_thread, snapshot  # noqa: F401
 
 SHARD = "results/demo/inpaint/landbird_to_waterbird/shard-0"
 # 25 denoising steps, one image per batch: about a second per image, so the test can kill the job
@@ -124,6 +124,7 @@ class Pipeline:
         return self.pipeline(**kwargs)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_interrupted_shard_resumes_from_its_last_image_and_equals_an_uninterrupted_one(generation, tmp_path,
                                                                                          capsys):
     uninterrupted = inpaint(generation, Pipeline(generation["pipeline"]), tmp_path / "a")
@@ -145,6 +146,7 @@ def test_interrupted_shard_resumes_from_its_last_image_and_equals_an_uninterrupt
     assert (folder / "shard.parquet").read_bytes() == (tmp_path / "a" / "shard.parquet").read_bytes()
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_checkpoints_of_a_job_with_other_settings_are_discarded(generation, tmp_path, capsys):
     from ddb import io
 
