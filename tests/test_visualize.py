@@ -47,12 +47,11 @@ def verdicts(workdir: Path, pair: str) -> pd.DataFrame:
     return pd.read_parquet(workdir / "results" / "demo" / "prune" / f"{pair}.parquet")
 
 
-def test_only_visualize_ran_and_quickly(visualized):
+def test_visualize_ran_cleanly(visualized):
     workdir, seconds = visualized
     log = (workdir / "logs" / "visualize" / "demo.log").read_text()
     assert "pairs:" in log and "Traceback" not in log
-    # the whole snakemake call (DAG, torch import, IG on 16 images, drawing); the rule itself is < 30 s
-    assert seconds < 90, seconds
+    # a figure, not a pass/fail: speed goals live in benchmarks/
     print(f"snakemake visualize on the demo: {seconds:.1f} s")
 
 
