@@ -84,10 +84,16 @@ DEFAULT_RESOURCES = {
 LIGHT_RESOURCES = {"mem_mb": 4000, "runtime": 30, "threads": 1}
 
 
-def rule_resources(rule):
-    """gpu, gpu_model, mem_mb, runtime for ``rule``: built-in defaults, overridden by config resources.rules."""
+def configured_resources(rule):
+    """gpu, mem_mb, runtime, threads for ``rule``: built-in defaults, overridden by config resources.rules."""
     merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
     merged.update(config["resources"]["rules"].get(rule, {}))
+    return merged
+
+
+def rule_resources(rule):
+    """The Snakemake resources of ``rule`` (gpu_model added where it asks for a GPU)."""
+    merged = configured_resources(rule)
     # torch's intra-op thread count changes float results on a CPU, and Snakemake lowers `threads` to
     # --cores: scripts compute with this configured count instead (ddb.scripting.compute_threads).
     merged["cpu_threads"] = merged.pop("threads")
@@ -97,9 +103,7 @@ def rule_resources(rule):
 
 
 def rule_threads(rule):
-    merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
-    merged.update(config["resources"]["rules"].get(rule, {}))
-    return merged["threads"]
+    return configured_resources(rule)["threads"]
 
 
 # ---- job grouping on a cluster (ignored by a local run). With resources.group_generation, the

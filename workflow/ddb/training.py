@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -56,12 +55,3 @@ def seeded_loader(dataset, batch_size: int, seed: int, sampler=None, num_workers
 
 def train_sizes_of(manifest: pd.DataFrame) -> dict[str, int]:
     return manifest[manifest["split"] == "train"].groupby("group").size().astype(int).to_dict()
-
-
-def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
-def to_numpy_image(tensor: torch.Tensor) -> np.ndarray:
-    return (tensor.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..io import ImageShard, load_image
+from ..io import load_image
 from .balancing import class_balanced_weights
 
 
@@ -36,10 +36,6 @@ def open_image(source) -> Image.Image:
         shard, sample_id = source
         return shard.image(sample_id).convert("RGB")
     return load_image(source)
-
-
-def open_shards(paths: Sequence[str]) -> dict[str, ImageShard]:
-    return {str(p): ImageShard(p) for p in paths}
 
 
 def class_balanced_sampler(labels: Sequence[int], seed: int) -> torch.utils.data.WeightedRandomSampler:
