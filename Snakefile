@@ -24,5 +24,10 @@ rule all:
     default_target: True
 
 
+# On a SLURM cluster: stop before submitting a job that no node of its partition can hold.
+onstart:
+    check_cluster_requests()
+
+
 onsuccess:
     print_eval_summaries()

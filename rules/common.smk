@@ -1,4 +1,5 @@
 import hashlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ STEP_MODULES = {
     "select_low_loss": ["low_loss.py", "training.py", "models/classifier.py", "datasets/loading.py"],
     "mean_softmax": ["low_loss.py"],
     "mask": ["masking.py", "models/segmentation.py", "models/loading.py"],
-    "inpaint": ["inpainting.py", "models/diffusion.py", "models/loading.py"],
+    "inpaint": ["inpainting.py", "masking.py", "models/diffusion.py", "models/loading.py"],
     "ig_score": ["ig_scoring.py", "models/classifier.py"],
     "prune": ["pruning.py"],
     "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
@@ -84,26 +85,81 @@ DEFAULT_RESOURCES = {
 LIGHT_RESOURCES = {"mem_mb": 4000, "runtime": 30, "threads": 1}
 
 
-def configured_resources(rule):
-    """gpu, mem_mb, runtime, threads for ``rule``: built-in defaults, overridden by config resources.rules."""
+# The GPU rules' partition, where GPUs have their own (docs/cluster.md). Chosen here rather than in the
+# profile's set-resources, which `--set-resources` on the command line would replace as a whole.
+GPU_PARTITION = os.environ.get("DDB_SLURM_GPU_PARTITION", "").strip()
+COMMON_PARTITION = (os.environ.get("DDB_SLURM_PARTITION", "").strip()
+                    or os.environ.get("SBATCH_PARTITION", "").strip() or None)
+
+
+def configured_resources(rule, ds=None):
+    """gpu, mem_mb, runtime, threads for ``rule``: the built-in defaults, overridden by config
+    resources.rules, then for dataset ``ds`` by its own `resources`: `scale` multiplies mem_mb and runtime,
+    `max` caps every value, `rules` sets the rule's values outright."""
     merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
     merged.update(config["resources"]["rules"].get(rule, {}))
+    if ds is not None:
+        own = DATASETS[ds]["resources"]
+        for key in ("mem_mb", "runtime"):
+            merged[key] = max(1, math.ceil(round(merged[key] * own["scale"], 6)))
+        for key, cap in own["max"].items():
+            if key in merged:
+                merged[key] = min(merged[key], cap)
+        merged.update(own["rules"].get(rule, {}))
     return merged
 
 
-def rule_resources(rule):
-    """The Snakemake resources of ``rule`` (gpu_model added where it asks for a GPU)."""
-    merged = configured_resources(rule)
+def job_resources(rule, ds):
+    """The Snakemake resources of a job of ``rule`` for dataset ``ds`` (gpu_model added where it asks for
+    a GPU)."""
+    merged = configured_resources(rule, ds)
     # torch's intra-op thread count changes float results on a CPU, and Snakemake lowers `threads` to
     # --cores: scripts compute with this configured count instead (ddb.scripting.compute_threads).
     merged["cpu_threads"] = merged.pop("threads")
     if merged.get("gpu"):
         merged["gpu_model"] = config["resources"]["gpu_model"]
+        if GPU_PARTITION:
+            merged["slurm_partition"] = GPU_PARTITION
     return merged
 
 
+def per_dataset(values):
+    """``values`` (dataset -> value) as a rule's threads or resource: the value itself where every dataset
+    agrees, else a function of the job's wildcards (Snakemake declares resources per rule, not per job)."""
+    if len({repr(v) for v in values.values()}) == 1:
+        return next(iter(values.values()))
+    return lambda wildcards: values[wildcards.ds]
+
+
+def rule_resources(rule):
+    """The Snakemake resources of ``rule``, each job's from its dataset (a missing one is dropped, except
+    a GPU-less job's partition where the GPU rules have their own)."""
+    jobs = {ds: job_resources(rule, ds) for ds in DATASETS}
+    names = dict.fromkeys(name for resources in jobs.values() for name in resources)
+    fallback = {"slurm_partition": COMMON_PARTITION}
+    return {name: per_dataset({ds: resources.get(name, fallback.get(name)) for ds, resources in jobs.items()})
+            for name in names}
+
+
 def rule_threads(rule):
-    return configured_resources(rule)["threads"]
+    return per_dataset({ds: configured_resources(rule, ds)["threads"] for ds in DATASETS})
+
+
+def check_cluster_requests():
+    """With the slurm executor (not a dry run: onstart runs only before real jobs), stop before anything is
+    submitted if a planned job asks for more CPUs, memory or GPUs than any node of its partition has:
+    SLURM would keep it PENDING for ever without a word (ddb.cluster)."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm" or workflow.dryrun or not workflow.is_main_process:
+        return
+    from ddb.cluster import check_planned_jobs
+
+    try:
+        checked = check_planned_jobs(workflow.dag.needrun_jobs(), warn=logger.warning)
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
+    if checked:
+        logger.info(f"ddb: the {checked} SLURM jobs planned fit the nodes of their partitions (sinfo)")
 
 
 # ---- job grouping on a cluster (ignored by a local run). With resources.group_generation, the

@@ -3,7 +3,8 @@ rule prepare_dataset:
         manifest=f"{R}/{{ds}}/data/manifest.parquet",
         groups=f"{R}/{{ds}}/data/groups.parquet",
     params:
-        cfg=dataset_section("format", "root", "classes", "check_images", "synthetic", "celeba", "metashift", "imagenet"),
+        cfg=dataset_section("format", "root", "classes", "check_images", "minority_groups", "class_balance",
+                            "synthetic", "celeba", "metashift", "imagenet"),
         seed=config["seed"],
         allow_root_change=config["allow_root_change"],
         code=code_version("prepare_dataset"),

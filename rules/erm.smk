@@ -11,7 +11,7 @@ rule train_erm:
         model=f"{R}/{{ds}}/erm/model.pt",
         history=f"{R}/{{ds}}/erm/history.parquet",
     params:
-        cfg=dataset_section("classes", "classifier", "erm", "class_balanced"),
+        cfg=dataset_section("classes", "classifier", "erm", "class_balance"),
         seed=config["seed"],
         code=code_version("train_erm"),
     log:

@@ -6,7 +6,7 @@ rule textual_inversion:
         samples=f"{R}/{{ds}}/textual_inversion/{{cls}}/samples.parquet",
         loss=f"{R}/{{ds}}/textual_inversion/{{cls}}/loss.parquet",
     params:
-        cfg=dataset_section("classes", "textual_inversion"),
+        cfg=dataset_section("classes", "minority_groups", "textual_inversion"),
         seed=config["seed"],
         code=code_version("textual_inversion"),
     log:
@@ -18,14 +18,22 @@ rule textual_inversion:
         "../scripts/textual_inversion.py"
 
 
+def generation_low_loss(wildcards):
+    """D_i, the low-loss table of the source class, where the sources are D_i (Algorithm 1)."""
+    if DATASETS[wildcards.ds]["generation"]["sources"] != "low_loss":
+        return []
+    return expand(rules.select_low_loss.output[0], ds=wildcards.ds, cls=wildcards.src)
+
+
 rule mask:
     input:
         manifest=rules.prepare_dataset.output.manifest,
+        low_loss=generation_low_loss,
     output:
         tar=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.tar",
         index=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.parquet",
     params:
-        cfg=dataset_section("classes", "masking", "generation"),
+        cfg=dataset_section("classes", "minority_groups", "masking", "generation"),
         seed=config["seed"],
         code=code_version("mask"),
     log:
@@ -50,12 +58,13 @@ rule inpaint:
         manifest=rules.prepare_dataset.output.manifest,
         masks=rules.mask.output.tar,
         mask_index=rules.mask.output.index,
+        low_loss=generation_low_loss,
         token=learned_token,
     output:
         tar=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.tar",
         index=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
     params:
-        cfg=dataset_section("classes", "inpainting", "generation"),
+        cfg=dataset_section("classes", "minority_groups", "inpainting", "generation"),
         textual_inversion=lambda wc: ti_enabled(wc.ds),
         seed=config["seed"],
         code=code_version("inpaint"),

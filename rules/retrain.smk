@@ -22,7 +22,7 @@ rule retrain:
         model=f"{R}/{{ds}}/retrain/model.pt",
         history=f"{R}/{{ds}}/retrain/history.parquet",
     params:
-        cfg=dataset_section("classes", "classifier", "retrain", "class_balanced"),
+        cfg=dataset_section("classes", "classifier", "retrain", "class_balance"),
         seed=config["seed"],
         code=code_version("retrain"),
     log:

@@ -12,7 +12,7 @@ def main(snakemake):
     models = {"erm": load_classifier(snakemake.input.erm, device())[0],
               "ddb": load_classifier(snakemake.input.ddb, device())[0]}
     report, table = evaluate_models(models, manifest, cfg["classifier"]["image_size"], cfg["retrain"]["batch_size"],
-                                    device(), snakemake.wildcards.ds)
+                                    device(), snakemake.wildcards.ds, cfg["classifier"]["transform"])
     print(format_comparison(report))
     write_parquet(table, snakemake.output.table)
     write_json(report, snakemake.output.json)

@@ -13,7 +13,7 @@ def main(snakemake):
     scores = score_shard(model, read_parquet(snakemake.input.index), ImageShard(snakemake.input.generated),
                          ImageShard(snakemake.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
                          image_size=cfg["classifier"]["image_size"],
-                         ig_cfg=cfg["ig"], device=device())
+                         ig_cfg=cfg["ig"], device=device(), transform=cfg["classifier"]["transform"])
     write_parquet(scores, snakemake.output[0])
 
 

@@ -1,7 +1,7 @@
 """Rule inpaint: one shard of class src redrawn as class dst."""
 from ddb.inpainting import inpaint_shard, prompt_for, torch_dtype
 from ddb.io import ImageShard, read_parquet
-from ddb.masking import generation_sources, shard_rows
+from ddb.masking import shard_rows, step_sources
 from ddb.models.diffusion import load_inpaint_pipeline
 from ddb.scripting import device, run_step
 
@@ -12,8 +12,8 @@ def main(snakemake):
     inpainting_cfg = cfg["inpainting"]
     src, dst = cfg["classes"].index(wc.src), cfg["classes"].index(wc.dst)
     manifest = read_parquet(snakemake.input.manifest)
-    rows = shard_rows(generation_sources(manifest, src, cfg["generation"], seed=seed), int(wc.n),
-                      cfg["generation"]["shards"])
+    sources = step_sources(manifest, cfg, wc.src, seed=seed, low_loss_path=(snakemake.input.low_loss or [None])[0])
+    rows = shard_rows(sources, int(wc.n), cfg["generation"]["shards"])
     pipeline = load_inpaint_pipeline(inpainting_cfg["model"], seed=seed, device=device(),
                                      dtype=torch_dtype(inpainting_cfg["dtype"], device()),
                                      scheduler=inpainting_cfg["scheduler"],
@@ -26,7 +26,7 @@ def main(snakemake):
     index = inpaint_shard(pipeline, rows, ImageShard(snakemake.input.masks), read_parquet(snakemake.input.mask_index),
                           source_y=src, target_y=dst, target_class=wc.dst, prompt=prompt,
                           inpainting_cfg=inpainting_cfg, seed=seed, tar_path=snakemake.output.tar,
-                          index_path=snakemake.output.index)
+                          index_path=snakemake.output.index, per_source=cfg["generation"]["per_source"])
     print(f"{int(index['has_image'].sum())} of {len(index)} images generated")
 
 

@@ -1,6 +1,6 @@
 """Rule mask: masks of one shard of one source class."""
 from ddb.io import read_parquet
-from ddb.masking import generation_sources, make_masker, mask_shard, shard_rows
+from ddb.masking import make_masker, mask_shard, shard_rows, step_sources
 from ddb.scripting import device, run_step
 
 
@@ -8,7 +8,8 @@ from ddb.scripting import device, run_step
 def main(snakemake):
     cfg, seed = snakemake.params.cfg, snakemake.params.seed
     manifest = read_parquet(snakemake.input.manifest)
-    sources = generation_sources(manifest, cfg["classes"].index(snakemake.wildcards.src), cfg["generation"], seed=seed)
+    sources = step_sources(manifest, cfg, snakemake.wildcards.src, seed=seed,
+                           low_loss_path=(snakemake.input.low_loss or [None])[0])
     rows = shard_rows(sources, int(snakemake.wildcards.n), cfg["generation"]["shards"])
     masker = make_masker(cfg["masking"], seed=seed, device=device())
     index = mask_shard(rows, masker, cfg["masking"], snakemake.output.tar, snakemake.output.index)

@@ -11,8 +11,13 @@ from ddb.scripting import run_step
 def main(snakemake):
     name = snakemake.wildcards.ds
     manifest = build_manifest(name, snakemake.params.cfg, seed=snakemake.params.seed)
-    print(f"{name}: {len(manifest)} images\n{format_group_table(manifest)}", flush=True)
-    write_parquet(group_split_table(manifest).reset_index(), snakemake.output.groups)
+    minority = snakemake.params.cfg["minority_groups"]
+    print(f"{name}: {len(manifest)} images\n{format_group_table(manifest, minority)}", flush=True)
+    if snakemake.params.cfg["class_balance"] == "subsample":
+        print(f"class_balance: subsample: {int((manifest['split'] == 'excluded').sum())} training images left out "
+              "(split 'excluded'), every class now has "
+              f"{int((manifest['split'] == 'train').sum()) // len(snakemake.params.cfg['classes'])} training images")
+    write_parquet(group_split_table(manifest, minority).reset_index(names="group"), snakemake.output.groups)
     write_parquet(manifest, snakemake.output.manifest)
     Path(snakemake.output.manifest).with_name("root.txt").write_text(snakemake.params.cfg["root"] + "\n")
 

@@ -24,7 +24,7 @@ def main(snakemake):
     model, history = retrain(erm_model, manifest, generated, cfg, seed=snakemake.params.seed, device=device())
     write_parquet(history, snakemake.output.history)
     save_classifier(model, snakemake.output.model, arch=cfg["classifier"]["arch"], classes=cfg["classes"],
-                    image_size=cfg["classifier"]["image_size"])
+                    image_size=cfg["classifier"]["image_size"], transform=cfg["classifier"]["transform"])
 
 
 main(snakemake)

@@ -12,9 +12,14 @@ def main(snakemake):
     manifest = read_parquet(snakemake.input.manifest)
     rows = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
     model, _ = load_classifier(snakemake.input.model, device())
-    losses = per_sample_losses(model, rows, cfg["classifier"]["image_size"], cfg["low_loss"]["batch_size"], device())
-    selected = select_low_loss(losses, cfg["low_loss"]["k"])
-    print(f"{snakemake.wildcards.cls}: kept {len(selected)} of {len(losses)} (K={cfg['low_loss']['k']}), "
+    losses = per_sample_losses(model, rows, cfg["classifier"]["image_size"], cfg["low_loss"]["batch_size"], device(),
+                               cfg["classifier"]["transform"])
+    k = cfg["low_loss"]["k"][y]
+    selected = select_low_loss(losses, k)
+    if len(losses) < k:
+        print(f"warning: {snakemake.wildcards.cls} has {len(losses)} training images, fewer than K={k}: "
+              f"all of them are kept (lower low_loss.k to silence this)")
+    print(f"{snakemake.wildcards.cls}: kept {len(selected)} of {len(losses)} (K={k}), "
           f"loss {selected['loss'].min():.4f}..{selected['loss'].max():.4f}")
     write_parquet(selected, snakemake.output[0])
 

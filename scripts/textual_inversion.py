@@ -1,4 +1,5 @@
 """Rule textual_inversion: the learned token of one class."""
+from ddb.config import minority_group_name
 from ddb.io import read_parquet, write_parquet
 from ddb.models.diffusion import load_text_to_image_components
 from ddb.scripting import device, run_step
@@ -10,7 +11,8 @@ def main(snakemake):
     cfg, name, cls = snakemake.params.cfg, snakemake.wildcards.ds, snakemake.wildcards.cls
     ti_cfg, seed = cfg["textual_inversion"], snakemake.params.seed
     manifest = read_parquet(snakemake.input.manifest)
-    images = choose_images(manifest, cfg["classes"].index(cls), ti_cfg, seed=seed, name=name)
+    y = cfg["classes"].index(cls)
+    images = choose_images(manifest, y, ti_cfg, seed=seed, name=name, minority_group=minority_group_name(cfg, y))
     components = load_text_to_image_components(ti_cfg["model"], seed=seed,
                                                config_key=f"datasets.{name}.textual_inversion.model")
     learned, losses = learn_token(components, images, cls, ti_cfg, seed=seed, device=device(), name=name)

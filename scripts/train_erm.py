@@ -13,7 +13,7 @@ def main(snakemake):
                                name=snakemake.wildcards.ds)
     write_parquet(history, snakemake.output.history)
     save_classifier(model, snakemake.output.model, arch=cfg["classifier"]["arch"], classes=cfg["classes"],
-                    image_size=cfg["classifier"]["image_size"])
+                    image_size=cfg["classifier"]["image_size"], transform=cfg["classifier"]["transform"])
 
 
 main(snakemake)

@@ -21,6 +21,7 @@ def main(snakemake):
         Path(snakemake.input.manifest).parents[1], Path(snakemake.output.eval_html).parent,
         classes=cfg["classes"], pairs=[tuple(p) for p in params.pairs], image_size=cfg["classifier"]["image_size"],
         resolution=cfg["inpainting"]["resolution"], ig_cfg=cfg["ig"], seed=params.seed,
+        transform=cfg["classifier"]["transform"],
         rows_per_pair=params.rows_per_pair, gallery_per_side=params.gallery_per_side, device=device(),
         mask_tars=by_folder(snakemake.input.masks), generated_tars=by_folder(snakemake.input.generated),
         score_tables=by_folder(snakemake.input.scores))

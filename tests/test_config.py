@@ -14,7 +14,7 @@ def test_format_and_root_suffice_and_defaults_are_filled():
     demo = config["datasets"]["demo"]
     assert config["seed"] == 0 and config["results"] == "results" and config["targets"] == ["demo"]  # all datasets
     assert demo["classes"] == ["landbird", "waterbird"]
-    assert demo["low_loss"]["k"] == 300
+    assert demo["low_loss"]["k"] == [300, 300]  # one per class
     assert demo["inpainting"]["steps"] == 50 and demo["inpainting"]["guidance_scale"] == 7.5
     assert demo["prune"] == {"enabled": True, "thresholds": [1.0, 1.0]}
     assert demo["textual_inversion"]["enabled"] is True

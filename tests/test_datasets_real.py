@@ -271,6 +271,17 @@ def write_single(root: Path, table: pd.DataFrame, split_words: bool = False) -> 
     single.to_csv(root / "metadata.csv", index=False)
 
 
+def write_authors(root: Path, table: pd.DataFrame, kaggle_beside: bool) -> None:
+    """The DDB authors' layout: celeba_split.csv (image_id, Blond_Hair, Male as 0/1, split 0/1/2), with
+    Kaggle's attribute CSV beside it or not (never Kaggle's partition file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"image_id": table["image_id"], "Blond_Hair": (table["Blond_Hair"] == 1).astype(int),
+                  "Male": (table["Male"] == 1).astype(int), "split": table["partition"]}).to_csv(
+        root / "celeba_split.csv", index=False)
+    if kaggle_beside:
+        table[["image_id", *CELEBA_ATTRIBUTES]].to_csv(root / "list_attr_celeba.csv", index=False)
+
+
 def write_celeba_images(folder: Path, table: pd.DataFrame) -> None:
     for number, image_id in enumerate(table["image_id"]):
         write_image(folder / image_id, number)
@@ -283,6 +294,10 @@ CELEBA_LAYOUTS = {
     "mirror_nested": (write_mirror, "img_align_celeba/img_align_celeba"),
     "single_csv": (write_single, "img_align_celeba"),
     "single_csv_split_words": (lambda root, table: write_single(root, table, split_words=True), "img_align_celeba"),
+    "authors": (lambda root, table: write_authors(root, table, kaggle_beside=False),
+                "img_align_celeba/img_align_celeba"),
+    "authors_with_kaggle_attributes": (lambda root, table: write_authors(root, table, kaggle_beside=True),
+                                       "img_align_celeba/img_align_celeba"),
 }
 
 
@@ -297,7 +312,7 @@ def make_celeba(root: Path, layout: str) -> tuple[pd.DataFrame, Path]:
 @pytest.mark.parametrize("layout", sorted(CELEBA_LAYOUTS))
 def test_celeba_rows(tmp_path, layout):
     table, image_folder = make_celeba(tmp_path / "celeba", layout)
-    manifest = build("celeba", tmp_path / "celeba")
+    manifest = build("celeba", tmp_path / "celeba", class_balance="none")  # the published splits, as read
     assert rows_of(manifest) == celeba_expected(table, image_folder)
     sizes = manifest.groupby(["split", "group"]).size()
     assert sizes[("train", "blond_male")] == 1 and sizes[("train", "non_blond_female")] == 3
@@ -312,7 +327,7 @@ def test_celeba_official_archive_subfolders(tmp_path):
     (root / "Eval").mkdir()
     (root / "Anno" / "list_eval_partition.txt").rename(root / "Eval" / "list_eval_partition.txt")
     write_celeba_images(root / "Img" / "img_align_celeba", table)
-    manifest = build("celeba", root)
+    manifest = build("celeba", root, class_balance="none")
     assert rows_of(manifest) == celeba_expected(table, root / "Img" / "img_align_celeba")
 
 
@@ -320,7 +335,7 @@ def test_celeba_partition_in_another_order(tmp_path):
     table, image_folder = make_celeba(tmp_path, "published")
     lines = (tmp_path / "list_eval_partition.txt").read_text().splitlines()
     (tmp_path / "list_eval_partition.txt").write_text("\n".join(reversed(lines)) + "\n")
-    assert rows_of(build("celeba", tmp_path)) == celeba_expected(table, image_folder)
+    assert rows_of(build("celeba", tmp_path, class_balance="none")) == celeba_expected(table, image_folder)
 
 
 def test_celeba_other_attributes(tmp_path):
@@ -470,10 +485,10 @@ def test_celeba_truncated_image_with_check_images(tmp_path):
         build("celeba", tmp_path, check_images=True)
 
 
-def test_celeba_class_balanced_option_leaves_manifest_unchanged(tmp_path):
+def test_celeba_reweight_option_leaves_manifest_unchanged(tmp_path):
     make_celeba(tmp_path, "published")
-    plain = build("celeba", tmp_path)
-    balanced = build("celeba", tmp_path, class_balanced=True)
+    plain = build("celeba", tmp_path, class_balance="none")
+    balanced = build("celeba", tmp_path, class_balance="reweight")
     pd.testing.assert_frame_equal(plain, balanced)
 
 
@@ -687,7 +702,7 @@ def test_paper_dataset_entries_validate():
     assert (waterbirds["retrain"]["batch_size"], waterbirds["retrain"]["lr"], waterbirds["retrain"]["gammas"],
             waterbirds["prune"]["thresholds"]) == (32, 5e-6, [6, 10], [1, 1])
     assert (celeba["retrain"]["batch_size"], celeba["retrain"]["lr"], celeba["retrain"]["gammas"],
-            celeba["prune"]["thresholds"], celeba["class_balanced"]) == (64, 1e-5, [2, 7], [2, 0.3], True)
+            celeba["prune"]["thresholds"], celeba["class_balance"]) == (64, 1e-5, [2, 7], [2, 0.3], "subsample")
     assert (metashift["retrain"]["batch_size"], metashift["retrain"]["lr"], metashift["retrain"]["gammas"],
             metashift["prune"]["thresholds"]) == (16, 5e-5, [1, 4], [0.3, 2])
     assert (imagenet_a["retrain"]["batch_size"], imagenet_a["retrain"]["lr"], imagenet_a["retrain"]["gammas"],

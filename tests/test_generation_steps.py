@@ -12,6 +12,7 @@ from ddb.errors import DDBError
 from ddb.ig_scoring import attribute, score_shard
 from ddb.inpainting import generated_id, inpaint_shard, prompt_for
 from ddb.io import ImageShard, process_shard
+from ddb.config import minority_group_name
 from ddb.masking import FilesMasker, generation_sources, mask_shard, shard_rows
 from ddb.models.classifier import build_classifier
 from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_components
@@ -36,7 +37,8 @@ def demo(tmp_path_factory):
 
 def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(demo, tmp_path):
     cfg, manifest, _ = demo
-    images = choose_images(manifest, 1, cfg["textual_inversion"], seed=0, name="demo")
+    images = choose_images(manifest, 1, cfg["textual_inversion"], seed=0, name="demo",
+                           minority_group=minority_group_name(cfg, 1))
     assert len(images) == 2 and set(images["group"]) == {"waterbird_land"}  # the minority group
     components = load_text_to_image_components("tiny", seed=0)
     before = components["text_encoder"].get_input_embeddings().weight.detach().clone()
@@ -59,7 +61,7 @@ def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
     asked = {**cfg["textual_inversion"], "num_images": 50}
     with pytest.raises(DDBError, match=r"(?s)textual_inversion\.num_images.*asks for 50 images but the minority group "
                                        r"'waterbird_land' has only 3.*set num_images to at most 3"):
-        choose_images(manifest, 1, asked, seed=0, name="demo")
+        choose_images(manifest, 1, asked, seed=0, name="demo", minority_group="waterbird_land")
 
 
 def generate_pair(cfg, manifest, tmp_path, shards, seed=0):

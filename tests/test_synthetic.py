@@ -3,7 +3,7 @@ from PIL import Image
 
 from ddb.config import validate_config
 from ddb.datasets import build_manifest
-from ddb.datasets.manifest import group_split_table, minority_groups
+from ddb.datasets.manifest import group_split_table, smallest_groups
 from ddb.datasets.synthetic import draw_sample, split_counts
 
 
@@ -26,7 +26,7 @@ def test_manifest_groups_splits_and_masks(tmp_path):
     assert table["train"].to_dict() == {"landbird_land": 294, "landbird_water": 15,
                                           "waterbird_land": 5, "waterbird_water": 86}
     assert set(table["val"]) == {5} and set(table["test"]) == {7}
-    assert minority_groups(manifest) == {0: "landbird_water", 1: "waterbird_land"}
+    assert smallest_groups(manifest) == {0: "landbird_water", 1: "waterbird_land"}
     row = manifest.iloc[0]
     image, mask = np.asarray(Image.open(row["path"])), np.asarray(Image.open(row["mask_path"]))
     assert image.shape == (48, 48, 3) and mask.shape == (48, 48)

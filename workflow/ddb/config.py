@@ -31,6 +31,85 @@ FORMAT_CLASSES = {
 # Sections that accept `false` as a shorthand for {enabled: false} (the paper's ablations).
 SWITCHABLE_SECTIONS = ("textual_inversion", "prune")
 
+# What an entry with only `format` and `root` gets, on top of the schema's defaults: the paper's setting
+# for its datasets (method.md, "Decisions for the real datasets" and Table 5), the demo's own for
+# `synthetic`. A key the entry sets always wins. Minority groups are spurious values in class-index order
+# (the group whose spurious value goes with the *other* class); None: the class has no minority group in
+# training (MetaShift's contexts are all majority ones, ImageNet's groups are its classes).
+FORMAT_DEFAULTS = {
+    "synthetic": {
+        "minority_groups": ["water", "land"],
+        "classifier": {"transform": "stretch"},
+        "generation": {"sources": "all"},
+        "inpainting": {"paste_back": True},
+    },
+    "waterbirds": {
+        "minority_groups": ["water", "land"],
+        "classifier": {"transform": "resize_center_crop"},
+        "textual_inversion": {"initializer_token": "bird", "templates": ["a photo of a {} bird"]},
+        "masking": {"prompt": "bird."},
+        "inpainting": {"prompt": "a photo of a {} bird"},
+        "prune": {"thresholds": [1, 1]},
+        "retrain": {"batch_size": 32, "lr": 5.0e-6, "gammas": [6, 10]},
+    },
+    "celeba": {
+        # supplementary §2.2: the non-blond token "was trained on a dataset of non-blond women"
+        "minority_groups": ["female", "male"],
+        "class_balance": "subsample",
+        "classifier": {"transform": "center_crop_resize"},
+        "textual_inversion": {"initializer_token": "hair", "templates": ["a photo of a person with {} hair"]},
+        "masking": {"prompt": "hair"},
+        "inpainting": {"prompt": "a photo of a person with {} hair"},
+        "prune": {"thresholds": [2, 0.3]},
+        "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7]},
+    },
+    "metashift": {
+        "minority_groups": [None, None],
+        "classifier": {"transform": "resize_center_crop"},
+        "textual_inversion": {"initializer_token": "animal", "templates": ["a photo of a {} animal"]},
+        "masking": {"prompt": "animal."},
+        "inpainting": {"prompt": "a photo of a {} animal"},
+        "prune": {"thresholds": [0.3, 2]},
+        "retrain": {"batch_size": 16, "lr": 5.0e-5, "gammas": [1, 4]},
+    },
+    "imagenet": {
+        "minority_groups": [None, None],
+        "classifier": {"transform": "resize_shorter_center_crop"},
+    },
+}
+# The CelebA minority groups above name the values of the `Male` attribute; another spurious attribute
+# has no paper default, so its entry must name its minority groups (or null for none).
+CELEBA_DEFAULT_SPURIOUS = "Male"
+# Keys that were renamed, with the fix (an old config stops with this instead of "unknown key").
+RENAMED_KEYS = {
+    "class_balanced": "class_balanced was replaced by class_balance: `class_balance: reweight` (what "
+                      "`class_balanced: true` did), `subsample` (the paper's CelebA setting) or `none`",
+}
+
+
+def _merge_defaults(entry: dict, defaults: dict) -> None:
+    """Fill ``entry`` with ``defaults`` where it sets nothing, section by section (``entry`` wins)."""
+    for key, value in defaults.items():
+        if key not in entry:
+            entry[key] = copy.deepcopy(value)
+        elif isinstance(entry[key], dict) and isinstance(value, dict):
+            _merge_defaults(entry[key], value)
+
+
+def _apply_format_defaults(name: str, dataset: dict, source: str) -> None:
+    for key, fix in RENAMED_KEYS.items():
+        if key in dataset:
+            raise DDBError(f"{source}: datasets.{name}.{key}", "is no longer a key", fix)
+    for section in SWITCHABLE_SECTIONS:
+        if isinstance(dataset.get(section), bool):
+            dataset[section] = {"enabled": dataset[section]}
+    defaults = copy.deepcopy(FORMAT_DEFAULTS.get(dataset.get("format"), {}))
+    if (dataset.get("format") == "celeba"
+            and (dataset.get("celeba") or {}).get("spurious_attribute", CELEBA_DEFAULT_SPURIOUS)
+            != CELEBA_DEFAULT_SPURIOUS):
+        defaults.pop("minority_groups")
+    _merge_defaults(dataset, defaults)
+
 
 def _with_defaults(validator_class):
     check_properties = validator_class.VALIDATORS["properties"]
@@ -72,6 +151,9 @@ def validate_config(config: dict, source: str = "config") -> dict:
     ``config: datasets.demo.prune.thresholds.0: 'a' is not of type 'number'``.
     """
     validator = _Validator(load_schema())
+    for name, dataset in (config.get("datasets") or {}).items():
+        if isinstance(dataset, dict):
+            _apply_format_defaults(name, dataset, source)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"{_key_path(e)}: {_describe(e)}" for e in errors]
@@ -90,25 +172,52 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None:
-    for section in SWITCHABLE_SECTIONS:
-        if isinstance(dataset[section], bool):
-            enabled = dataset[section]
-            dataset[section] = {}
-            # fill the section's defaults through the schema, then apply the switch
-            validator.validate({"datasets": {name: {"format": dataset["format"], "root": dataset["root"],
-                                                     section: dataset[section]}}})
-            dataset[section]["enabled"] = enabled
     if dataset["classes"] is None:
         dataset["classes"] = list(FORMAT_CLASSES[dataset["format"]])
     _check_classes(name, dataset, source)
     _check_model_paths(name, dataset, source)
     n_classes = len(dataset["classes"])
-    for key in (("prune", "thresholds"), ("retrain", "gammas")):
+    if not isinstance(dataset["low_loss"]["k"], list):
+        dataset["low_loss"]["k"] = [dataset["low_loss"]["k"]] * n_classes
+    for key in (("prune", "thresholds"), ("retrain", "gammas"), ("low_loss", "k")):
         values = dataset[key[0]][key[1]]
         if len(values) != n_classes:
             raise DDBError(f"{source}: datasets.{name}.{'.'.join(key)}",
                            f"has {len(values)} values but the dataset has {n_classes} classes "
                            f"{dataset['classes']}", "give one value per class, in class-index order")
+    dataset["minority_groups"] = _minority_groups(name, dataset, source)
+
+
+def _minority_groups(name: str, dataset: dict, source: str) -> dict[str, str | None]:
+    """{class name: spurious value of its minority group, or None}, from a list (class-index order),
+    a mapping by class name, or nothing (no minority group for any class)."""
+    classes, given = dataset["classes"], dataset["minority_groups"]
+    where = f"{source}: datasets.{name}.minority_groups"
+    if given is None:
+        return {c: None for c in classes}
+    if isinstance(given, list):
+        if len(given) != len(classes):
+            raise DDBError(where, f"has {len(given)} values but the dataset has {len(classes)} classes {classes}",
+                           "give one spurious value (or null) per class in class-index order, or a mapping "
+                           "{class: spurious value}")
+        return dict(zip(classes, given))
+    unknown = sorted(set(given) - set(classes))
+    missing = [c for c in classes if c not in given]
+    if unknown or missing:
+        raise DDBError(where, (f"names {unknown}, which are not classes of the dataset {classes}" if unknown
+                               else f"does not name class(es) {missing}"),
+                       "map every class name to the spurious value of its minority group (null for none), "
+                       "e.g. {landbird: water, waterbird: land}")
+    return {c: given[c] for c in classes}
+
+
+def minority_group_name(dataset_cfg: dict, y: int) -> str | None:
+    """The group name (``landbird_water``) of class ``y``'s minority group, or None if it has none."""
+    from .datasets.manifest import group_name
+
+    class_name = dataset_cfg["classes"][y]
+    spurious = dataset_cfg["minority_groups"].get(class_name)
+    return None if spurious is None else group_name(class_name, spurious)
 
 
 # Formats whose labels are a fixed set of indices (the config only names them).

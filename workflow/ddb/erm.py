@@ -20,11 +20,11 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
     """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean)."""
     classes = dataset_cfg["classes"]
     model_cfg, erm_cfg = dataset_cfg["classifier"], dataset_cfg["erm"]
-    size = model_cfg["image_size"]
+    size, recipe = model_cfg["image_size"], model_cfg["transform"]
     if erm_cfg["checkpoint"]:
         model = import_classifier(erm_cfg["checkpoint"], model_cfg["arch"], len(classes),
                                   f"datasets.{name}.erm.checkpoint").to(device)
-        metrics, _ = evaluate_groups(model, manifest[manifest["split"] == "val"], eval_transform(size),
+        metrics, _ = evaluate_groups(model, manifest[manifest["split"] == "val"], eval_transform(size, recipe),
                                      erm_cfg["batch_size"], device)
         log.info("imported ERM checkpoint %s: val WGA %.3f", erm_cfg["checkpoint"], metrics["worst_group_accuracy"])
         return model, pd.DataFrame([{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
@@ -35,9 +35,9 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
                              f"datasets.{name}.classifier").to(device)
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
-    dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"]))
+    dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"], recipe))
     sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "erm", "sampler"))
-               if dataset_cfg["class_balanced"] else None)
+               if dataset_cfg["class_balance"] == "reweight" else None)
     loader = seeded_loader(dataset, erm_cfg["batch_size"], derive_seed(seed, "erm", "order"), sampler,
                            erm_cfg["num_workers"])
     optimizer = make_optimizer(erm_cfg["optimizer"], model.parameters(), erm_cfg["lr"],
@@ -57,7 +57,7 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             total += len(labels)
-        metrics, _ = evaluate_groups(model, val, eval_transform(size), erm_cfg["batch_size"], device,
+        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), erm_cfg["batch_size"], device,
                                      train_sizes_of(manifest))
         history.append({"epoch": epoch, "loss": loss_sum / total, "train_accuracy": correct / total,
                         "val_worst_group_accuracy": metrics["worst_group_accuracy"],

@@ -9,13 +9,13 @@ from .training import evaluate_groups, train_sizes_of
 
 
 def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch_size: int, device,
-                    dataset_name: str) -> tuple[dict, pd.DataFrame]:
+                    dataset_name: str, transform: str = "stretch") -> tuple[dict, pd.DataFrame]:
     """Return the eval.json object and the per-group table (one row per model and group)."""
     test = manifest[manifest["split"] == "test"]
     train_sizes = train_sizes_of(manifest)
     report, rows = {"dataset": dataset_name}, []
     for name, model in models.items():
-        metrics, per_group = evaluate_groups(model, test, eval_transform(image_size), batch_size, device, train_sizes)
+        metrics, per_group = evaluate_groups(model, test, eval_transform(image_size, transform), batch_size, device, train_sizes)
         report[name] = metrics
         for record in per_group.to_dict("records"):
             rows.append({"model": name, "group": record["group"], "accuracy": float(record["accuracy"]),

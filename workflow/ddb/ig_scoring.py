@@ -3,7 +3,9 @@
 IG of f for the target class i', input = generated image, baseline = the source image (method.md
 step 6), so the attributions split f(x_gen) - f(x_source) over the pixels. ρ = Σ mask · attribution
 (summed over channels): high ρ means the change inside the mask moved f towards i'. captum's
-convergence delta (completeness error) is written next to ρ as a quality check.
+convergence delta (completeness error) is written next to ρ as a quality check. Image, source and mask
+go through the classifier's own transform (the mask with nearest-neighbour resampling), so ρ sums the
+attributions of exactly the pixels the mask covers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .io import ImageShard, load_image
-from .models.classifier import eval_transform
+from .models.classifier import eval_transform, mask_geometry
 
 IG_COLUMNS = ["sample_id", "source_id", "y", "source_y", "has_image", "rho", "delta", "p_source", "p_target"]
 
@@ -31,10 +33,15 @@ def attribute(model, generated: torch.Tensor, baseline: torch.Tensor, masks: tor
     return rho.detach(), delta.detach().reshape(-1), attributions.detach()
 
 
+def mask_tensor(mask: Image.Image, image_size: int, recipe: str) -> torch.Tensor:
+    """[1, s, s] float 0/1: the mask resized and cropped exactly as f's transform does the image."""
+    return torch.from_numpy(np.asarray(mask_geometry(image_size, recipe)(mask.convert("L"))) > 127).float()[None]
+
+
 def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks: ImageShard,
                 source_paths: dict[str, str], *, image_size: int, ig_cfg: dict,
-                device) -> pd.DataFrame:
-    transform = eval_transform(image_size)
+                device, transform: str = "stretch") -> pd.DataFrame:
+    recipe, transform = transform, eval_transform(image_size, transform)
     rows = inpaint_index.to_dict("records")
     results = []
     with_image = [r for r in rows if r["has_image"]]
@@ -46,9 +53,7 @@ def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks
         batch = with_image[start:start + batch_size]
         x_gen = torch.stack([transform(generated.image(r["sample_id"]).convert("RGB")) for r in batch]).to(device)
         x_src = torch.stack([transform(load_image(source_paths[r["source_id"]])) for r in batch]).to(device)
-        mask = torch.stack([
-            torch.from_numpy(np.asarray(masks.image(r["source_id"]).convert("L").resize(
-                (image_size, image_size), Image.NEAREST)) > 127).float()[None] for r in batch]).to(device)
+        mask = torch.stack([mask_tensor(masks.image(r["source_id"]), image_size, recipe) for r in batch]).to(device)
         targets = torch.as_tensor([int(r["y"]) for r in batch], device=device)
         rho, delta, _ = attribute(model, x_gen, x_src, mask, targets, ig_cfg["n_steps"], ig_cfg["internal_batch_size"])
         with torch.no_grad():

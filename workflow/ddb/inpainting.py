@@ -3,9 +3,10 @@
 The prompt carries the *target* class's learned token (``a photo of a <waterbird>``) and the new
 image is labelled i' (method.md step 5). Each image gets its own generator seeded from
 (global seed, target class, source id), so a batch, a shard split or a restart never changes it.
-With ``paste_back`` the generation is composited into the source at the source's own size: the
-spurious context is exactly the source's (SD's VAE would otherwise alter it slightly, and the
-inpainting resolution would replace the source's resolution and aspect ratio).
+A generation always returns to its source's size; with ``paste_back`` (the demo) it is also
+composited into the source, so the spurious context is exactly the source's (SD's VAE would otherwise
+alter it slightly). The paper's entries do not paste back: its thresholds P were set on un-pasted
+images. ``generation.per_source`` draws several images per source, each with its own seed.
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .io import ImageShard, load_image, process_shard
+from .io import ImageShard, load_image, process_shard, to_square
 from .seeding import derive_seed
 from .textual_inversion import placeholder_token
 
-INPAINT_INDEX_COLUMNS = ["sample_id", "source_id", "source_y", "y", "has_image", "seed", "prompt"]
+INPAINT_INDEX_COLUMNS = ["sample_id", "source_id", "source_y", "y", "draw", "has_image", "seed", "prompt"]
 
 
-def generated_id(source_id: str, target_class: str) -> str:
-    return f"{source_id}_to_{target_class}"
+def generated_id(source_id: str, target_class: str, draw: int = 0, per_source: int = 1) -> str:
+    """``{source}_to_{target}``, and ``_{draw}`` after it when each source is drawn several times."""
+    base = f"{source_id}_to_{target_class}"
+    return base if per_source == 1 else f"{base}_{draw}"
+
+
+def generation_seed(seed: int, target_class: str, source_id: str, draw: int = 0) -> int:
+    """Draw 0 keeps the seed of a single draw, so raising ``per_source`` adds images and changes none."""
+    return derive_seed(seed, "inpaint", target_class, source_id, *([draw] if draw else []))
 
 
 def prompt_for(target_class: str, inpainting_cfg: dict, use_token: bool) -> str:
@@ -38,43 +46,49 @@ def torch_dtype(name: str, device) -> torch.dtype:
     return getattr(torch, name)
 
 
-def square(image: Image.Image, resolution: int, resample=Image.BICUBIC) -> Image.Image:
-    return image.resize((resolution, resolution), resample)
+def to_source_size(generated: np.ndarray, source: Image.Image) -> np.ndarray:
+    """The generation resized back to its source's size (method.md: f's transform, the mask and IG then
+    see the same geometry in source and generation)."""
+    if generated.shape[:2] == (source.height, source.width):
+        return generated
+    return np.asarray(Image.fromarray(generated).resize(source.size, Image.BICUBIC))
 
 
 def paste_back(generated: np.ndarray, source: Image.Image, mask: Image.Image) -> np.ndarray:
     """The generation inside the mask, the untouched source outside it, at the source's own size
     (so the context keeps its resolution and aspect ratio, whatever the inpainting resolution)."""
-    upscaled = np.asarray(Image.fromarray(generated).resize(source.size, Image.BICUBIC))
+    upscaled = to_source_size(generated, source)
     inside = (np.asarray(mask.resize(source.size, Image.NEAREST)) > 127)[..., None]
     return np.where(inside, upscaled, np.asarray(source))
 
 
 def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index: pd.DataFrame, *,
                   source_y: int, target_y: int, target_class: str, prompt: str, inpainting_cfg: dict,
-                  seed: int, tar_path, index_path) -> pd.DataFrame:
-    """Generate one image per detected mask; samples without a mask are listed with has_image False."""
+                  seed: int, tar_path, index_path, per_source: int = 1) -> pd.DataFrame:
+    """Generate ``per_source`` images per detected mask, each with its own seed; samples without a mask
+    are listed with has_image False."""
     resolution = inpainting_cfg["resolution"]
     detected = dict(zip(mask_index["sample_id"], mask_index["detected"]))
-    by_generated = {generated_id(r["sample_id"], target_class): r for r in sources.to_dict("records")}
+    by_generated = {generated_id(r["sample_id"], target_class, draw, per_source): (r, draw)
+                    for r in sources.to_dict("records") for draw in range(per_source)}
     device = pipeline.device
 
     def compute(ids):
         out, todo = [], []
         for gid in ids:
-            row = by_generated[gid]
+            row, draw = by_generated[gid]
             record = {"sample_id": gid, "source_id": row["sample_id"], "source_y": source_y, "y": target_y,
-                      "has_image": False, "seed": derive_seed(seed, "inpaint", target_class, row["sample_id"]),
-                      "prompt": prompt}
+                      "draw": draw, "has_image": False,
+                      "seed": generation_seed(seed, target_class, row["sample_id"], draw), "prompt": prompt}
             if detected.get(row["sample_id"], False):
                 todo.append(record)
             else:
                 out.append((gid, None, record))
         if todo:
-            sources_full = [load_image(by_generated[r["sample_id"]]["path"]) for r in todo]
+            sources_full = [load_image(by_generated[r["sample_id"]][0]["path"]) for r in todo]
             masks_full = [masks.image(r["source_id"]).convert("L") for r in todo]
-            images = [square(image, resolution) for image in sources_full]
-            mask_images = [square(mask, resolution, Image.NEAREST) for mask in masks_full]
+            images = [to_square(image, resolution) for image in sources_full]
+            mask_images = [to_square(mask, resolution, Image.NEAREST) for mask in masks_full]
             generators = [torch.Generator(device=device).manual_seed(r["seed"]) for r in todo]
             result = pipeline(prompt=[prompt] * len(todo), image=images, mask_image=mask_images,
                               negative_prompt=([inpainting_cfg["negative_prompt"]] * len(todo)
@@ -84,8 +98,8 @@ def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index
                               output_type="np").images
             for record, source, mask, generated in zip(todo, sources_full, masks_full, result):
                 generated = (np.clip(generated, 0, 1) * 255).round().astype(np.uint8)
-                if inpainting_cfg["paste_back"]:
-                    generated = paste_back(generated, source, mask)
+                generated = (paste_back(generated, source, mask) if inpainting_cfg["paste_back"]
+                             else to_source_size(generated, source))
                 record["has_image"] = True
                 out.append((record["sample_id"], generated, record))
         return out

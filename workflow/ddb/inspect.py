@@ -762,12 +762,13 @@ def _find_row(frame: pd.DataFrame, column: str, value: str) -> dict | None:
 def trace_sample(results: Results, sample_id: str) -> Trace:
     classes = results.classes()
     manifest = results.table(results.manifest) if results.manifest.exists() else pd.DataFrame()
-    source_id, only_dst = sample_id, None
+    source_id, only_dst, only_gid = sample_id, None, None
     if _find_row(manifest, "sample_id", sample_id) is None:
         for dst in classes:
-            suffix = f"_to_{dst}"
-            if sample_id.endswith(suffix) and _find_row(manifest, "sample_id", sample_id[: -len(suffix)]):
-                source_id, only_dst = sample_id[: -len(suffix)], dst
+            # <source>_to_<dst>, or <source>_to_<dst>_<draw> with generation.per_source > 1
+            match = re.fullmatch(rf"(.+)_to_{re.escape(dst)}(_\d+)?", sample_id)
+            if match and _find_row(manifest, "sample_id", match[1]):
+                source_id, only_dst, only_gid = match[1], dst, sample_id
                 break
         else:
             if manifest.empty:
@@ -825,7 +826,8 @@ def trace_sample(results: Results, sample_id: str) -> Trace:
         mask_row = _find_row(index, "sample_id", source_id)
         if mask_row is None:
             trace.add("mask", f"masks/{cls}/", f"not a generation source (not in the {len(index)} sources of "
-                                               f"{len(shards)} mask shard(s); generation.max_sources_per_class caps them)")
+                                               f"{len(shards)} mask shard(s): generation.sources and "
+                                               f"max_sources_per_class choose them)")
         elif mask_row["detected"]:
             box = mask_row.get("box")
             box = "[" + ", ".join(f"{v:g}" for v in box) + "]" if box is not None and len(box) else "-"
@@ -839,16 +841,27 @@ def trace_sample(results: Results, sample_id: str) -> Trace:
     for src, dst in results.pairs() or [(cls, d) for d in classes if d != cls]:
         if src != cls or (only_dst and dst != only_dst):
             continue
-        _trace_pair(results, trace, source_id, src, dst, in_sources=mask_row is not None or not shards)
+        _trace_pair(results, trace, source_id, src, dst, in_sources=mask_row is not None or not shards,
+                    only_gid=only_gid)
     _trace_eval(results, trace, row)
     return trace
 
 
-def _trace_pair(results: Results, trace: Trace, source_id: str, src: str, dst: str, in_sources: bool) -> None:
-    gid = f"{source_id}_to_{dst}"  # ddb.inpainting.generated_id, without importing torch
-    arrow = f"[{src}→{dst}] "
+def _trace_pair(results: Results, trace: Trace, source_id: str, src: str, dst: str, in_sources: bool,
+                only_gid: str | None = None) -> None:
+    """Every image generated from ``source_id`` for this pair (one per draw), or just ``only_gid``."""
     if not in_sources:
         return
+    gids = [only_gid] if only_gid else None
+    if gids is None and results.inpaint_shards(src, dst):
+        index = results.inpaint_index(src, dst)
+        gids = index.loc[index["source_id"].astype(str) == source_id, "sample_id"].astype(str).tolist() or None
+    for gid in gids or [f"{source_id}_to_{dst}"]:  # ddb.inpainting.generated_id, without importing torch
+        _trace_generated(results, trace, gid, src, dst)
+
+
+def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: str) -> None:
+    arrow = f"[{src}→{dst}] "
     shards = results.inpaint_shards(src, dst)
     if shards:
         gen = _find_row(results.inpaint_index(src, dst), "sample_id", gid)

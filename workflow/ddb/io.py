@@ -62,6 +62,12 @@ def read_parquet(path: str | os.PathLike, columns: Iterable[str] | None = None) 
     return frame
 
 
+def to_square(image: Image.Image, resolution: int, resample=Image.BICUBIC) -> Image.Image:
+    """``image`` stretched to ``resolution`` x ``resolution``: how the inpainting pipeline (and so textual
+    inversion) sees a source of any size."""
+    return image.resize((resolution, resolution), resample)
+
+
 def write_json(obj, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -15,9 +15,10 @@ from .models.classifier import eval_transform
 from .training import predict_logits
 
 
-def per_sample_losses(model, rows: pd.DataFrame, image_size: int, batch_size: int, device) -> pd.DataFrame:
+def per_sample_losses(model, rows: pd.DataFrame, image_size: int, batch_size: int, device,
+                      transform: str = "stretch") -> pd.DataFrame:
     """sample_id, y, loss (cross-entropy of each sample) and softmax of its own class."""
-    logits = predict_logits(model, ImageDataset.from_manifest(rows, eval_transform(image_size)), batch_size,
+    logits = predict_logits(model, ImageDataset.from_manifest(rows, eval_transform(image_size, transform)), batch_size,
                             device, desc="per-sample loss")
     labels = torch.as_tensor(rows["y"].to_numpy().copy())
     losses = F.cross_entropy(logits, labels, reduction="none")

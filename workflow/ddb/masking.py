@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter
 
-from .datasets.manifest import minority_groups
 from .errors import DDBError
 from .io import load_image, process_shard
 from .seeding import derive_seed
@@ -23,18 +22,44 @@ from .seeding import derive_seed
 MASK_INDEX_COLUMNS = ["sample_id", "detected", "area", "score", "box"]
 
 
-def generation_sources(manifest: pd.DataFrame, y: int, generation_cfg: dict, *, seed: int) -> pd.DataFrame:
-    """Training images of class ``y`` that will be redrawn as the other class(es), sorted by id."""
+def generation_sources(manifest: pd.DataFrame, y: int, generation_cfg: dict, *, seed: int,
+                       minority_group: str | None = None, low_loss: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Training images of class ``y`` that will be redrawn as the other class(es), sorted by id.
+
+    ``sources``: ``low_loss`` takes D_y, the rows of ``low_loss`` (select_low_loss's table of class y,
+    Algorithm 1); ``all`` every training image of the class; ``majority`` those outside
+    ``minority_group`` (all of them where the class has none).
+    """
     rows = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
-    if generation_cfg["sources"] == "majority":
-        minority = minority_groups(manifest)[y]
-        sizes = rows.groupby("group").size()
-        rows = rows[rows["group"] == sizes.drop(minority, errors="ignore").idxmax()] if len(sizes) > 1 else rows
+    if generation_cfg["sources"] == "low_loss":
+        if low_loss is None:
+            raise DDBError("generation.sources", "is low_loss but no low-loss table was given",
+                           "pass the class's low_loss/{cls}.parquet (the rules do)")
+        foreign = low_loss[~low_loss["sample_id"].isin(rows["sample_id"])]
+        if len(foreign):
+            raise DDBError("low-loss table", f"{len(foreign)} of its samples are not training images of class {y}: "
+                           f"{foreign['sample_id'].head(3).tolist()}", "rerun select_low_loss on this manifest")
+        rows = rows[rows["sample_id"].isin(low_loss["sample_id"])]
+    elif generation_cfg["sources"] == "majority" and minority_group is not None:
+        rows = rows[rows["group"] != minority_group]
     cap = generation_cfg["max_sources_per_class"]
     if cap is not None and len(rows) > cap:
         rng = np.random.default_rng(derive_seed(seed, "generation_sources", y))
         rows = rows.iloc[np.sort(rng.choice(len(rows), size=cap, replace=False))]
     return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+
+def step_sources(manifest: pd.DataFrame, dataset_cfg: dict, source_class: str, *, seed: int,
+                 low_loss_path=None) -> pd.DataFrame:
+    """``generation_sources`` as the mask and inpaint rules call it: from the dataset entry (its
+    generation settings and named minority groups) and, for ``sources: low_loss``, the class's table."""
+    from .config import minority_group_name
+    from .io import read_parquet
+
+    y = dataset_cfg["classes"].index(source_class)
+    low_loss = read_parquet(low_loss_path, ["sample_id"]) if low_loss_path else None
+    return generation_sources(manifest, y, dataset_cfg["generation"], seed=seed,
+                              minority_group=minority_group_name(dataset_cfg, y), low_loss=low_loss)
 
 
 def shard_rows(rows: pd.DataFrame, shard: int, shards: int) -> pd.DataFrame:
@@ -74,7 +99,7 @@ class PromptMasker:
 
         self.masker = TextPromptedMasker(masking_cfg["detector"], masking_cfg["segmenter"], masking_cfg["prompt"],
                                          masking_cfg["box_threshold"], masking_cfg["text_threshold"],
-                                         seed=seed, device=device)
+                                         seed=seed, device=device, multimask=masking_cfg.get("multimask", False))
 
     def __call__(self, rows: list[dict], images: list[Image.Image]):
         return [(r.mask, r.detected, r.box, r.score) for r in self.masker(images)]

@@ -3,7 +3,8 @@
 Per step: a batch B of real training samples and, for each class c, a batch B'_c of kept generated
 samples labelled c (Algorithm 1, lines 13-18). A class with no kept generation contributes exactly 0
 (the public code produced NaN). The head is re-initialised, the whole network trains with Adam, and
-the epoch with the best validation worst-group accuracy is kept.
+the epoch with the best validation worst-group accuracy is kept (the authors: up to 200 epochs; an
+optional ``patience`` stops after that many epochs without a better one).
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
     Returns the selected model (best val WGA) and one history row per epoch.
     """
     cfg, classes = dataset_cfg["retrain"], dataset_cfg["classes"]
-    size = dataset_cfg["classifier"]["image_size"]
+    size, recipe = dataset_cfg["classifier"]["image_size"], dataset_cfg["classifier"]["transform"]
     model = copy.deepcopy(erm_model).to(device)
     if cfg["reinit_head"]:
         reset_head(model, derive_seed(seed, "retrain", "head"))
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
-    transform = train_transform(size, cfg["augment"])
+    transform = train_transform(size, cfg["augment"], recipe)
     sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "retrain", "sampler"))
-               if dataset_cfg["class_balanced"] else None)
+               if dataset_cfg["class_balance"] == "reweight" else None)
     real_loader = seeded_loader(ImageDataset.from_manifest(train, transform), cfg["batch_size"],
                                 derive_seed(seed, "retrain", "order"), sampler, cfg["num_workers"])
     generated_batches = {}
@@ -66,7 +67,7 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
     criterion = nn.CrossEntropyLoss()
     gammas = cfg["gammas"]
     train_sizes = train_sizes_of(manifest)
-    history, best_state, best_wga = [], None, -1.0
+    history, best_state, best_wga, best_epoch = [], None, -1.0, 0
     for epoch in range(1, cfg["epochs"] + 1):
         model.train()
         sums = {"loss": 0.0, "loss_ce": 0.0, **{f"loss_gen_{c}": 0.0 for c in range(len(classes))}}
@@ -91,7 +92,7 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
             sums["loss_ce"] += loss_ce.item()
             for c, term in terms.items():
                 sums[f"loss_gen_{c}"] += term.item()
-        metrics, _ = evaluate_groups(model, val, eval_transform(size), cfg["batch_size"], device, train_sizes)
+        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), cfg["batch_size"], device, train_sizes)
         row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()},
                "val_worst_group_accuracy": metrics["worst_group_accuracy"],
                "val_mean_accuracy": metrics["mean_accuracy"]}
@@ -99,7 +100,11 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         log.info("retrain epoch %d: loss %.4f (CE %.4f), val WGA %.3f, val mean %.3f", epoch, row["loss"],
                  row["loss_ce"], row["val_worst_group_accuracy"], row["val_mean_accuracy"])
         if metrics["worst_group_accuracy"] > best_wga:
-            best_wga, best_state = metrics["worst_group_accuracy"], copy.deepcopy(model.state_dict())
+            best_wga, best_state, best_epoch = metrics["worst_group_accuracy"], copy.deepcopy(model.state_dict()), epoch
+        elif cfg["patience"] and epoch - best_epoch >= cfg["patience"]:
+            log.info("retrain: no better validation WGA for %d epochs (patience): stopping after epoch %d of %d, "
+                     "epoch %d kept", cfg["patience"], epoch, cfg["epochs"], best_epoch)
+            break
     history = pd.DataFrame(history)
     selected = int(history.loc[history["val_worst_group_accuracy"].idxmax(), "epoch"])
     history["selected"] = history["epoch"] == selected

@@ -3,8 +3,9 @@
 As in diffusers' ``examples/textual_inversion/textual_inversion.py``: add the placeholder token, resize
 the embedding matrix, initialise the new row from an initializer word, freeze VAE, UNet and the text
 encoder except its input embeddings, and after every optimizer step restore every row but the new
-one. The images come from the class's minority group (supplementary §2.2), so the token does not learn
-the majority's spurious context. With a 9-channel (inpainting) UNet the step conditions on the masked
+one. The images come from the class's minority group as the dataset names it (supplementary §2.2), so
+the token does not learn the majority's spurious context, and are stretched to the square that
+inpainting sees. With a 9-channel (inpainting) UNet the step conditions on the masked
 image like inpainting training does; with SD-2 base (the paper) it is plain text-to-image.
 """
 
@@ -16,13 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import save_file
 from torchvision import transforms
 from tqdm.auto import tqdm
 
-from .datasets.manifest import minority_groups
 from .errors import DDBError
-from .io import atomic_path, load_image
+from .io import atomic_path, load_image, to_square
 from .masking import box_mask, dilate
 from .seeding import derive_seed, seed_everything
 
@@ -33,13 +34,15 @@ def placeholder_token(class_name: str) -> str:
     return f"<{class_name}>"
 
 
-def choose_images(manifest: pd.DataFrame, y: int, cfg: dict, *, seed: int, name: str) -> pd.DataFrame:
-    """The ``num_images`` training images of class ``y`` the token learns from (a seeded draw)."""
+def choose_images(manifest: pd.DataFrame, y: int, cfg: dict, *, seed: int, name: str,
+                  minority_group: str | None = None) -> pd.DataFrame:
+    """The ``num_images`` training images of class ``y`` the token learns from (a seeded draw): from
+    ``minority_group`` (the dataset's named minority group of the class) unless ``source: all`` or the
+    class has none, so the token does not learn the majority's spurious context."""
     train = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
-    if cfg["source"] == "minority":
-        group = minority_groups(manifest)[y]
-        pool = train[train["group"] == group]
-        origin = f"minority group {group!r}"
+    if cfg["source"] == "minority" and minority_group is not None:
+        pool = train[train["group"] == minority_group]
+        origin = f"minority group {minority_group!r}"
     else:
         pool, origin = train, f"class {y}"
     if len(pool) < cfg["num_images"]:
@@ -51,13 +54,10 @@ def choose_images(manifest: pd.DataFrame, y: int, cfg: dict, *, seed: int, name:
     return pool.iloc[chosen][["sample_id", "path", "group"] + (["mask_path"] if "mask_path" in pool else [])]
 
 
-def _pixel_transform(resolution: int):
-    return transforms.Compose([
-        transforms.Resize(resolution, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
-        transforms.CenterCrop(resolution),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5], [0.5]),
-    ])
+def _pixels(image, resolution: int) -> torch.Tensor:
+    """[3, r, r] in [-1, 1]: the image stretched to the square the inpainting step gives the pipeline,
+    so the token learns the object as inpainting will draw it (CelebA's 178x218 faces included)."""
+    return transforms.functional.normalize(transforms.functional.to_tensor(to_square(image, resolution)), [0.5], [0.5])
 
 
 def _mask_tensor(row, resolution: int, rng: np.random.Generator) -> torch.Tensor:
@@ -67,9 +67,7 @@ def _mask_tensor(row, resolution: int, rng: np.random.Generator) -> torch.Tensor
     would not need to learn it.
     """
     if isinstance(row.get("mask_path"), str):
-        mask = load_image(row["mask_path"], "L")
-        mask = transforms.CenterCrop(resolution)(
-            transforms.Resize(resolution, interpolation=transforms.InterpolationMode.NEAREST)(mask))
+        mask = to_square(load_image(row["mask_path"], "L"), resolution, Image.NEAREST)
         box = dilate(box_mask(np.asarray(mask) > 127), int(rng.integers(1, 4)))
         return torch.from_numpy(box.astype(np.float32))[None]
     mask = torch.zeros(1, resolution, resolution)
@@ -115,9 +113,8 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
     inpainting = unet.config.in_channels == 9
     scaling = vae.config.scaling_factor
 
-    to_pixels = _pixel_transform(cfg["resolution"])
     rows = images.to_dict("records")
-    pixels = torch.stack([to_pixels(load_image(r["path"])) for r in rows])
+    pixels = torch.stack([_pixels(load_image(r["path"]), cfg["resolution"]) for r in rows])
     lr = cfg["lr"] * cfg["batch_size"] if cfg["scale_lr"] else cfg["lr"]
     optimizer = torch.optim.AdamW(text_encoder.get_input_embeddings().parameters(), lr=lr,
                                   betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)

@@ -190,8 +190,13 @@ class PairImages:
     """The images of one class pair: sources (manifest), masks and generated images (their shards)."""
 
     def __init__(self, source_paths: dict[str, str], mask_tars: list[Path], generated_tars: list[Path],
-                 resolution: int):
+                 resolution: int, image_size: int | None = None, transform: str = "stretch"):
+        from .models.classifier import geometry, mask_geometry
+
         self.resolution = resolution
+        # what f sees (its resize/crop), for the IG tile: attributions live on that grid
+        self.view = geometry(image_size, transform) if image_size else (lambda image: image)
+        self.mask_view = mask_geometry(image_size, transform) if image_size else (lambda image: image)
         self.paths = source_paths
         self.generated = [ImageShard(tar) for tar in generated_tars]
         self.masks = [ImageShard(tar) for tar in mask_tars]
@@ -209,8 +214,20 @@ class PairImages:
     def source(self, source_id: str) -> Image.Image:
         return load_image(self.paths[source_id]).resize((self.resolution, self.resolution), Image.BICUBIC)
 
+    def original_source(self, source_id: str) -> Image.Image:
+        return load_image(self.paths[source_id])
+
+    def mask_image(self, source_id: str) -> Image.Image | None:
+        return self._lookup(self.masks, source_id)
+
     def generated_image(self, generated_id: str) -> Image.Image:
         return self._lookup(self.generated, generated_id).convert("RGB")
+
+    def classifier_mask(self, source_id: str) -> np.ndarray:
+        image = self.mask_image(source_id)
+        if image is None:
+            return np.zeros((self.resolution, self.resolution), bool)
+        return np.asarray(self.mask_view(image.convert("L"))) > 127
 
     def mask(self, source_id: str) -> np.ndarray:
         image = self._lookup(self.masks, source_id)
@@ -220,21 +237,20 @@ class PairImages:
 
 
 def recompute_attributions(model, images: PairImages, rows: pd.DataFrame, *, image_size: int, ig_cfg: dict,
-                           device) -> tuple[np.ndarray, np.ndarray]:
-    """(rho[B], attributions summed over channels [B, H, W]) for ``rows``, built like ``ig_score``'s."""
+                           device, transform: str = "stretch") -> tuple[np.ndarray, np.ndarray]:
+    """(rho[B], attributions summed over channels [B, H, W]) for ``rows``, built exactly like ``ig_score``'s."""
     import torch
 
-    from .ig_scoring import attribute
+    from .ig_scoring import attribute, mask_tensor
     from .models.classifier import eval_transform
 
     if rows.empty:
         return np.zeros(0), np.zeros((0, image_size, image_size))
-    transform = eval_transform(image_size)
-    x_gen = torch.stack([transform(images.generated_image(r["sample_id"])) for r in rows.to_dict("records")])
-    x_src = torch.stack([transform(images.source(r["source_id"])) for r in rows.to_dict("records")])
-    masks = torch.stack([
-        torch.from_numpy(np.asarray(Image.fromarray(images.mask(r["source_id"]).astype(np.uint8) * 255).resize(
-            (image_size, image_size), Image.NEAREST)) > 127).float()[None] for r in rows.to_dict("records")])
+    recipe, to_tensor = transform, eval_transform(image_size, transform)
+    records = rows.to_dict("records")
+    x_gen = torch.stack([to_tensor(images.generated_image(r["sample_id"])) for r in records])
+    x_src = torch.stack([to_tensor(images.original_source(r["source_id"])) for r in records])
+    masks = torch.stack([mask_tensor(images.mask_image(r["source_id"]), image_size, recipe) for r in records])
     targets = torch.as_tensor([int(y) for y in rows["y"]])
     rho, _, attributions = attribute(model, x_gen.to(device), x_src.to(device), masks.to(device), targets.to(device),
                                      ig_cfg["n_steps"], ig_cfg["internal_batch_size"])
@@ -272,7 +288,7 @@ def draw_pair_grid(src: str, dst: str, rows: pd.DataFrame, images: PairImages, a
         source = images.source(row["source_id"])
         mask = images.mask(row["source_id"])
         generated = images.generated_image(row["sample_id"])
-        heat, scale = heat_tile(generated, attributions[i], mask)
+        heat, scale = heat_tile(images.view(generated), attributions[i], images.classifier_mask(row["source_id"]))
         for col, tile in enumerate((fit_tile(source), mask_tile(source, mask), fit_tile(generated), heat)):
             canvas.paste(tile, (PAD + col * (TILE + PAD), y0))
         label, colour = verdict_label(row)
@@ -490,7 +506,8 @@ def write_psi_tables(results: Results, out: Path) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[str], pairs: list[tuple[str, str]],
-                      image_size: int, resolution: int, ig_cfg: dict, seed: int, rows_per_pair: int = 8,
+                      image_size: int, resolution: int, ig_cfg: dict, seed: int, transform: str = "stretch",
+                      rows_per_pair: int = 8,
                       gallery_per_side: int = 8, device="cpu", erm_model=None,
                       mask_tars: dict[str, list] | None = None, generated_tars: dict[str, list] | None = None,
                       score_tables: dict[str, list] | None = None) -> dict[str, list[Path]]:
@@ -536,13 +553,14 @@ def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[st
             verdicts = verdicts.merge(ig[["sample_id", "p_target"]], on="sample_id", how="left")
         else:
             verdicts["p_target"] = np.nan
-        images = PairImages(source_paths, mask_tars.get(src, []), generated_tars.get(pair, []), resolution)
+        images = PairImages(source_paths, mask_tars.get(src, []), generated_tars.get(pair, []), resolution,
+                            image_size, transform)
         verdicts = verdicts[verdicts["sample_id"].map(images.has)]
         pair_counts = counts.loc[pair].to_dict()
 
         rows = choose_rows(verdicts, rows_per_pair, seed, pair)
         rho, attributions = recompute_attributions(model, images, rows, image_size=image_size, ig_cfg=ig_cfg,
-                                                   device=device)
+                                                   device=device, transform=transform)
         grid, records = draw_pair_grid(src, dst, rows, images, attributions, pair_counts)
         write_png(grid, out / "pairs" / f"{pair}.png")
         for record, value in zip(records, rho):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DDBError
-from .manifest import group_split_table, validate_manifest
+from .balancing import subsample_classes
+from .manifest import check_minority_groups, group_split_table, validate_manifest
 
 FORMATS = {
     "synthetic": "ddb.datasets.synthetic",
@@ -31,10 +32,19 @@ def build_manifest(name: str, cfg: dict, *, seed: int, workdir: str | Path = "."
                        f"use one of {sorted(FORMATS)}")
     module = importlib.import_module(FORMATS[fmt])
     frame = module.build_manifest(cfg, seed=seed, workdir=Path(workdir))
-    return validate_manifest(frame, f"dataset {name!r} ({fmt} at {cfg.get('root')})", cfg.get("classes"))
+    manifest = validate_manifest(frame, f"dataset {name!r} ({fmt} at {cfg.get('root')})", cfg.get("classes"))
+    if cfg.get("minority_groups"):
+        check_minority_groups(manifest, cfg["classes"], cfg["minority_groups"], f"config: datasets.{name}")
+    if cfg.get("class_balance") == "subsample":
+        manifest = subsample_classes(manifest, seed=seed)
+    return manifest
 
 
-def format_group_table(manifest: pd.DataFrame) -> str:
-    table = group_split_table(manifest)
-    table.loc["total"] = table.sum()
-    return table.to_string()
+def format_group_table(manifest: pd.DataFrame, minority_groups: dict[str, str | None] | None = None) -> str:
+    """The group x split counts as prepare_dataset prints them, each class's minority group marked."""
+    table = group_split_table(manifest, minority_groups)
+    counts = table.drop(columns="minority", errors="ignore")
+    counts.loc["total"] = counts.sum()
+    if "minority" in table:
+        counts["minority"] = table["minority"].map({True: "<- minority", False: ""}).reindex(counts.index, fill_value="")
+    return counts.to_string()

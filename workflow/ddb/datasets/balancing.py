@@ -1,8 +1,9 @@
-"""Class-balanced sampling (the paper trains CelebA class-balanced) without rewriting the manifest.
+"""Class balance, two ways (config ``class_balance``).
 
-The data loaders draw rows with ``torch.utils.data.WeightedRandomSampler(class_balanced_weights(rows), ...)``
-when the dataset's ``class_balanced`` option is set; the manifest, and so every count and table built
-from it, stays as published.
+``subsample`` (the paper's CelebA setting, Table 2): prepare_dataset draws every class's training rows
+down to the smallest class's count; the rows left out stay in the manifest with split ``excluded``.
+``reweight``: the data loaders draw rows with
+``torch.utils.data.WeightedRandomSampler(class_balanced_weights(rows), ...)`` from the whole training split.
 """
 
 from __future__ import annotations
@@ -11,6 +12,26 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DDBError
+from ..seeding import derive_seed
+from .manifest import EXCLUDED
+
+
+def subsample_classes(manifest: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Every class's training rows drawn (seeded) down to the smallest class's count; the others get
+    split ``excluded``. Val and test are untouched, and no row is dropped."""
+    manifest = manifest.copy()
+    train = manifest[manifest["split"] == "train"]
+    counts = train.groupby("y").size()
+    if counts.empty:
+        return manifest
+    target = int(counts.min())
+    for y, count in counts.items():
+        if count > target:
+            rows = train.index[train["y"] == y]
+            rng = np.random.default_rng(derive_seed(seed, "class_balance", int(y)))
+            left_out = rng.choice(len(rows), size=count - target, replace=False)
+            manifest.loc[rows[np.sort(left_out)], "split"] = EXCLUDED
+    return manifest
 
 
 def class_balanced_weights(manifest: pd.DataFrame) -> np.ndarray:

@@ -8,7 +8,9 @@
    ``list_eval_partition.csv`` (``image_id,partition``), images in ``img_align_celeba/`` or nested in
    ``img_align_celeba/img_align_celeba/``.
 3. **Single CSV**: one ``*.csv`` with ``image_id``, the two attributes and ``split`` (0/1/2 or
-   train/val/test), images in ``img_align_celeba/``.
+   train/val/test), images in ``img_align_celeba/`` or nested in ``img_align_celeba/img_align_celeba/``:
+   the DDB authors' ``celeba_split.csv`` (attributes 0/1), with or without Kaggle's
+   ``list_attr_celeba.csv`` beside it (without Kaggle's partition file, the single CSV is read).
 
 The label is ``celeba.label_attribute`` (default ``Blond_Hair``: class 1 when present), the spurious
 attribute ``celeba.spurious_attribute`` (default ``Male``: ``male`` / ``female``). Attribute values are
@@ -206,9 +208,12 @@ def read_attributes(root: Path, attributes: dict[str, str]) -> Attributes:
     if published is not None:
         return read_published(published, root, attributes)
     mirror = find_file(search_folders(root), [ATTRIBUTES_CSV])
-    if mirror is not None:
-        return read_csv_mirror(mirror, root, attributes)
     single = find_single_csv(root)
+    # The DDB authors' layout keeps Kaggle's attribute CSV beside their celeba_split.csv (attributes and
+    # split in one file) without Kaggle's partition file: the single CSV then holds everything.
+    if mirror is not None and (single is None or find_file(search_folders(root) + [mirror.parent],
+                                                           [PARTITION_CSV, PARTITION_TXT]) is not None):
+        return read_csv_mirror(mirror, root, attributes)
     if single is not None:
         return read_single_csv(single, attributes)
     raise DDBError(root / ATTRIBUTES_TXT, "no CelebA metadata file found",

@@ -9,6 +9,9 @@ from ..errors import DDBError
 MANIFEST_COLUMNS = ["sample_id", "path", "split", "y", "class_name", "spurious", "group"]
 OPTIONAL_COLUMNS = ["mask_path"]
 SPLITS = ("train", "val", "test")
+# Training rows left out of a class-balanced subsample (class_balance: subsample): kept in the manifest
+# so nothing is lost and the counts can be checked, but no step reads them.
+EXCLUDED = "excluded"
 SAFE_ID = r"[A-Za-z0-9_-]+"
 
 
@@ -31,7 +34,7 @@ def validate_manifest(frame: pd.DataFrame, where: str, class_names: list[str] | 
         raise DDBError(where, f"sample_id(s) {unsafe.head(3).tolist()} contain characters other than letters, "
                        "digits, '_' and '-'", "derive ids from file names without folders or extensions "
                        "(they name files in image shards, where '/' and '.' have a meaning)")
-    bad_split = sorted(set(frame["split"].unique()) - set(SPLITS))
+    bad_split = sorted(set(frame["split"].unique()) - set(SPLITS) - {EXCLUDED})
     if bad_split:
         raise DDBError(where, f"unknown split value(s) {bad_split}", f"use one of {list(SPLITS)}")
     if class_names is not None:
@@ -50,15 +53,36 @@ def validate_manifest(frame: pd.DataFrame, where: str, class_names: list[str] | 
     return out.sort_values(["split", "sample_id"], kind="stable").reset_index(drop=True)
 
 
-def group_split_table(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Counts per group (rows) and split (columns), in the layout of the paper's Tables 1-3."""
+def group_split_table(manifest: pd.DataFrame, minority_groups: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """Counts per group (rows) and split (columns), in the layout of the paper's Tables 1-3; with
+    ``minority_groups`` ({class: spurious value}) a boolean column ``minority`` marks each class's."""
     table = pd.crosstab([manifest["y"], manifest["group"]], manifest["split"])
-    table = table.reindex(columns=[s for s in SPLITS if s in table.columns], fill_value=0)
-    return table.droplevel(0)
+    table = table.reindex(columns=[s for s in (*SPLITS, EXCLUDED) if s in table.columns], fill_value=0)
+    table = table.droplevel(0)
+    table.columns.name = None
+    if minority_groups is not None:
+        named = {group_name(c, v) for c, v in minority_groups.items() if v is not None}
+        table["minority"] = table.index.isin(named)
+    return table
 
 
-def minority_groups(manifest: pd.DataFrame) -> dict[int, str]:
-    """The smallest training group of each class (the groups DDB must fill)."""
+def check_minority_groups(manifest: pd.DataFrame, classes: list[str], minority_groups: dict[str, str | None],
+                          where: str) -> None:
+    """Each named minority group must exist in the training split, or its token would learn from nothing."""
+    train = manifest[manifest["split"] == "train"]
+    for class_name, spurious in minority_groups.items():
+        if spurious is None:
+            continue
+        values = sorted(train.loc[train["class_name"] == class_name, "spurious"].astype(str).unique())
+        if spurious not in values:
+            raise DDBError(f"{where}.minority_groups.{class_name}",
+                           f"names spurious value {spurious!r}, but the training images of {class_name} have "
+                           f"{values}", f"set it to one of {values} (the value that goes with the other class), "
+                           "or null if the class has no minority group")
+
+
+def smallest_groups(manifest: pd.DataFrame) -> dict[int, str]:
+    """The smallest training group of each class (not always the minority: CelebA's non-blond men)."""
     train = manifest[manifest["split"] == "train"]
     sizes = train.groupby(["y", "group"]).size()
     return {int(y): sizes.loc[y].idxmin() for y in sizes.index.get_level_values(0).unique()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -31,9 +32,24 @@ def build_classifier(arch: str, num_classes: int, weights: str | None, seed: int
     return model
 
 
+def load_state_dict_file(path: str | Path, config_key: str) -> dict:
+    """A checkpoint file's tensors, loaded without running its pickled code (``weights_only``). A file
+    that pickles a whole ``nn.Module`` stops with the one-line conversion to a state dict."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        converted = f"{Path(path).stem}.state_dict.pt"
+        raise DDBError(f"config: {config_key} ({path})",
+                       "the file pickles a whole model object, not a state dict; loading it would run code from "
+                       "the file, so it is refused",
+                       "if you trust the file, convert it once: python -c \"import torch; torch.save(torch.load("
+                       f"'{path}', weights_only=False).state_dict(), '{converted}')\" and point {config_key} at "
+                       f"{converted}") from error
+
+
 def _backbone_state_dict(arch: str, weights: str, config_key: str) -> dict:
     if Path(weights).exists():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = load_state_dict_file(weights, f"{config_key}.weights")
         return state.get("state_dict", state)
     try:
         enum = torchvision.models.get_model_weights(arch)[weights]
@@ -55,9 +71,11 @@ def reset_head(model: nn.Module, seed: int) -> None:
     model.fc.reset_parameters()
 
 
-def save_classifier(model: nn.Module, path: str | Path, *, arch: str, classes: list[str], image_size: int) -> None:
+def save_classifier(model: nn.Module, path: str | Path, *, arch: str, classes: list[str], image_size: int,
+                    transform: str = "stretch") -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch({"arch": arch, "classes": classes, "image_size": image_size, "state_dict": state}, path)
+    save_torch({"arch": arch, "classes": classes, "image_size": image_size, "transform": transform,
+                "state_dict": state}, path)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -70,12 +88,13 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 
 def import_classifier(path: str | Path, arch: str, num_classes: int, config_key: str) -> nn.Module:
-    """An existing ERM checkpoint (a state dict, or a dict holding one under model/state_dict)."""
+    """An existing ERM checkpoint: a state dict (DFR's), a dict holding one under model/state_dict, keys
+    optionally prefixed ``model.`` (the DDB authors' wrapper) or ``module.`` (DataParallel)."""
     path = Path(path)
     if not path.exists():
         raise DDBError(f"config: {config_key}", f"ERM checkpoint {str(path)!r} does not exist",
                        "fix the path, or set it to null to train ERM here")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state_dict_file(path, config_key)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -89,19 +108,58 @@ def import_classifier(path: str | Path, arch: str, num_classes: int, config_key:
     return model
 
 
-def eval_transform(image_size: int) -> transforms.Compose:
+# How f sees an image (method.md, "Decisions for the real datasets"): the recipes the imported ERM
+# checkpoints were trained with, named by what they do. The geometry (resize, crop) is kept apart from
+# the tensor conversion so a mask can follow an image pixel for pixel (nearest-neighbour resampling).
+TRANSFORMS = ("stretch", "resize_center_crop", "center_crop_resize", "resize_shorter_center_crop")
+# RandomResizedCrop's aspect ratios in training: CelebA's recipe (DFR, the authors) keeps faces upright.
+AUGMENT_RATIO = {"center_crop_resize": (1.0, 4 / 3)}
+DEFAULT_AUGMENT_RATIO = (0.75, 4 / 3)
+
+
+class CenterSquare(nn.Module):
+    """CenterCrop to the image's shorter side (178 for CelebA's 178x218 images), for any image size."""
+
+    def forward(self, image):
+        width, height = transforms.functional.get_image_size(image)
+        return transforms.functional.center_crop(image, min(width, height))
+
+
+def geometry(image_size: int, recipe: str = "stretch",
+             interpolation=transforms.InterpolationMode.BILINEAR) -> transforms.Compose:
+    """The resize/crop of ``recipe`` for output size ``image_size`` (PIL in, PIL out)."""
+    larger = image_size * 256 // 224  # Resize 256 before CenterCrop 224, scaled for other sizes
+    resize = lambda size: transforms.Resize(size, interpolation=interpolation, antialias=True)  # noqa: E731
+    steps = {
+        "stretch": [resize((image_size, image_size))],
+        "resize_center_crop": [resize((larger, larger)), transforms.CenterCrop(image_size)],
+        "center_crop_resize": [CenterSquare(), resize((image_size, image_size))],
+        "resize_shorter_center_crop": [resize(larger), transforms.CenterCrop(image_size)],
+    }
+    if recipe not in steps:
+        raise DDBError("config: classifier.transform", f"unknown transform {recipe!r}", f"use one of {TRANSFORMS}")
+    return transforms.Compose(steps[recipe])
+
+
+def mask_geometry(image_size: int, recipe: str = "stretch") -> transforms.Compose:
+    """What :func:`geometry` does to an image, done to its mask (nearest neighbour: stays binary)."""
+    return geometry(image_size, recipe, transforms.InterpolationMode.NEAREST)
+
+
+def eval_transform(image_size: int, recipe: str = "stretch") -> transforms.Compose:
     return transforms.Compose([
-        transforms.Resize((image_size, image_size), antialias=True),
+        geometry(image_size, recipe),
         transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 
 
-def train_transform(image_size: int, augment: bool) -> transforms.Compose:
+def train_transform(image_size: int, augment: bool, recipe: str = "stretch") -> transforms.Compose:
     if not augment:
-        return eval_transform(image_size)
+        return eval_transform(image_size, recipe)
     return transforms.Compose([
-        transforms.RandomResizedCrop(image_size, scale=(0.7, 1.0), ratio=(0.75, 4 / 3), antialias=True),
+        transforms.RandomResizedCrop(image_size, scale=(0.7, 1.0), ratio=AUGMENT_RATIO.get(recipe, DEFAULT_AUGMENT_RATIO),
+                                     antialias=True),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),

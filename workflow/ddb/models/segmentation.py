@@ -28,8 +28,8 @@ from .loading import TINY, hub_cache_dir, is_local, model_load_error
 DETECTOR_WHAT = "GroundingDINO detector"
 SEGMENTER_WHAT = "SAM segmenter"
 # The config's defaults, named in error messages as what to pre-download.
-DEFAULT_DETECTOR_ID = "IDEA-Research/grounding-dino-tiny"
-DEFAULT_SEGMENTER_ID = "facebook/sam-vit-base"
+DEFAULT_DETECTOR_ID = "IDEA-Research/grounding-dino-base"
+DEFAULT_SEGMENTER_ID = "facebook/sam-vit-huge"
 # Architectures whose processor has post_process_grounded_object_detection with per-token logits;
 # OWL-ViT and OmDet are zero-shot detectors too but post-process differently.
 GROUNDED_DETECTOR_TYPES = ("grounding-dino", "mm-grounding-dino")
@@ -271,8 +271,10 @@ class TextPromptedMasker:
     """Masks of the object named by ``prompt``: the best GroundingDINO box per image, segmented by SAM."""
 
     def __init__(self, detector_ref: str, segmenter_ref: str, prompt: str, box_threshold: float,
-                 text_threshold: float, seed: int = 0, device: str | torch.device = "cpu"):
+                 text_threshold: float, seed: int = 0, device: str | torch.device = "cpu",
+                 multimask: bool = False):
         self.prompt = normalize_prompt(prompt)
+        self.multimask = multimask
         self.box_threshold, self.text_threshold = float(box_threshold), float(text_threshold)
         self.device = torch.device(device)
         self.detector, self.detector_processor = load_detector(detector_ref, seed, self.device)
@@ -326,12 +328,13 @@ class TextPromptedMasker:
         return best
 
     def _segment(self, images: list[Image.Image], boxes: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
-        """SAM's mask for one box per image, the one of its three candidates with the best predicted IoU."""
+        """SAM's mask for one box per image: its single mask (``multimask`` False, as LangSAM asks SAM), or
+        the one of its three candidates with the best predicted IoU."""
         processor = self.segmenter_processor
         inputs = processor(images=images, input_boxes=[[list(box)] for box in boxes], return_tensors="pt")
         model_inputs = _to_model(inputs, self.segmenter)
         outputs = self.segmenter(pixel_values=model_inputs["pixel_values"], input_boxes=model_inputs["input_boxes"],
-                                 multimask_output=True)
+                                 multimask_output=self.multimask)
         # upsample mask logits in float32 so that thresholding at 0 does not depend on the model's dtype
         masks = processor.image_processor.post_process_masks(
             outputs.pred_masks.float(), inputs["original_sizes"], inputs["reshaped_input_sizes"])
