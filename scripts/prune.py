@@ -1,4 +1,6 @@
 """Rule prune: keep/drop verdicts with reasons for one class pair."""
+import logging
+
 import pandas as pd
 
 from ddb.io import read_parquet, write_parquet
@@ -11,7 +13,11 @@ def main(snakemake):
     cfg = snakemake.params.cfg["prune"]
     scores = pd.concat([read_parquet(path) for path in snakemake.input.scores], ignore_index=True)
     table = prune(scores, read_parquet(snakemake.input.psi), cfg["thresholds"], cfg["enabled"])
-    print(f"kept {int(table['keep'].sum())} of {len(table)}: {reason_counts(table)}"
+    counts = reason_counts(table)
+    if counts["non_finite"]:
+        logging.getLogger("ddb").warning("%d generated image(s) have a non-finite ρ or softmax (a diverged "
+                                         "classifier?): dropped as non_finite", counts["non_finite"])
+    print(f"kept {int(table['keep'].sum())} of {len(table)}: {counts}"
           + ("" if cfg["enabled"] else " (pruning disabled: every generated image kept)"))
     write_parquet(table, snakemake.output[0])
 

@@ -77,7 +77,7 @@ def test_pruning_keeps_exactly_the_samples_that_pass_both_rules():
     assert table["keep"].tolist() == [True, False, False, True, False]
     assert table["psi_source"].tolist()[:4] == [0.9, 0.9, 0.9, 0.8]
     assert table["threshold"].tolist()[:4] == [1.0, 1.0, 1.0, 0.3]
-    assert reason_counts(table) == {"kept": 2, "still_source": 1, "low_ig": 1, "no_mask": 1}
+    assert reason_counts(table) == {"kept": 2, "still_source": 1, "low_ig": 1, "no_mask": 1, "non_finite": 0}
 
 
 def test_disabled_pruning_keeps_every_image_but_records_the_rules():

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from .datasets.loading import ImageDataset, class_balanced_sampler
 from .models.classifier import build_classifier, eval_transform, import_classifier, train_transform
 from .seeding import derive_seed
-from .training import evaluate_groups, make_optimizer, seeded_loader, train_sizes_of
+from .training import evaluate_groups, make_optimizer, require_finite, seeded_loader, train_sizes_of
 
 log = logging.getLogger("ddb")
 
@@ -51,6 +51,8 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             loss = criterion(logits, labels)
+            require_finite(loss, what=f"train_erm ({name})", when=f"epoch {epoch}", lr=erm_cfg["lr"],
+                           lr_key=f"datasets.{name}.erm.lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .pruning import REASONS  # pandas only: inspect stays torch-free
+
 NOT_RUN = "not run yet"
 
 # (rule name, aliases a user may type for it)
@@ -40,7 +42,6 @@ STEPS = [
     ("visualize", ("report", "grids")),
 ]
 STEP_NAMES = [name for name, _ in STEPS]
-REASONS = ("kept", "still_source", "low_ig", "no_mask")
 
 
 def resolve_step(name: str) -> str:

@@ -3,8 +3,10 @@
 A generation labelled i' from a source of class i is dropped when ``softmax(f(x_gen))[i] >= Ψ_i``
 (it still looks like its source class: ``still_source``) or when ``ρ <= P_{i'}`` (the change that
 matters is not in the causal region: ``low_ig``). Samples the masker found nothing in are
-``no_mask``. Both rules are evaluated and stored for every sample, so the ablation without pruning
-(``enabled: false``, every generation kept) still shows what pruning would have done.
+``no_mask``. A generation whose ρ or softmax is not a finite number (a diverged classifier, an image
+of NaNs) is dropped as ``non_finite`` even without pruning: NaN compares False, so both rules would
+otherwise keep it. Both rules are evaluated and stored for every sample, so the ablation without
+pruning (``enabled: false``, every generation kept) still shows what pruning would have done.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-REASONS = ("kept", "still_source", "low_ig", "no_mask")
+REASONS = ("kept", "still_source", "low_ig", "no_mask", "non_finite")
 
 
 def prune(scores: pd.DataFrame, psi: pd.DataFrame, thresholds: list[float], enabled: bool = True) -> pd.DataFrame:
@@ -22,10 +24,11 @@ def prune(scores: pd.DataFrame, psi: pd.DataFrame, thresholds: list[float], enab
     out["psi_source"] = out["source_y"].map(psi_by_class).astype(float)
     out["threshold"] = out["y"].map(lambda c: float(thresholds[int(c)])).astype(float)
     has_image = out["has_image"].astype(bool).to_numpy()
+    finite = np.isfinite(out["rho"].to_numpy(dtype=float)) & np.isfinite(out["p_source"].to_numpy(dtype=float))
     out["still_source"] = has_image & (out["p_source"].to_numpy() >= out["psi_source"].to_numpy())
     out["low_ig"] = has_image & (out["rho"].to_numpy() <= out["threshold"].to_numpy())
-    reason = np.select([~has_image, out["still_source"] & enabled, out["low_ig"] & enabled],
-                       ["no_mask", "still_source", "low_ig"], default="kept")
+    reason = np.select([~has_image, ~finite, out["still_source"] & enabled, out["low_ig"] & enabled],
+                       ["no_mask", "non_finite", "still_source", "low_ig"], default="kept")
     out["reason"] = reason
     out["keep"] = reason == "kept"
     return out[["sample_id", "source_id", "y", "source_y", "keep", "reason", "rho", "threshold", "p_source",

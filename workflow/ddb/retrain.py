@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .datasets.loading import ImageDataset, class_balanced_sampler
 from .models.classifier import eval_transform, reset_head, train_transform
 from .seeding import derive_seed
-from .training import evaluate_groups, seeded_loader, train_sizes_of
+from .training import evaluate_groups, require_finite, seeded_loader, train_sizes_of
 
 log = logging.getLogger("ddb")
 
@@ -84,6 +84,7 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
             for (c, (_, gen_labels)), gen_logits in zip(generated_batch.items(), logits[1:]):
                 terms[c] = criterion(gen_logits, gen_labels.to(device))
                 loss = loss + gammas[c] * terms[c]
+            require_finite(loss, what="retrain", when=f"epoch {epoch}", lr=cfg["lr"], lr_key="retrain.lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

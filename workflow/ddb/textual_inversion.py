@@ -26,6 +26,7 @@ from .errors import DDBError
 from .io import atomic_path, load_image, to_square
 from .masking import box_mask, dilate
 from .seeding import derive_seed, seed_everything
+from .training import require_finite
 
 log = logging.getLogger("ddb")
 
@@ -145,6 +146,8 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
         target = (scheduler.get_velocity(latents, noise, timesteps)
                   if scheduler.config.prediction_type == "v_prediction" else noise)
         loss = F.mse_loss(prediction.float(), target.float())
+        require_finite(loss, what=f"textual_inversion ({name}, {token})", when=f"step {step}", lr=lr,
+                       lr_key=f"datasets.{name}.textual_inversion.lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .datasets.loading import ImageDataset
+from .errors import DDBError
 from .metrics import group_accuracies, summarize
 
 log = logging.getLogger("ddb")
@@ -37,6 +38,15 @@ def evaluate_groups(model: nn.Module, manifest: pd.DataFrame, transform, batch_s
     correct = (logits.argmax(1).numpy() == manifest["y"].to_numpy())
     per_group = group_accuracies(manifest["group"].to_numpy(), correct)
     return summarize(per_group, train_sizes), per_group
+
+
+def require_finite(loss: torch.Tensor, *, what: str, when: str, lr: float, lr_key: str) -> None:
+    """Stop the step when a loss is NaN or infinite: the weights are diverging, and training on would
+    write a NaN model and a plausible-looking eval.json. Nothing of the step is written."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise DDBError(what, f"the loss became {loss.detach().float().flatten()[0].item()} in {when}: training "
+                       "diverged, so the step stops and writes nothing",
+                       f"lower the learning rate {lr_key} (now {lr:g}; try {lr / 10:g}) and rerun")
 
 
 def make_optimizer(name: str, params: Iterable, lr: float, weight_decay: float, momentum: float = 0.9):

@@ -32,9 +32,22 @@ def build_classifier(arch: str, num_classes: int, weights: str | None, seed: int
     return model
 
 
+# weights_only=True holds from this release on (CVE-2025-32434)
+SAFE_LOADING_TORCH = (2, 6)
+
+
+def _torch_release() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
 def load_state_dict_file(path: str | Path, config_key: str) -> dict:
     """A checkpoint file's tensors, loaded without running its pickled code (``weights_only``). A file
     that pickles a whole ``nn.Module`` stops with the one-line conversion to a state dict."""
+    if _torch_release() < SAFE_LOADING_TORCH:
+        raise DDBError(f"config: {config_key} ({path})", f"torch {torch.__version__} can be made to run code from a "
+                       "checkpoint even with weights_only=True (CVE-2025-32434), so no checkpoint file is loaded",
+                       "install torch 2.6 or newer (pip install -U 'torch>=2.6')")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -15,7 +15,7 @@ import torch
 from tokenizers import pre_tokenizers
 
 from ..seeding import derive_seed
-from .loading import TINY, model_load_error, resolve_ref
+from .loading import TINY, hub_source, model_load_error, resolve_ref
 
 # Words of the default prompt templates and initializer tokens: each becomes one BPE token.
 TINY_VOCAB_WORDS = [
@@ -119,8 +119,9 @@ def load_inpaint_pipeline(ref: str, *, seed: int, device: torch.device | str = "
                                                   feature_extractor=None, requires_safety_checker=False)
     else:
         try:
+            source, options = hub_source(ref)
             pipeline = StableDiffusionInpaintPipeline.from_pretrained(
-                ref, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+                source, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, **options)
         except Exception as error:
             raise model_load_error(ref, "Stable Diffusion inpainting pipeline", error, config_key) from error
     if pipeline.unet.config.in_channels != 9:
@@ -165,13 +166,15 @@ def load_text_to_image_components(ref: str, *, seed: int, config_key: str = "tex
         components = tiny_components(seed, in_channels=4)
         components["noise_scheduler"] = DDPMScheduler.from_config(components.pop("scheduler").config)
         return components
+    source, weights = hub_source(ref)
+    files = {k: v for k, v in weights.items() if k == "revision"}  # tokenizer and scheduler hold no weights
     try:
         return {
-            "tokenizer": CLIPTokenizer.from_pretrained(ref, subfolder="tokenizer"),
-            "text_encoder": CLIPTextModel.from_pretrained(ref, subfolder="text_encoder"),
-            "vae": AutoencoderKL.from_pretrained(ref, subfolder="vae"),
-            "unet": UNet2DConditionModel.from_pretrained(ref, subfolder="unet"),
-            "noise_scheduler": DDPMScheduler.from_pretrained(ref, subfolder="scheduler"),
+            "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **files),
+            "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **weights),
+            "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", **weights),
+            "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights),
+            "noise_scheduler": DDPMScheduler.from_pretrained(source, subfolder="scheduler", **files),
         }
     except Exception as error:
         raise model_load_error(ref, "Stable Diffusion model", error, config_key) from error

@@ -30,6 +30,19 @@ def is_local(ref: str) -> bool:
     return os.path.isabs(ref) or ref.startswith((".", "~")) or Path(ref).exists()
 
 
+def hub_source(ref: str) -> tuple[str, dict]:
+    """(what to pass to ``from_pretrained``, the keywords that go with it) for a model reference.
+
+    A hub id loads from safetensors files only (a pickled ``.bin`` from the hub could run code) and may
+    pin a revision as ``org/name@revision`` (a commit hash, tag or branch), so a model that changes on
+    the hub never silently changes a result. A local folder passes through unchanged.
+    """
+    if is_local(ref) or ref == TINY:
+        return ref, {}
+    name, _, revision = ref.partition("@")
+    return name, {"use_safetensors": True, **({"revision": revision} if revision else {})}
+
+
 def hub_cache_dir() -> str:
     try:
         from huggingface_hub import constants
@@ -52,6 +65,12 @@ def model_load_error(ref: str, what: str, error: Exception, config_key: str) -> 
     return DDBError(f"config: {config_key}",
                     f"cannot load {what} {ref!r}: it is not in the Hugging Face cache ({hub_cache_dir()}) "
                     f"and the hub cannot be reached ({type(error).__name__})",
-                    f"on a machine with network run `hf download {ref}` (or huggingface-cli download) and "
+                    f"on a machine with network run `hf download {_download_args(ref)}` (or huggingface-cli "
+                    "download) and "
                     f"copy the cache to {hub_cache_dir()} (set HF_HOME to move it), or set the key to a "
                     f"local folder holding the model")
+
+
+def _download_args(ref: str) -> str:
+    name, options = hub_source(ref)
+    return name + (f" --revision {options['revision']}" if "revision" in options else "")

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from ..errors import DDBError
-from .loading import TINY, hub_cache_dir, is_local, model_load_error
+from .loading import TINY, hub_cache_dir, hub_source, is_local, model_load_error
 
 DETECTOR_WHAT = "GroundingDINO detector"
 SEGMENTER_WHAT = "SAM segmenter"
@@ -187,14 +187,15 @@ def _from_pretrained(ref: str, what: str, example_id: str, accepted_types: tuple
     local = is_local(ref)
     if local and not Path(ref).expanduser().is_dir():
         raise _load_error(ref, what, FileNotFoundError(ref), config_key, example_id)
-    source = str(Path(ref).expanduser()) if local else ref
+    source, options = (str(Path(ref).expanduser()), {}) if local else hub_source(ref)
+    files = {k: v for k, v in options.items() if k == "revision"}
 
     def check_then_load(local_files_only: bool):
-        config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+        config = AutoConfig.from_pretrained(source, local_files_only=local_files_only, **files)
         if config.model_type not in accepted_types:
             problem = ValueError(f"it holds a {config.model_type!r} model, expected one of {list(accepted_types)}")
             raise _load_error(ref, what, problem, config_key, example_id)
-        return load(source, local_files_only)
+        return load(source, local_files_only, options)
 
     try:
         try:
@@ -218,9 +219,11 @@ def load_detector(ref: str, seed: int = 0, device: str | torch.device = "cpu", *
     else:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        def load(source, local_files_only):
-            return (AutoModelForZeroShotObjectDetection.from_pretrained(source, local_files_only=local_files_only),
-                    AutoProcessor.from_pretrained(source, local_files_only=local_files_only))
+        def load(source, local_files_only, options):
+            files = {k: v for k, v in options.items() if k == "revision"}
+            return (AutoModelForZeroShotObjectDetection.from_pretrained(source, local_files_only=local_files_only,
+                                                                        **options),
+                    AutoProcessor.from_pretrained(source, local_files_only=local_files_only, **files))
 
         model, processor = _from_pretrained(ref, DETECTOR_WHAT, DEFAULT_DETECTOR_ID, GROUNDED_DETECTOR_TYPES,
                                             load, config_key)
@@ -236,9 +239,10 @@ def load_segmenter(ref: str, seed: int = 0, device: str | torch.device = "cpu", 
     else:
         from transformers import SamModel, SamProcessor
 
-        def load(source, local_files_only):
-            return (SamModel.from_pretrained(source, local_files_only=local_files_only),
-                    SamProcessor.from_pretrained(source, local_files_only=local_files_only))
+        def load(source, local_files_only, options):
+            files = {k: v for k, v in options.items() if k == "revision"}
+            return (SamModel.from_pretrained(source, local_files_only=local_files_only, **options),
+                    SamProcessor.from_pretrained(source, local_files_only=local_files_only, **files))
 
         model, processor = _from_pretrained(ref, SEGMENTER_WHAT, DEFAULT_SEGMENTER_ID, SEGMENTER_TYPES,
                                             load, config_key)
