@@ -8,11 +8,13 @@ but executes nothing, so it needs neither ``sbatch`` nor ``sinfo``/``sacct``.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,11 +46,23 @@ def workdir(tmp_path) -> Path:
     return run_dir
 
 
+@functools.lru_cache(maxsize=None)
+def without_slurm(directory: str) -> str:
+    """``directory`` itself, or where it holds SLURM commands (Debian's slurm-client puts them in /usr/bin,
+    beside everything else) a copy of it made of links to all its other entries."""
+    if not any(Path(directory, command).exists() for command in SLURM_COMMANDS):
+        return directory
+    shadow = Path(tempfile.mkdtemp(prefix="path-without-slurm-"))
+    for entry in Path(directory).iterdir():
+        if entry.name not in SLURM_COMMANDS:
+            (shadow / entry.name).symlink_to(entry)
+    return str(shadow)
+
+
 def cluster_env(**variables: str) -> dict:
     """The test's environment without any SLURM setting or command, plus ``variables``."""
     env = {k: v for k, v in os.environ.items() if k not in SLURM_VARIABLES}
-    path = [d for d in env.get("PATH", "").split(os.pathsep)
-            if d and not any(Path(d, command).exists() for command in SLURM_COMMANDS)]
+    path = [without_slurm(d) for d in env.get("PATH", "").split(os.pathsep) if d]
     env["PATH"] = os.pathsep.join(path)
     env["PYTHONPATH"] = str(REPO / "workflow")
     return {**env, **variables}
@@ -113,6 +127,62 @@ def test_gpu_rules_go_to_their_own_partition(workdir):
         assert resources["slurm_partition"] == ("gpu_a100" if rule in GPU_RULES else "cpu"), rule
 
 
+def test_set_resources_on_the_command_line_keeps_the_gpu_partition(workdir):
+    """docs/cluster.md's override: `--set-resources` replaces the profile's whole set-resources, so the GPU
+    partition must not live there."""
+    env = cluster_env(DDB_SLURM_ACCOUNT="ddb_account", DDB_SLURM_PARTITION="cpu",
+                      DDB_SLURM_GPU_PARTITION="gpu_a100")
+    result = dry_run(workdir, env, "--set-resources", "inpaint:runtime=240")
+    assert result.returncode == 0, result.stderr[-4000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    for rule, resources in jobs:
+        assert resources["slurm_partition"] == ("gpu_a100" if rule in GPU_RULES else "cpu"), rule
+        assert int(resources["runtime"]) == (240 if rule == "inpaint" else expected_rule_resources(rule)["runtime"])
+
+
+def test_a_dataset_entry_scales_caps_and_sets_its_own_requests(workdir):
+    """datasets.<name>.resources: scale (mem_mb, runtime), max (caps), rules (as given); other datasets keep
+    theirs; threads are torch's (cpu_threads) too."""
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    small = {**config["datasets"]["waterbirds"],
+             "resources": {"scale": 0.5, "max": {"threads": 2, "mem_mb": 10000},
+                           "rules": {"inpaint": {"threads": 3, "mem_mb": 20000}, "evaluate": {"gpu": 0}}}}
+    config["datasets"]["small"] = small
+    config["targets"] = ["waterbirds", "small"]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile", "slurm",
+               "-n", "--", TARGET, "results/small/eval.json"]
+    env = cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="cpu", DDB_SLURM_GPU_PARTITION="gpu")
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    seen = set()
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", output):
+        header, wildcards = re.match(r"\s*(?:local)?rule (\w+):", block), re.search(r"wildcards: ds=(\w+)", block)
+        if not header or not wildcards or "resources:" not in block:
+            continue
+        rule, ds = header.group(1), wildcards.group(1)
+        (_, resources), = planned_jobs(block)
+        base = {"threads": 1, **expected_rule_resources(rule)}
+        if ds == "waterbirds" or rule in ("mean_softmax", "prune"):  # local rules: no cluster request
+            expected = base
+        else:
+            expected = {"mem_mb": min(base["mem_mb"] // 2, 10000), "runtime": base["runtime"] // 2,
+                        "threads": min(base["threads"], 2)}
+            expected.update({"inpaint": {"threads": 3, "mem_mb": 20000}}.get(rule, {}))
+        if rule not in ("mean_softmax", "prune"):
+            assert int(resources["mem_mb"]) == expected["mem_mb"], (rule, ds)
+            assert int(resources["runtime"]) == expected["runtime"], (rule, ds)
+            # (a dry run with the slurm executor prints no `threads:`; sbatch's --cpus-per-task is checked
+            # in test_cluster.py)
+            assert int(resources["cpu_threads"]) == expected["threads"], (rule, ds)
+        gpu = rule in GPU_RULES and not (ds == "small" and rule == "evaluate")
+        assert ("gpu_model" in resources) == gpu, (rule, ds)
+        assert resources["slurm_partition"] == ("gpu" if gpu else "cpu"), (rule, ds)
+        seen.add((rule, ds))
+    assert {ds for _, ds in seen} == {"waterbirds", "small"} and len(seen) == 2 * len(GPU_RULES | LIGHT_RULES)
+
+
 def test_resource_names_are_the_ones_the_slurm_plugin_reads(workdir):
     """`gpu` + `gpu_model` become sbatch's --gpus=a100:1 (snakemake-executor-plugin-slurm's own code)."""
     utils = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
@@ -149,6 +219,30 @@ def test_unset_variable_is_named(workdir, missing, present):
     message = result.stderr.strip().splitlines()[-1]
     assert f"needs environment variable {missing}" in message
     assert f"export {missing}=" in message
+
+
+def test_documented_commands_put_the_target_before_options_that_take_several_values():
+    """`--configfile x.yaml TARGET` reads TARGET as a second config file (likewise --set-resources and
+    --set-threads): every command in the docs puts the target first or writes `--configfile=x.yaml`."""
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        snippets = re.findall(r"```.*?```", text, re.DOTALL)
+        snippets += re.findall(r"(?<!`)`([^`]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.DOTALL))
+        for snippet in snippets:
+            for match in re.finditer(r"--(?:configfile|set-resources|set-threads)\s+\S+\s+([^\s#]\S*)", snippet):
+                assert match.group(1).startswith("-"), f"{doc.name}: {match.group(0)!r} takes the target as a value"
+
+
+def test_cluster_docs_dataset_resources_example_is_valid():
+    """docs/cluster.md's `datasets.<name>.resources` example passes the pipeline's own validation."""
+    from ddb.config import validate_config
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "cluster.md").read_text(), re.DOTALL)
+    example = next(yaml.safe_load(b) for b in blocks if "scale:" in b)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["datasets"]["demo"]["resources"] = example["datasets"]["demo"]["resources"]
+    resources = validate_config(config, "docs/cluster.md")["datasets"]["demo"]["resources"]
+    assert resources["max"]["threads"] == 2 and resources["rules"]["retrain"]["threads"] == 2
 
 
 def test_cluster_docs_config_example_is_valid():
