@@ -8,11 +8,18 @@ beside them, so ``tar -tf``, PIL, pandas and webdataset can all open them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io as _io
 import json
+import math
 import os
+import re
+import secrets
+import socket
+import struct
 import tarfile
-import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -23,14 +30,80 @@ from PIL import Image
 from .errors import DDBError
 
 
+# a full disk and an exceeded quota: (problem, fix)
+_NO_SPACE = {
+    errno.ENOSPC: ("the disk is full", "free space (or point results/ elsewhere) and rerun"),
+    errno.EDQUOT: ("the disk quota is exceeded",
+                   "free space within your quota (see `quota -s`, or `lfs quota` on Lustre), ask for a larger "
+                   "one, or point results/ elsewhere, and rerun"),
+}
+
+
+def _no_space(error: BaseException | None) -> int | None:
+    """The errno of a full disk or an exceeded quota behind ``error`` (itself or what caused it)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+            return error.errno
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _no_space_error(path: Path, code: int) -> DDBError:
+    problem, fix = _NO_SPACE[code]
+    return DDBError(path, f"{problem}; nothing was written", fix)
+
+
+def _new_temp_file(path: Path) -> Path:
+    """A new, empty ``.{name}.{random}.tmp`` beside ``path``.
+
+    Created with mode 0o666 like any new file, so the user's umask (or the folder's default ACL) sets its
+    permissions, which the artifact keeps once renamed (``tempfile.mkstemp`` would make it 0o600, unreadable
+    for teammates). The name is cut to 100 bytes so that a long one stays under NAME_MAX.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    stem = path.name.encode()[:100].decode(errors="ignore")
+    for _ in range(100):
+        tmp = path.parent / f".{stem}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a crash after it cannot bring back the old file or none)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some platforms and file systems refuse to fsync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    On any failure, an exception or a ``SystemExit`` (``ddb.scripting.run_step`` turns SIGTERM into one),
+    the temporary file is removed. A full disk or an exceeded quota, when the file is created or
+    written, is one DDBError naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_temp_file(path)
+    except OSError as error:
+        if (code := _no_space(error)) is not None:
+            raise _no_space_error(path, code) from error
+        raise
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -38,10 +111,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
-            raise DDBError(path, "the disk is full; nothing was written",
-                           "free space (or point results/ elsewhere) and rerun") from error
+        if isinstance(error, Exception) and not isinstance(error, DDBError) and (code := _no_space(error)):
+            raise _no_space_error(path, code) from error
         raise
+    _fsync_dir(path.parent)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """``Path.write_text``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+# the rule that writes an artifact, from where it lies under results/{ds}/ (see rules/*.smk)
+_SHARD_RULES = {"masks": "mask", "inpaint": "inpaint", "ig": "ig_score"}  # {folder}/{name}/shard-{n}.*
+_FOLDER_RULES = {"data": "prepare_dataset", "erm": "train_erm", "low_loss": "select_low_loss", "prune": "prune",
+                 "retrain": "retrain", "report": "visualize"}  # {folder}/{file}
+_FILE_RULES = {"psi.parquet": "mean_softmax", "eval.parquet": "evaluate", "eval.json": "evaluate"}
+
+
+def rule_of(path: str | os.PathLike) -> str | None:
+    """The rule that writes the artifact at ``path`` (None if the path is not one of the workflow's)."""
+    path = Path(path)
+    if re.fullmatch(r"shard-\d+\.(tar|parquet)", path.name) and path.parent.parent.name in _SHARD_RULES:
+        return _SHARD_RULES[path.parent.parent.name]
+    if path.parent.parent.name == "textual_inversion":
+        return "textual_inversion"
+    return _FOLDER_RULES.get(path.parent.name) or _FILE_RULES.get(path.name)
+
+
+def remake_hint(path: str | os.PathLike) -> str:
+    """The fix for a damaged artifact: delete it, and Snakemake's next run remakes it."""
+    rule = rule_of(path)
+    return ("delete it and rerun snakemake" + (f": rule {rule} remakes it" if rule else ", which remakes it")
+            + " (and what depends on it)")
 
 
 def write_parquet(frame: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -53,7 +156,16 @@ def read_parquet(path: str | os.PathLike, columns: Iterable[str] | None = None) 
     path = Path(path)
     if not path.exists():
         raise DDBError(path, "the table does not exist", "run the step that makes it (snakemake makes it for you)")
-    frame = pd.read_parquet(path)
+    import pyarrow
+
+    try:
+        frame = pd.read_parquet(path)
+    except PermissionError as error:
+        raise DDBError(path, "the table cannot be read: permission denied",
+                       "ask its owner to make it readable (chmod g+r), or rerun into your own results/") from error
+    except (pyarrow.ArrowException, OSError, ValueError) as error:  # truncated or corrupt (ArrowInvalid, OSError)
+        raise DDBError(path, f"not a readable Parquet table, truncated or corrupt ({error})",
+                       remake_hint(path)) from error
     if columns is not None:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
@@ -100,10 +212,14 @@ def write_png(image: Image.Image | np.ndarray, path: str | os.PathLike) -> None:
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    """A member's header: nothing but its name and size varies, so identical content gives identical bytes
+    (no owner, group, time or mode of this machine or this job)."""
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = 0  # byte-identical shards for identical content
     info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
     return info
 
 
@@ -112,12 +228,18 @@ def write_image_shard(items: Iterable[tuple[str, bytes]], tar_path: str | os.Pat
     """Write ``{sample_id}.png`` members to ``tar_path`` and the index table to ``index_path``.
 
     The index is written last: a shard counts as finished only when both files are in place.
+    POSIX (pax) format: a member name over ustar's 100 characters (a long sample id) gets a pax header
+    holding its name, with nothing else in it; shorter names give the same bytes as ustar.
     """
     with atomic_path(tar_path) as tmp:
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
             for sample_id, data in items:
                 tar.addfile(_tarinfo(f"{sample_id}.png", len(data)), _io.BytesIO(data))
     write_parquet(index, index_path)
+
+
+# what Pillow raises for a file it cannot decode (UnidentifiedImageError is an OSError)
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
 class ImageShard:
@@ -128,12 +250,24 @@ class ImageShard:
         if not self.path.exists():
             raise DDBError(self.path, "image shard does not exist", "rerun the step that writes it")
         try:
-            with tarfile.open(self.path) as tar:
-                self._offsets = {m.name[: -len(".png")]: (m.offset_data, m.size)
-                                 for m in tar.getmembers() if m.name.endswith(".png")}
+            with tarfile.open(self.path, "r:") as tar:  # shards are plain tars
+                members = tar.getmembers()
+                end = tar.offset
+        except PermissionError as error:
+            raise DDBError(self.path, "image shard cannot be read: permission denied",
+                           "ask its owner to make it readable (chmod g+r), or rerun into your own results/") from error
         except tarfile.TarError as error:
-            raise DDBError(self.path, f"not a readable tar ({error})",
-                           "delete it and rerun snakemake; the shard will be regenerated") from error
+            raise DDBError(self.path, f"not a readable tar, truncated or corrupt ({' '.join(str(error).split())})",
+                           remake_hint(self.path)) from error
+        # tarfile takes a tar cut at a member's header for a complete one with fewer members: a whole tar
+        # ends with a zero block where its reading stopped
+        with open(self.path, "rb") as handle:
+            handle.seek(end)
+            if handle.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+                raise DDBError(self.path, f"truncated tar (it ends after {len(members)} member(s), with no "
+                               "end-of-archive block)", remake_hint(self.path))
+        self._offsets = {m.name[: -len(".png")]: (m.offset_data, m.size)
+                         for m in members if m.name.endswith(".png")}
 
     def __contains__(self, sample_id: str) -> bool:
         return sample_id in self._offsets
@@ -148,10 +282,22 @@ class ImageShard:
         offset, size = self._offsets[sample_id]
         with open(self.path, "rb") as handle:
             handle.seek(offset)
-            return handle.read(size)
+            data = handle.read(size)
+        if len(data) != size:
+            raise DDBError(self.path, f"sample {sample_id!r}: truncated tar ({len(data)} of {size} bytes)",
+                           remake_hint(self.path))
+        return data
 
     def image(self, sample_id: str) -> Image.Image:
-        return Image.open(_io.BytesIO(self.read_bytes(sample_id)))
+        """The PNG of ``sample_id``, decoded (so a corrupt one fails here, naming the shard and the sample)."""
+        data = self.read_bytes(sample_id)
+        try:
+            image = Image.open(_io.BytesIO(data))
+            image.load()
+        except _IMAGE_ERRORS as error:
+            raise DDBError(self.path, f"sample {sample_id!r}: corrupt image in the shard ({error})",
+                           remake_hint(self.path)) from error
+        return image
 
 
 _JOB_FINGERPRINT: str | None = None
@@ -213,13 +359,157 @@ class PartialShard:
         self.dir.rmdir()
 
 
+SHARD_LOCK_WAIT_VARIABLE = "DDB_SHARD_LOCK_WAIT"
+# Long enough for a job that is being cancelled to clean up, and for an NFS v4 server to drop the lock of
+# a crashed node (its lease, 90 s by default); far shorter than a shard's work, which a job would
+# otherwise spend waiting on its GPU only to redo what the other job did.
+DEFAULT_SHARD_LOCK_WAIT = 120.0
+
+
+def shard_lock_wait() -> float:
+    """Seconds a job waits for another job writing the same shard before it stops: the environment
+    variable DDB_SHARD_LOCK_WAIT, else 120."""
+    value = os.environ.get(SHARD_LOCK_WAIT_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_SHARD_LOCK_WAIT
+    try:
+        wait = float(value)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise DDBError(f"environment variable {SHARD_LOCK_WAIT_VARIABLE}", f"{value!r} is not a number of seconds",
+                       f"set it to the seconds to wait (e.g. {DEFAULT_SHARD_LOCK_WAIT:g}; 0 stops at once), "
+                       "or unset it")
+    return wait
+
+
+def _lock_holder(lock_path: Path) -> str:
+    try:
+        holder = lock_path.read_text(errors="replace").strip()
+    except OSError:
+        holder = ""
+    return holder or "a job that is just starting or ending"
+
+
+def _holder_line() -> str:
+    slurm = os.environ.get("SLURM_JOB_ID")
+    return (f"pid {os.getpid()} on host {socket.gethostname()}" + (f" (SLURM job {slurm})" if slurm else "")
+            + f", started {datetime.now().astimezone().isoformat(timespec='seconds')}")
+
+
+@contextlib.contextmanager
+def shard_lock(tar_path: str | os.PathLike, wait: float | None = None) -> Iterator[None]:
+    """Hold ``.{tar name}.lock`` beside ``tar_path`` (``fcntl.flock``: local disks, and NFS v4, where Linux
+    maps it onto the server's locks) while the block runs, so two jobs never work on one shard, and so
+    on one ``<tar>.partial/`` folder: say a SLURM job kept running after ``snakemake --unlock`` while the
+    shard was submitted again.
+
+    The holder writes its pid, host, SLURM job and start time into the lock file. Another job waits up
+    to ``wait`` seconds (default: :func:`shard_lock_wait`) for it to finish, then stops with a DDBError
+    naming it. The lock file is removed when the block ends; a job killed with SIGKILL leaves it, and
+    the next job takes it over (the kernel released the lock). On a file system without locks (Lustre
+    mounted without ``flock``) the block runs unlocked, after a warning.
+    """
+    import fcntl
+
+    tar_path = Path(tar_path)
+    lock_path = tar_path.with_name(f".{tar_path.name}.lock")
+    wait = shard_lock_wait() if wait is None else wait
+    deadline = time.monotonic() + wait
+    waiting = False
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    cannot_lock = DDBError(lock_path, "cannot open or lock the shard's lock file (it belongs to another user)",
+                           "if no job is writing this shard any more, delete the lock file and rerun")
+    while True:
+        writable = True
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | cloexec, 0o666)
+        except PermissionError as error:  # left by a teammate's killed job, not group-writable: lock it read-only
+            try:
+                fd, writable = os.open(lock_path, os.O_RDONLY | cloexec), False
+            except OSError:
+                raise cannot_lock from error
+        except OSError as error:
+            if (code := _no_space(error)) is not None:
+                raise _no_space_error(lock_path, code) from error
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno == errno.EBADF:  # NFS locks a read-only file for reading only
+                raise cannot_lock from error
+            if error.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                import logging
+
+                logging.getLogger("ddb").warning(
+                    f"{lock_path}: the file system does not support locks ({error.strerror}); two jobs on "
+                    "this shard would not be noticed")
+                fd = None
+                break
+            if error.errno == errno.ESTALE:  # NFS: the holder removed the file we opened; open the new one
+                time.sleep(0.05)
+                continue
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            holder = _lock_holder(lock_path)
+            if time.monotonic() >= deadline:
+                raise DDBError(tar_path, f"another job is writing this shard: {holder} (lock file {lock_path.name}; "
+                               f"waited {wait:g} s)",
+                               "let that job finish, or cancel it (scancel / kill), then rerun; a job that no "
+                               "longer runs releases the lock by itself (on NFS within a few minutes). "
+                               f"To wait longer, set {SHARD_LOCK_WAIT_VARIABLE}=<seconds>") from None
+            if not waiting:
+                print(f"{tar_path}: another job is writing this shard ({holder}); waiting up to {wait:g} s",
+                      flush=True)
+                waiting = True
+            time.sleep(max(0.0, min(0.5, deadline - time.monotonic())))
+            continue
+        # the job we waited for removes the file before it releases it: is ours still the one in place?
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except OSError:
+            same = False
+        if same and not writable:  # nobody holds it: put a lock file of ours in its place
+            try:
+                lock_path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                os.close(fd)
+                raise cannot_lock from error
+        elif same:
+            break
+        os.close(fd)
+    try:
+        if fd is not None:
+            with contextlib.suppress(OSError):  # who holds it is for messages only (and a full disk shows later)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (_holder_line() + "\n").encode(), 0)
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()  # before releasing: a job waiting on this file then opens a new one
+            os.close(fd)
+
+
 def process_shard(sample_ids: list[str], compute_batch, batch_size: int, tar_path: str | os.PathLike,
                   index_path: str | os.PathLike, desc: str = "shard",
-                  columns: list[str] | None = None) -> pd.DataFrame:
+                  columns: list[str] | None = None, lock_wait: float | None = None) -> pd.DataFrame:
     """Run ``compute_batch(ids) -> [(sample_id, image | None, record)]`` over the unfinished ids in
     batches, checkpointing each sample, then pack the tar and its index (rows in ``sample_ids`` order;
     ``columns`` keeps the index's columns even for an empty shard).
+
+    The whole of it holds the shard's lock (:func:`shard_lock`; ``lock_wait`` seconds, default
+    DDB_SHARD_LOCK_WAIT or 120, for another job writing the same shard, then a DDBError naming it).
     """
+    with shard_lock(tar_path, lock_wait):
+        return _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, desc, columns)
+
+
+def _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, desc, columns) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     partial = PartialShard(tar_path)
@@ -243,12 +533,25 @@ def process_shard(sample_ids: list[str], compute_batch, batch_size: int, tar_pat
 def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
     """Open an image fully (so a truncated file fails here, with its name, not later)."""
     try:
-        with Image.open(path) as image:
+        image = Image.open(path)
+        try:
             image.load()
-            return image.convert(mode)
+        except BaseException:
+            image.close()
+            raise
     except FileNotFoundError as error:
         raise DDBError(path, "image listed in the manifest does not exist",
                        "check the dataset root, or regenerate the manifest") from error
-    except (OSError, SyntaxError) as error:
+    except PermissionError as error:
+        raise DDBError(path, "image cannot be read: permission denied",
+                       "make it readable for your user (ask its owner: chmod a+r), or remove it from the dataset "
+                       "and rerun prepare_dataset") from error
+    except Image.DecompressionBombError as error:
+        raise DDBError(path, f"image too large to decode safely ({error})",
+                       "replace it with a smaller copy, or remove it from the dataset and rerun "
+                       "prepare_dataset") from error
+    except _IMAGE_ERRORS as error:
         raise DDBError(path, f"corrupt or truncated image ({error})",
                        "replace the file, or remove it from the dataset and rerun prepare_dataset") from error
+    with image:
+        return image.convert(mode)
