@@ -10,11 +10,18 @@ are loaded once per step, as a job does, and the load time is printed separately
     python benchmarks/generation.py             # tiny models at the demo's sizes
     python benchmarks/generation.py --real      # the paper's models: SD-2 inpainting fp16 512 px 50 steps,
                                                 # GroundingDINO-tiny + SAM-ViT-B, ResNet-50 IG with 50 steps
+    python benchmarks/generation.py --paper-arch
+        # the paper's architectures at full size with seeded random weights (`random:` models, nothing to
+        # download): GroundingDINO-base + SAM-ViT-H, SD-2 inpainting fp16 512 px 50 steps guidance 7.5,
+        # ResNet-50 IG 224 px 50 steps; several batch sizes per step. On a CPU: SAM-ViT-B, a 256-px
+        # detector input, 64-px inpainting with 2 steps and IG with 2 steps (printed as such)
 
 ``--real`` needs a GPU and the weights in the Hugging Face cache (docs/cluster.md says how to fetch them).
+``--paper-arch`` needs neither: time and memory do not depend on the weights' values.
 Peak memory is torch.cuda.max_memory_allocated on a GPU and the growth of the process's resident set
 (sampled every 2 ms) on a CPU. The A100-hours projection is printed only from GPU measurements of the
-real models; tiny models on a CPU say nothing about an A100. Prints figures only, never passes or fails.
+real models (or their architectures, ``--paper-arch``); tiny models on a CPU say nothing about an A100.
+Prints figures only, never passes or fails.
 """
 
 from __future__ import annotations
@@ -56,6 +63,17 @@ PAPER_DATASETS = {
     "CelebA": {"sources": 12426 + 11841 + 22880 + 1387, "paper_generated": 120000, "table4_hours": 5.0},
     "MetaShift": {"sources": 231 + 380 + 145 + 367, "paper_generated": 400, "table4_hours": 0.5},
 }
+# The work of config.yaml's paper entries (generation.sources: low_loss): `masks` = the sources D_i (K per
+# class), `generated` = images inpainted and scored (K x per_source), `jobs` = shards x 2 class pairs, the
+# jobs of each of mask, inpaint and ig_score (each pays its setup once). benchmarks/rehearsal.py uses it too.
+PAPER_WORK = {
+    "Waterbirds": {"masks": 1300 + 1074, "generated": 1300 + 1074, "jobs": 4 * 2, "table4_hours": 1.0},
+    "CelebA": {"masks": 2 * 20000, "generated": 2 * 20000 * 3, "jobs": 40 * 2, "table4_hours": 5.0},
+    "MetaShift": {"masks": 2 * 200, "generated": 2 * 200, "jobs": 4 * 2, "table4_hours": 0.5},
+}
+# --paper-arch: the paper's models as `random:` references (ddb.models.random_init)
+PAPER_ARCH = {"detector": "random:IDEA-Research/grounding-dino-base", "segmenter": "random:facebook/sam-vit-huge",
+              "inpainting": "random:stabilityai/stable-diffusion-2-inpainting", "classifier": "random:resnet50"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,11 @@ class Settings:
     classifier_overrides: dict
     masking_overrides: dict
     repeat: int = 1  # timed runs per configuration; the fastest counts
+    paper_arch: bool = False  # the paper's architectures with random weights
+    sweep: dict = dataclasses.field(default_factory=dict)  # step -> further batch sizes to time
+    warmup: bool = True  # untimed runs at each batch shape first (GPU kernel selection)
+    detector_size: dict | None = None  # a smaller detector input than the published 800 px (CPU)
+    reduced: str = ""  # what a CPU run reduces, printed
 
 
 def settings_for(args) -> Settings:
@@ -81,6 +104,9 @@ def settings_for(args) -> Settings:
 
 
 def _sizes_for(args) -> Settings:
+    if getattr(args, "paper_arch", False):
+        return paper_arch_settings(args.n, on_gpu=torch.device(args.device or (
+            "cuda" if torch.cuda.is_available() else "cpu")).type == "cuda")
     if args.real:
         # The schema's defaults are the paper's settings: SD-2 inpainting, 512 px, 50 steps, guidance 7.5,
         # fp16 on a GPU; IG with 50 steps over a ResNet-50 at 224 px. Random classifier weights: the
@@ -98,6 +124,26 @@ def _sizes_for(args) -> Settings:
                     {**tiny_models, "resolution": 64, "steps": 10}, {"n_steps": 16, "internal_batch_size": 128},
                     {"arch": "tiny", "weights": None, "image_size": 64},
                     {"detector": "tiny", "segmenter": "tiny", "box_threshold": 0.0, "text_threshold": 0.0})
+
+
+def paper_arch_settings(n: int | None, on_gpu: bool) -> Settings:
+    """--paper-arch: the paper's architectures at full size with seeded random weights, at the paper's
+    settings on a GPU (schema defaults: 512 px, 50 steps, guidance 7.5, fp16; IG 50 steps at 224 px).
+    A CPU keeps the full-size models but reduces what they compute, and says so."""
+    models = {"detector": PAPER_ARCH["detector"], "segmenter": PAPER_ARCH["segmenter"],
+              "box_threshold": 0.0, "text_threshold": 0.0}
+    classifier = {"arch": "resnet50", "weights": PAPER_ARCH["classifier"], "image_size": 224}
+    if on_gpu:
+        return Settings("paper architectures, random weights", True, n or 16, 512, 8, 8, 16,
+                        {"model": PAPER_ARCH["inpainting"]}, {}, classifier, models, paper_arch=True,
+                        sweep={"mask": [4], "inpaint": [2, 4], "ig": [4, 8]})
+    reduced = ("CPU: reduced steps and resolution, not the paper's settings: SAM ViT-B (not ViT-H), detector input "
+               "256 px (not 800), inpainting 64 px with 2 steps (not 512 px, 50), IG 2 steps (not 50); no warm-up")
+    return Settings("paper architectures, random weights, reduced for a CPU", True, n or 2, 512, 2, 2, 2,
+                    {"model": PAPER_ARCH["inpainting"], "resolution": 64, "steps": 2},
+                    {"n_steps": 2, "internal_batch_size": 4}, classifier,
+                    {**models, "segmenter": "random:facebook/sam-vit-base"}, paper_arch=True, warmup=False,
+                    detector_size={"shortest_edge": 256, "longest_edge": 427}, reduced=reduced)
 
 
 def dataset_defaults() -> dict:
@@ -182,6 +228,7 @@ class StepResult:
     load_seconds: float
     single: Run
     batched: Run
+    sweep: dict = dataclasses.field(default_factory=dict)  # further batch size -> Run
 
     @property
     def single_rate(self) -> float:
@@ -193,7 +240,7 @@ class StepResult:
 
 
 def compare(step: str, model: str, n_images: int, batch_size: int, load_seconds: float, run_with_batch,
-            device: torch.device, workdir: Path, repeat: int = 1) -> StepResult:
+            device: torch.device, workdir: Path, repeat: int = 1, sweep=(), warmup: bool = True) -> StepResult:
     """Time ``run_with_batch(batch_size, folder)`` over all images at batch size 1 and at ``batch_size``.
 
     Both shapes are warmed up first on as few images as they need (one batch each, untimed): the first
@@ -207,13 +254,16 @@ def compare(step: str, model: str, n_images: int, batch_size: int, load_seconds:
         folder.mkdir()
         return folder
 
-    run_with_batch(1, fresh(), limit=1)
-    run_with_batch(batch_size, fresh(), limit=batch_size)
-    single = min((measure(lambda: run_with_batch(1, fresh()), device) for _ in range(repeat)),
-                 key=lambda run: run.seconds)
-    batched = min((measure(lambda: run_with_batch(batch_size, fresh()), device) for _ in range(repeat)),
-                  key=lambda run: run.seconds)
-    return StepResult(step, model, n_images, batch_size, load_seconds, single, batched)
+    def timed(size: int) -> Run:
+        if warmup:
+            run_with_batch(size, fresh(), limit=size)
+        return min((measure(lambda: run_with_batch(size, fresh()), device) for _ in range(repeat)),
+                   key=lambda run: run.seconds)
+
+    single = timed(1)
+    batched = timed(batch_size)
+    extra = {size: timed(size) for size in sorted(set(sweep) - {1, batch_size})}
+    return StepResult(step, model, n_images, batch_size, load_seconds, single, batched, extra)
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -273,13 +323,16 @@ def bench_masking(settings: Settings, defaults: dict, inputs: Inputs, device, wo
             continue
         load_seconds = time.perf_counter() - start
         model = name if name == "files" else f"{name} ({cfg['detector']} + {cfg['segmenter']})"
+        if name != "files" and settings.detector_size:  # a CPU: a smaller detector input than the published one
+            masker.masker.detector_processor.image_processor.size = dict(settings.detector_size)
+            model += f", detector input {settings.detector_size['shortest_edge']} px"
 
         def run(batch_size, folder, limit=None, cfg=cfg, masker=masker):
             rows = inputs.sources.head(limit)
             mask_shard(rows, masker, {**cfg, "batch_size": batch_size}, folder / "shard.tar", folder / "shard.parquet")
 
         results.append(compare(f"mask/{name}", model, len(inputs.sources), settings.mask_batch, load_seconds, run,
-                               device, workdir, settings.repeat))
+                               device, workdir, settings.repeat, settings.sweep.get("mask", ()), settings.warmup))
     return results
 
 
@@ -299,7 +352,7 @@ def bench_inpainting(settings: Settings, defaults: dict, inputs: Inputs, device,
                       seed=SEED, tar_path=folder / "shard.tar", index_path=folder / "shard.parquet")
 
     return compare("inpaint", model, len(inputs.sources), settings.inpaint_batch, load_seconds, run, device, workdir,
-                   settings.repeat)
+                   settings.repeat, settings.sweep.get("inpaint", ()), settings.warmup)
 
 
 def bench_ig(settings: Settings, defaults: dict, inputs: Inputs, device, workdir: Path) -> StepResult:
@@ -315,10 +368,10 @@ def bench_ig(settings: Settings, defaults: dict, inputs: Inputs, device, workdir
         score_shard(model, index, inputs.generated, inputs.masks, paths, image_size=classifier["image_size"],
                     ig_cfg={**ig, "batch_size": batch_size}, device=device)
 
-    label = (f"{classifier['arch']} {classifier['image_size']} px, {ig['n_steps']} steps, "
-             f"internal batch {ig['internal_batch_size']}")
+    label = (f"{classifier['arch']}{' (random weights)' if settings.paper_arch else ''} {classifier['image_size']} "
+             f"px, {ig['n_steps']} steps, internal batch {ig['internal_batch_size']}")
     return compare("ig", label, len(inputs.sources), settings.ig_batch, load_seconds, run, device, workdir,
-                   settings.repeat)
+                   settings.repeat, settings.sweep.get("ig", ()), settings.warmup)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -336,6 +389,42 @@ def print_results(results: list[StepResult]) -> None:
         print(f"{r.step:<18} {r.n_images:>4} {r.batch_size:>5} {r.load_seconds:>7.2f} {r.single_rate:>18.2f} "
               f"{r.batched_rate:>14.2f} {r.batched_rate / r.single_rate:>5.2f}x {_mib(r.single.peak_mib):>11} "
               f"{_mib(r.batched.peak_mib):>17}  {r.model}")
+
+
+def best_rate(result: StepResult) -> tuple[int, float]:
+    """(batch size, images/s) of the fastest batch size measured for a step."""
+    runs = {1: result.single, result.batch_size: result.batched, **result.sweep}
+    size, run = min(runs.items(), key=lambda item: item[1].seconds)
+    return size, result.n_images / run.seconds
+
+
+def print_sweep(results: list[StepResult]) -> None:
+    """Images/s and peak memory at every batch size measured (--paper-arch)."""
+    print(f"\n{'step':<18} {'batch':>5} {'img/s':>8} {'peak MiB':>10}")
+    for r in results:
+        runs = {1: r.single, r.batch_size: r.batched, **r.sweep}
+        for size in sorted(runs):
+            print(f"{r.step:<18} {size:>5} {r.n_images / runs[size].seconds:>8.3f} {_mib(runs[size].peak_mib):>10}")
+
+
+def print_paper_work(results: list[StepResult], projectable: bool) -> None:
+    """The chain rate (each step at its fastest batch size) and what it gives for config.yaml's paper entries."""
+    chain = {r.step.split("/")[0]: r for r in results if r.step != "mask/files"}
+    if len(chain) != 3:
+        print("chain rate missing: a step was skipped")
+        return
+    best = {step: best_rate(r) for step, r in chain.items()}
+    per_image = {step: 1 / rate for step, (_, rate) in best.items()}
+    print("\nchain rate (each step at its fastest batch size): "
+          + " + ".join(f"{step} {per_image[step]:.3f} s (batch {best[step][0]})" for step in ("mask", "inpaint", "ig"))
+          + f" = {sum(per_image.values()):.3f} s per image")
+    print(f"{'dataset':<11} {'masks':>7} {'generated':>10} {'Table 4 h':>10} {'projected h':>12}")
+    for name, work in PAPER_WORK.items():
+        hours = (work["masks"] * per_image["mask"] + work["generated"] * (per_image["inpaint"] + per_image["ig"])) / 3600
+        print(f"{name:<11} {work['masks']:>7} {work['generated']:>10} {work['table4_hours']:>10} "
+              f"{(f'{hours:.2f}' if projectable else 'missing'):>12}")
+    print("masks / generated: config.yaml's paper entries (K sources per class; CelebA 3 per source); model "
+          "construction and job start-up not included (benchmarks/rehearsal.py measures them per job)")
 
 
 def print_projection(results: list[StepResult], on_a100_class_gpu: bool, real: bool) -> None:
@@ -363,7 +452,7 @@ def print_projection(results: list[StepResult], on_a100_class_gpu: bool, real: b
     else:
         why = ("these are tiny models" if not real else "no GPU measurement of the chain")
         print(f"GPU figures missing ({why}): the projection needs `--real` on an A100 with the paper's "
-              "models in the Hugging Face cache")
+              "models in the Hugging Face cache, or `--paper-arch` on an A100 (no download)")
 
 
 def describe_device(device: torch.device) -> str:
@@ -378,6 +467,8 @@ def main(argv=None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="tiny models, 4 images: seconds on a CPU")
     mode.add_argument("--real", action="store_true", help="the paper's models (needs a GPU and cached weights)")
+    mode.add_argument("--paper-arch", action="store_true",
+                      help="the paper's architectures with random weights (no download); reduced on a CPU")
     parser.add_argument("--n", type=int, default=None, help="images per run (default 4 quick, 16 otherwise)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per configuration; the fastest counts")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
@@ -386,7 +477,9 @@ def main(argv=None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings = settings_for(args)
     print(f"DDB generation benchmark: {settings.label}, {settings.n_images} images, device {describe_device(device)}")
-    if settings.real and device.type != "cuda":
+    if settings.reduced:
+        print(settings.reduced)
+    if settings.real and not settings.paper_arch and device.type != "cuda":
         print("--real on a CPU: the paper's models would take minutes per image; GPU figures missing. "
               "Run it on a GPU node (e.g. `srun --gpus=a100:1 python benchmarks/generation.py --real`).")
         return 0
@@ -412,6 +505,11 @@ def main(argv=None) -> int:
     print()
     print_results(results)
     on_a100_class_gpu = device.type == "cuda"  # the projection assumes the measured GPU stands for an A100
+    if settings.paper_arch:
+        print_sweep(results)
+        print_paper_work(results, on_a100_class_gpu)
+        if not on_a100_class_gpu:
+            print("projection missing: reduced CPU figures say nothing about an A100; run --paper-arch on a GPU node")
     print_projection(results, on_a100_class_gpu, settings.real)
     if device.type == "cuda" and "A100" not in torch.cuda.get_device_name(device):
         print(f"note: measured on {torch.cuda.get_device_name(device)}, not an A100: scale the projection "

@@ -7,7 +7,10 @@ from pathlib import Path
 # The package lives in workflow/ddb; rule scripts run in their own interpreter, which inherits this.
 PACKAGE_ROOT = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(PACKAGE_ROOT))
-os.environ["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")])
+# No empty entry: Python reads one as the current directory, so a stray pandas.py or yaml.py in the
+# working directory would be imported by every rule script (SLURM jobs too) instead of the library.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    dict.fromkeys([str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 # OpenMP threads that wait by sleeping, not spinning: when a job's torch threads share cores with other
 # jobs (several side by side, a busy machine), spinning made CPU steps up to ~60x slower; the numbers
 # do not change. Read when torch loads, so it must be in the job's environment; a user's value wins.
@@ -23,6 +26,13 @@ except DDBError as error:
     raise WorkflowError(str(error)) from None
 
 R = config["results"].rstrip("/")
+# Each job's log lies under the results folder (<results>/logs/<rule>/<wildcards>.log), so two configs with
+# other results folders never write over each other's logs; `logs` is therefore no dataset name.
+LOGS = f"{R}/logs"
+# Each job's Snakemake benchmark (wall time, peak resident memory), beside its log
+BENCHMARKS = f"{R}/benchmarks"
+# The software of every rule, for `snakemake --sdm conda` (relative to rules/, which holds the rules).
+CONDA_ENV = "../envs/ddb.yaml"
 DATASETS = config["datasets"]
 ALL_CLASSES = sorted({c for d in DATASETS.values() for c in d["classes"]})
 
@@ -40,11 +50,12 @@ wildcard_constraints:
 STEP_MODULES = {
     "prepare_dataset": ["datasets"],
     "train_erm": ["erm.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
-    "textual_inversion": ["textual_inversion.py", "models/diffusion.py", "models/loading.py"],
+    "textual_inversion": ["textual_inversion.py", "training.py", "models/diffusion.py", "models/loading.py",
+                          "models/random_init.py"],
     "select_low_loss": ["low_loss.py", "training.py", "models/classifier.py", "datasets/loading.py"],
     "mean_softmax": ["low_loss.py"],
-    "mask": ["masking.py", "models/segmentation.py", "models/loading.py"],
-    "inpaint": ["inpainting.py", "masking.py", "models/diffusion.py", "models/loading.py"],
+    "mask": ["masking.py", "models/segmentation.py", "models/loading.py", "models/random_init.py"],
+    "inpaint": ["inpainting.py", "masking.py", "models/diffusion.py", "models/loading.py", "models/random_init.py"],
     "ig_score": ["ig_scoring.py", "models/classifier.py"],
     "prune": ["pruning.py"],
     "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
@@ -181,6 +192,32 @@ def dataset_section(*keys):
         return {key: entry[key] for key in keys}
 
     return get
+
+
+# ---- the data itself: prepare_dataset's inputs are the files its manifest is built from, so editing
+# metadata.csv, re-extracting images or replacing the segmentations folder reruns it and what follows.
+def dataset_sources(wildcards):
+    """The dataset's index files and image/mask folders (ddb.datasets.source_paths; none for the demo)."""
+    from ddb.datasets import source_paths
+
+    return source_paths(DATASETS[wildcards.ds])
+
+
+def dataset_source_stamps(wildcards):
+    """Size and time of each source, a param: a file put back with an *older* time (re-extracted from an
+    archive, which restores the archived times) reruns prepare_dataset too, not only a newer one. Found
+    from the wildcards, not the `input` argument: Snakemake ignores params derived from the input."""
+    from ddb.datasets import source_stamps
+
+    return source_stamps(dataset_sources(wildcards))
+
+
+def mask_folder(wildcards):
+    """masking.mask_dir, the folder of the `files` masker, as an input of the mask rule (replacing it reruns
+    mask and what follows); nothing where the masks come from the manifest's mask_path."""
+    masking = DATASETS[wildcards.ds]["masking"]
+    folder = masking.get("mask_dir")
+    return [folder] if masking["masker"] == "files" and folder and Path(folder).is_dir() else []
 
 
 def classes_of(ds):

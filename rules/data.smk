@@ -1,4 +1,6 @@
 rule prepare_dataset:
+    input:
+        sources=dataset_sources,
     output:
         manifest=f"{R}/{{ds}}/data/manifest.parquet",
         groups=f"{R}/{{ds}}/data/groups.parquet",
@@ -8,8 +10,14 @@ rule prepare_dataset:
         seed=config["seed"],
         allow_root_change=config["allow_root_change"],
         code=code_version("prepare_dataset"),
+        # size and time of each source: a file put back with an *older* time (re-extracted) reruns too
+        sources=dataset_source_stamps,
+    benchmark:
+        f"{BENCHMARKS}/prepare_dataset/{{ds}}.tsv",
     log:
-        "logs/prepare_dataset/{ds}.log",
+        f"{LOGS}/prepare_dataset/{{ds}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("prepare_dataset")
     resources:
         **rule_resources("prepare_dataset"),

@@ -14,8 +14,12 @@ rule train_erm:
         cfg=dataset_section("classes", "classifier", "erm", "class_balance"),
         seed=config["seed"],
         code=code_version("train_erm"),
+    benchmark:
+        f"{BENCHMARKS}/train_erm/{{ds}}.tsv",
     log:
-        "logs/train_erm/{ds}.log",
+        f"{LOGS}/train_erm/{{ds}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("train_erm")
     resources:
         **rule_resources("train_erm"),
@@ -32,8 +36,12 @@ rule select_low_loss:
     params:
         cfg=dataset_section("classes", "classifier", "low_loss"),
         code=code_version("select_low_loss"),
+    benchmark:
+        f"{BENCHMARKS}/select_low_loss/{{ds}}/{{cls}}.tsv",
     log:
-        "logs/select_low_loss/{ds}/{cls}.log",
+        f"{LOGS}/select_low_loss/{{ds}}/{{cls}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("select_low_loss")
     resources:
         **rule_resources("select_low_loss"),
@@ -49,8 +57,12 @@ rule mean_softmax:
     params:
         cfg=dataset_section("classes"),
         code=code_version("mean_softmax"),
+    benchmark:
+        f"{BENCHMARKS}/mean_softmax/{{ds}}.tsv",
     log:
-        "logs/mean_softmax/{ds}.log",
+        f"{LOGS}/mean_softmax/{{ds}}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     script:
         "../scripts/mean_softmax.py"

@@ -9,8 +9,12 @@ rule textual_inversion:
         cfg=dataset_section("classes", "minority_groups", "textual_inversion"),
         seed=config["seed"],
         code=code_version("textual_inversion"),
+    benchmark:
+        f"{BENCHMARKS}/textual_inversion/{{ds}}/{{cls}}.tsv",
     log:
-        "logs/textual_inversion/{ds}/{cls}.log",
+        f"{LOGS}/textual_inversion/{{ds}}/{{cls}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("textual_inversion")
     resources:
         **rule_resources("textual_inversion"),
@@ -29,6 +33,7 @@ rule mask:
     input:
         manifest=rules.prepare_dataset.output.manifest,
         low_loss=generation_low_loss,
+        mask_dir=mask_folder,
     output:
         tar=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.tar",
         index=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.parquet",
@@ -36,8 +41,12 @@ rule mask:
         cfg=dataset_section("classes", "minority_groups", "masking", "generation"),
         seed=config["seed"],
         code=code_version("mask"),
+    benchmark:
+        f"{BENCHMARKS}/mask/{{ds}}/{{src}}/shard-{{n}}.tsv",
     log:
-        "logs/mask/{ds}/{src}/shard-{n}.log",
+        f"{LOGS}/mask/{{ds}}/{{src}}/shard-{{n}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("mask")
     resources:
         **rule_resources("mask"),
@@ -68,8 +77,12 @@ rule inpaint:
         textual_inversion=lambda wc: ti_enabled(wc.ds),
         seed=config["seed"],
         code=code_version("inpaint"),
+    benchmark:
+        f"{BENCHMARKS}/inpaint/{{ds}}/{{src}}_to_{{dst}}/shard-{{n}}.tsv",
     log:
-        "logs/inpaint/{ds}/{src}_to_{dst}/shard-{n}.log",
+        f"{LOGS}/inpaint/{{ds}}/{{src}}_to_{{dst}}/shard-{{n}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("inpaint")
     resources:
         **rule_resources("inpaint"),
@@ -91,8 +104,12 @@ rule ig_score:
     params:
         cfg=dataset_section("classifier", "ig"),
         code=code_version("ig_score"),
+    benchmark:
+        f"{BENCHMARKS}/ig_score/{{ds}}/{{src}}_to_{{dst}}/shard-{{n}}.tsv",
     log:
-        "logs/ig_score/{ds}/{src}_to_{dst}/shard-{n}.log",
+        f"{LOGS}/ig_score/{{ds}}/{{src}}_to_{{dst}}/shard-{{n}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("ig_score")
     resources:
         **rule_resources("ig_score"),
@@ -111,8 +128,12 @@ rule prune:
     params:
         cfg=dataset_section("prune"),
         code=code_version("prune"),
+    benchmark:
+        f"{BENCHMARKS}/prune/{{ds}}/{{src}}_to_{{dst}}.tsv",
     log:
-        "logs/prune/{ds}/{src}_to_{dst}.log",
+        f"{LOGS}/prune/{{ds}}/{{src}}_to_{{dst}}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     script:
         "../scripts/prune.py"

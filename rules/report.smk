@@ -72,8 +72,12 @@ rule visualize:
         rows_per_pair=VISUALIZE["rows_per_pair"],
         gallery_per_side=VISUALIZE["gallery_per_side"],
         code=code_version("visualize"),
+    benchmark:
+        f"{BENCHMARKS}/visualize/{{ds}}.tsv",
     log:
-        "logs/visualize/{ds}.log",
+        f"{LOGS}/visualize/{{ds}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("visualize")
     resources:
         **rule_resources("visualize"),

@@ -1,3 +1,6 @@
+from ddb.models.loading import random_models_of
+
+
 def generated_inputs(kind):
     def get(wildcards):
         paths = []
@@ -25,8 +28,12 @@ rule retrain:
         cfg=dataset_section("classes", "classifier", "retrain", "class_balance"),
         seed=config["seed"],
         code=code_version("retrain"),
+    benchmark:
+        f"{BENCHMARKS}/retrain/{{ds}}.tsv",
     log:
-        "logs/retrain/{ds}.log",
+        f"{LOGS}/retrain/{{ds}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("retrain")
     resources:
         **rule_resources("retrain"),
@@ -45,9 +52,15 @@ rule evaluate:
         table=f"{R}/{{ds}}/eval.parquet",
     params:
         cfg=dataset_section("classifier", "retrain"),
+        # the entry's `random:` models: eval.json marks a rehearsal (ddb.models.loading.random_models_of)
+        random_models=lambda wc: random_models_of(DATASETS[wc.ds]),
         code=code_version("evaluate"),
+    benchmark:
+        f"{BENCHMARKS}/evaluate/{{ds}}.tsv",
     log:
-        "logs/evaluate/{ds}.log",
+        f"{LOGS}/evaluate/{{ds}}.log",
+    conda:
+        CONDA_ENV
     threads: rule_threads("evaluate")
     resources:
         **rule_resources("evaluate"),

@@ -11,8 +11,11 @@ def main(snakemake):
     manifest = read_parquet(snakemake.input.manifest)
     models = {"erm": load_classifier(snakemake.input.erm, device())[0],
               "ddb": load_classifier(snakemake.input.ddb, device())[0]}
+    # the `random:` models of the dataset entry (rules/retrain.smk); a rehearsal is marked in eval.json
+    random_models = dict(getattr(snakemake.params, "random_models", None) or {})
     report, table = evaluate_models(models, manifest, cfg["classifier"]["image_size"], cfg["retrain"]["batch_size"],
-                                    device(), snakemake.wildcards.ds, cfg["classifier"]["transform"])
+                                    device(), snakemake.wildcards.ds, cfg["classifier"]["transform"],
+                                    random_models=random_models)
     print(format_comparison(report))
     write_parquet(table, snakemake.output.table)
     write_json(report, snakemake.output.json)

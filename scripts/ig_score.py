@@ -1,6 +1,7 @@
 """Rule ig_score: ρ and softmax for one shard of generated images."""
 from ddb.ig_scoring import score_shard
 from ddb.io import ImageShard, read_parquet, write_parquet
+from ddb.job_stats import report_setup
 from ddb.models.classifier import load_classifier
 from ddb.scripting import device, run_step
 
@@ -10,7 +11,9 @@ def main(snakemake):
     cfg = snakemake.params.cfg
     manifest = read_parquet(snakemake.input.manifest)
     model, _ = load_classifier(snakemake.input.model, device())
-    scores = score_shard(model, read_parquet(snakemake.input.index), ImageShard(snakemake.input.generated),
+    index = read_parquet(snakemake.input.index)
+    report_setup(int(index["has_image"].sum()))
+    scores = score_shard(model, index, ImageShard(snakemake.input.generated),
                          ImageShard(snakemake.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
                          image_size=cfg["classifier"]["image_size"],
                          ig_cfg=cfg["ig"], device=device(), transform=cfg["classifier"]["transform"])

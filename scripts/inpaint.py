@@ -1,6 +1,7 @@
 """Rule inpaint: one shard of class src redrawn as class dst."""
 from ddb.inpainting import inpaint_shard, prompt_for, torch_dtype
 from ddb.io import ImageShard, read_parquet
+from ddb.job_stats import report_setup
 from ddb.masking import shard_rows, step_sources
 from ddb.models.diffusion import load_inpaint_pipeline
 from ddb.scripting import device, run_step
@@ -23,6 +24,7 @@ def main(snakemake):
         pipeline.load_textual_inversion(snakemake.input.token[0])
     prompt = prompt_for(wc.dst, inpainting_cfg, use_token)
     print(f"prompt: {prompt!r}", flush=True)
+    report_setup(len(rows) * cfg["generation"]["per_source"])
     index = inpaint_shard(pipeline, rows, ImageShard(snakemake.input.masks), read_parquet(snakemake.input.mask_index),
                           source_y=src, target_y=dst, target_class=wc.dst, prompt=prompt,
                           inpainting_cfg=inpainting_cfg, seed=seed, tar_path=snakemake.output.tar,

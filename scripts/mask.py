@@ -1,5 +1,6 @@
 """Rule mask: masks of one shard of one source class."""
 from ddb.io import read_parquet
+from ddb.job_stats import report_setup
 from ddb.masking import make_masker, mask_shard, shard_rows, step_sources
 from ddb.scripting import device, run_step
 
@@ -12,6 +13,7 @@ def main(snakemake):
                            low_loss_path=(snakemake.input.low_loss or [None])[0])
     rows = shard_rows(sources, int(snakemake.wildcards.n), cfg["generation"]["shards"])
     masker = make_masker(cfg["masking"], seed=seed, device=device())
+    report_setup(len(rows))
     index = mask_shard(rows, masker, cfg["masking"], snakemake.output.tar, snakemake.output.index)
     print(f"{len(index)} source images, {int(index['detected'].sum())} masks detected")
 

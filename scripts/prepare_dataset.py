@@ -1,9 +1,10 @@
 """Rule prepare_dataset: the manifest (one row per image) and its group x split table."""
+import logging
 from pathlib import Path
 
-from ddb.datasets import build_manifest, format_group_table
+from ddb.datasets import build_manifest, format_group_table, small_class_warnings
 from ddb.datasets.manifest import group_split_table
-from ddb.io import write_parquet
+from ddb.io import write_parquet, write_text
 from ddb.scripting import run_step
 
 
@@ -13,13 +14,17 @@ def main(snakemake):
     manifest = build_manifest(name, snakemake.params.cfg, seed=snakemake.params.seed)
     minority = snakemake.params.cfg["minority_groups"]
     print(f"{name}: {len(manifest)} images\n{format_group_table(manifest, minority)}", flush=True)
+    # K is read from the config, not a param of this rule: editing low_loss.k must not rebuild the data
+    for line in small_class_warnings(name, manifest, snakemake.params.cfg["classes"],
+                                     snakemake.config["datasets"][name]["low_loss"]["k"]):
+        logging.getLogger("ddb.prepare_dataset").warning(line)
     if snakemake.params.cfg["class_balance"] == "subsample":
         print(f"class_balance: subsample: {int((manifest['split'] == 'excluded').sum())} training images left out "
               "(split 'excluded'), every class now has "
               f"{int((manifest['split'] == 'train').sum()) // len(snakemake.params.cfg['classes'])} training images")
     write_parquet(group_split_table(manifest, minority).reset_index(names="group"), snakemake.output.groups)
     write_parquet(manifest, snakemake.output.manifest)
-    Path(snakemake.output.manifest).with_name("root.txt").write_text(snakemake.params.cfg["root"] + "\n")
+    write_text(snakemake.params.cfg["root"] + "\n", Path(snakemake.output.manifest).with_name("root.txt"))
 
 
 main(snakemake)

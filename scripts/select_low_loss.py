@@ -1,4 +1,6 @@
 """Rule select_low_loss: per-sample losses of one class and its K lowest."""
+import logging
+
 from ddb.io import read_parquet, write_parquet
 from ddb.low_loss import per_sample_losses, select_low_loss
 from ddb.models.classifier import load_classifier
@@ -16,9 +18,10 @@ def main(snakemake):
                                cfg["classifier"]["transform"])
     k = cfg["low_loss"]["k"][y]
     selected = select_low_loss(losses, k)
-    if len(losses) < k:
-        print(f"warning: {snakemake.wildcards.cls} has {len(losses)} training images, fewer than K={k}: "
-              f"all of them are kept (lower low_loss.k to silence this)")
+    if len(losses) < k:  # on the terminal too (run_step): Ψ and D_i are then not the K lowest-loss images
+        logging.getLogger("ddb.select_low_loss").warning(
+            f"{snakemake.wildcards.cls} has {len(losses)} training images, fewer than K={k}: all of them are kept "
+            "(lower low_loss.k to silence this)")
     print(f"{snakemake.wildcards.cls}: kept {len(selected)} of {len(losses)} (K={k}), "
           f"loss {selected['loss'].min():.4f}..{selected['loss'].max():.4f}")
     write_parquet(selected, snakemake.output[0])

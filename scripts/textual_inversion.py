@@ -1,6 +1,7 @@
 """Rule textual_inversion: the learned token of one class."""
 from ddb.config import minority_group_name
 from ddb.io import read_parquet, write_parquet
+from ddb.job_stats import report_setup
 from ddb.models.diffusion import load_text_to_image_components
 from ddb.scripting import device, run_step
 from ddb.textual_inversion import choose_images, learn_token, save_embeddings
@@ -13,8 +14,9 @@ def main(snakemake):
     manifest = read_parquet(snakemake.input.manifest)
     y = cfg["classes"].index(cls)
     images = choose_images(manifest, y, ti_cfg, seed=seed, name=name, minority_group=minority_group_name(cfg, y))
-    components = load_text_to_image_components(ti_cfg["model"], seed=seed,
+    components = load_text_to_image_components(ti_cfg["model"], seed=seed, device=device(),
                                                config_key=f"datasets.{name}.textual_inversion.model")
+    report_setup(ti_cfg["steps"], "steps")
     learned, losses = learn_token(components, images, cls, ti_cfg, seed=seed, device=device(), name=name)
     write_parquet(images, snakemake.output.samples)
     write_parquet(losses, snakemake.output.loss)

@@ -19,10 +19,11 @@ COPY_IGNORE = shutil.ignore_patterns(".git", "results", "logs", ".snakemake", ".
 
 
 def snapshot(workdir: Path, folder: str = "results") -> dict[str, str]:
-    """sha256 of every file under ``workdir/folder``, by relative path."""
+    """sha256 of every file under ``workdir/folder``, by relative path; not the jobs' logs (``logs/`` of
+    the results folder: every job that runs, or fails, writes its own)."""
     root = workdir / folder
     return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and (root / "logs") not in p.parents}
 
 
 def changed_files(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
@@ -40,10 +41,12 @@ def assert_same_artifact(a: Path, b: Path) -> None:
 
 
 def artifacts(workdir: Path, results: str = "results") -> list[str]:
-    """Paths of the run's artifacts relative to its results folder (no temporary or checkpoint files)."""
+    """Paths of the run's artifacts relative to its results folder (no temporary or checkpoint files, no
+    logs)."""
     root = workdir / results
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and not p.name.startswith(".") and ".partial" not in str(p))
+                  if p.is_file() and not p.name.startswith(".") and ".partial" not in str(p)
+                  and (root / "logs") not in p.parents)
 
 
 def copy_workflow(target: Path) -> Path:

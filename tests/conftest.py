@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 # The demo, shrunk so the whole DAG (24 jobs) runs in about a minute on 2 CPU cores.
 SMALL_DEMO = {
     "format": "synthetic",
-    "root": "results/demo/data/synthetic",
+    "root": "synthetic",  # drawn into results/demo/data/synthetic (under the `results` folder)
     "synthetic": {"n_train": 240, "n_val_per_group": 8, "n_test_per_group": 10, "image_size": 32},
     "classifier": {"arch": "tiny", "weights": None, "image_size": 32},
     "erm": {"epochs": 2, "batch_size": 32, "lr": 0.01, "optimizer": "sgd", "augment": False},

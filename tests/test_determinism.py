@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from conftest import run_snakemake, small_config, write_config
 
@@ -42,16 +43,33 @@ def test_second_run_from_scratch_with_shards_side_by_side_is_identical(demo_run,
     write_config(workdir, {**small_config(), "results": str(elsewhere)})
     result = run_snakemake(workdir, "--cores", "2", "--set-threads", "mask=1", "inpaint=1", "ig_score=1")
     assert most_shards_at_once(result.stdout + result.stderr) >= 2
-    assert not (workdir / "results" / "demo" / "eval.json").exists()  # results went to the `results` folder
+    assert not (workdir / "results").exists()  # everything went to the `results` folder, logs too
 
     expected = artifacts(demo_run)
     drawn = [name for name in expected if name.startswith("demo/data/synthetic/")]
     assert len(drawn) > 100
-    produced = artifacts(workdir, str(elsewhere)) + drawn  # the demo draws its images under its `root`
-    assert sorted(produced) == expected
+    assert artifacts(workdir, str(elsewhere)) == expected  # the drawn images too: in the results folder
     for name in expected:
-        second = (workdir / "results" / name) if name in drawn else (elsewhere / name)
-        assert_same_artifact(second, demo_run / "results" / name)
+        if name.endswith(".parquet"):  # the paths of drawn images name their results folder
+            pd.testing.assert_frame_equal(relocated(pd.read_parquet(elsewhere / name), str(elsewhere), "results"),
+                                          pd.read_parquet(demo_run / "results" / name), check_exact=True, obj=name)
+        elif name.endswith("root.txt"):  # the drawn root, in its results folder
+            assert (elsewhere / name).read_text() == (demo_run / "results" / name).read_text().replace(
+                "results/", f"{elsewhere}/", 1)
+        else:
+            assert_same_artifact(elsewhere / name, demo_run / "results" / name)
+
+
+def relocated(table: pd.DataFrame, folder: str, instead: str) -> pd.DataFrame:
+    """``table`` with every text cell that starts with ``folder/`` starting with ``instead/`` instead."""
+    table = table.copy()
+    for column in table.columns:
+        if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
+            values = table[column]
+            moved = values.astype(str).str.startswith(folder + "/")
+            if moved.any():
+                table[column] = values.where(~moved, instead + values.astype(str).str[len(folder):])
+    return table
 
 
 @pytest.mark.usefixtures("one_torch_thread")

@@ -85,13 +85,13 @@ def test_killed_inpaint_job_redoes_its_shard_alone_and_resumes(demo_copy):
         "inpaint": 1, "ig_score": 1, "prune": 1, "retrain": 1, "evaluate": 1, "all": 1}
 
     run_snakemake(demo_copy, "--cores", "1", str(tar.relative_to(demo_copy)))
-    log = (demo_copy / "logs/inpaint/demo/landbird_to_waterbird/shard-0.log").read_text()
+    log = (demo_copy / "results/logs/inpaint/demo/landbird_to_waterbird/shard-0.log").read_text()
     assert f"resuming, {done} of 3 samples already done" in log
     assert not partial.exists()
     resumed_tar, resumed_index = tar.read_bytes(), pd.read_parquet(index)
 
     run_snakemake(demo_copy, "--cores", "1", "--force", str(tar.relative_to(demo_copy)))
-    assert "resuming" not in (demo_copy / "logs/inpaint/demo/landbird_to_waterbird/shard-0.log").read_text()
+    assert "resuming" not in (demo_copy / "results/logs/inpaint/demo/landbird_to_waterbird/shard-0.log").read_text()
     assert tar.read_bytes() == resumed_tar
     pd.testing.assert_frame_equal(pd.read_parquet(index), resumed_index, check_exact=True)
 

@@ -49,7 +49,7 @@ def verdicts(workdir: Path, pair: str) -> pd.DataFrame:
 
 def test_visualize_ran_cleanly(visualized):
     workdir, seconds = visualized
-    log = (workdir / "logs" / "visualize" / "demo.log").read_text()
+    log = (workdir / "results" / "logs" / "visualize" / "demo.log").read_text()
     assert "pairs:" in log and "Traceback" not in log
     # a figure, not a pass/fail: speed goals live in benchmarks/
     print(f"snakemake visualize on the demo: {seconds:.1f} s")

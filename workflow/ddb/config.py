@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import jsonschema
@@ -81,6 +82,12 @@ FORMAT_DEFAULTS = {
 # has no paper default, so its entry must name its minority groups (or null for none).
 CELEBA_DEFAULT_SPURIOUS = "Male"
 # Keys that were renamed, with the fix (an old config stops with this instead of "unknown key").
+# Dataset names become folders and a wildcard (results/<name>/..., {ds}): letters, digits and `_`.
+DATASET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Folders of the results folder that are not datasets: <results>/logs/<rule>/..., <results>/benchmarks/<rule>/...
+RESERVED_NAMES = {"logs": "the jobs' logs", "benchmarks": "the jobs' benchmarks"}
+# Where a prompt or template puts the class token: `{}`, exactly once (str.format with one argument).
+PROMPT_PATTERN = "^[^{}]*\\{\\}[^{}]*$"
 RENAMED_KEYS = {
     "class_balanced": "class_balanced was replaced by class_balance: `class_balance: reweight` (what "
                       "`class_balanced: true` did), `subsample` (the paper's CelebA setting) or `none`",
@@ -136,6 +143,13 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "pattern" and error.validator_value == PROMPT_PATTERN:
+        others = [p for p in re.findall(r"\{[^{}]*\}", error.instance) if p != "{}"]
+        found = (f"it has {', '.join(others)}, which is not a placeholder" if others
+                 else f"it has `{{}}` {error.instance.count('{}')} times" if "{}" in error.instance
+                 else "it has no `{}`")
+        return (f"{error.instance!r}: the class token goes where `{{}}` stands, exactly once, and no other braces "
+                f"are allowed ({found}); e.g. 'a photo of a {{}} bird'")
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         return f"{error.message}; allowed keys here: {allowed}"
@@ -161,7 +175,9 @@ def validate_config(config: dict, source: str = "config") -> dict:
                        "correct these keys (see workflow/schemas/config.schema.yaml for every key, "
                        "its type and default)")
     for name, dataset in config["datasets"].items():
+        _check_dataset_name(name, source)
         _normalise_dataset(name, dataset, validator, source)
+        _resolve_drawn_root(name, dataset, config["results"])
     if config["targets"] is None:
         config["targets"] = list(config["datasets"])
     for target in config["targets"]:
@@ -176,6 +192,9 @@ def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None
         dataset["classes"] = list(FORMAT_CLASSES[dataset["format"]])
     _check_classes(name, dataset, source)
     _check_model_paths(name, dataset, source)
+    from .models.loading import check_random_refs
+
+    check_random_refs(dataset, f"{source}: datasets.{name}")
     n_classes = len(dataset["classes"])
     if not isinstance(dataset["low_loss"]["k"], list):
         dataset["low_loss"]["k"] = [dataset["low_loss"]["k"]] * n_classes
@@ -186,6 +205,35 @@ def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None
                            f"has {len(values)} values but the dataset has {n_classes} classes "
                            f"{dataset['classes']}", "give one value per class, in class-index order")
     dataset["minority_groups"] = _minority_groups(name, dataset, source)
+
+
+def _check_dataset_name(name: str, source: str) -> None:
+    """A dataset name is a folder of the results and a Snakemake wildcard: a plain identifier."""
+    if not DATASET_NAME.fullmatch(str(name)):
+        suggestion = re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_") or "my_dataset"
+        if suggestion[0].isdigit():
+            suggestion = f"d_{suggestion}"
+        raise DDBError(f"{source}: datasets.{name}", f"the dataset name {str(name)!r} is not a plain identifier "
+                       "(it names folders under results/ and a wildcard of every rule)",
+                       f"rename it with letters, digits and '_' only, not starting with a digit, e.g. {suggestion!r} "
+                       "(and in `targets`)")
+    if name in RESERVED_NAMES:
+        raise DDBError(f"{source}: datasets.{name}", f"{name!r} is the folder of {RESERVED_NAMES[name]} under results/",
+                       f"rename the dataset, e.g. {name + '_data'!r}")
+
+
+def _resolve_drawn_root(name: str, dataset: dict, results: str) -> None:
+    """The demo's images are drawn by prepare_dataset: a relative `root` of a synthetic dataset lies in the
+    dataset's own data folder, <results>/<name>/data/ (`root: synthetic` -> results/demo/data/synthetic), so
+    two configs with other results folders never draw over each other's images. A root already in that
+    folder is kept (so resolving twice changes nothing); an absolute one is taken as is."""
+    if dataset["format"] != "synthetic" or os.path.isabs(dataset["root"]):
+        return
+    data_folder = os.path.normpath(os.path.join(results, name, "data"))
+    root = os.path.normpath(dataset["root"])
+    if not root.startswith(data_folder + os.sep):
+        root = os.path.normpath(os.path.join(data_folder, root))
+    dataset["root"] = root
 
 
 def _minority_groups(name: str, dataset: dict, source: str) -> dict[str, str | None]:
@@ -227,6 +275,11 @@ FIXED_CLASS_COUNT = {"synthetic": 2, "waterbirds": 2, "celeba": 2}
 def _check_classes(name: str, dataset: dict, source: str) -> None:
     """Class names the dataset cannot have, found before any job runs (a job would fail half-way)."""
     classes, fmt = dataset["classes"], dataset["format"]
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise DDBError(f"{source}: datasets.{name}.classes",
+                       f"lists {', '.join(f'{c!r} {classes.count(c)} times' for c in repeated)}: {classes}",
+                       "give every class its own name, in class-index order (names become folders and wildcards)")
     if fmt in FIXED_CLASS_COUNT and len(classes) != FIXED_CLASS_COUNT[fmt]:
         extra = classes[FIXED_CLASS_COUNT[fmt]:]
         raise DDBError(f"{source}: datasets.{name}.classes",

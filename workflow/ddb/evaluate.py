@@ -9,11 +9,18 @@ from .training import evaluate_groups, train_sizes_of
 
 
 def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch_size: int, device,
-                    dataset_name: str, transform: str = "stretch") -> tuple[dict, pd.DataFrame]:
-    """Return the eval.json object and the per-group table (one row per model and group)."""
+                    dataset_name: str, transform: str = "stretch",
+                    random_models: dict | None = None) -> tuple[dict, pd.DataFrame]:
+    """Return the eval.json object and the per-group table (one row per model and group).
+
+    ``random_models`` ({config key: ``random:`` ref}, :func:`ddb.models.loading.random_models_of`) marks a
+    rehearsal: eval.json then says ``"rehearsal": true`` and lists them, so nobody takes its numbers for DDB's.
+    """
     test = manifest[manifest["split"] == "test"]
     train_sizes = train_sizes_of(manifest)
     report, rows = {"dataset": dataset_name}, []
+    if random_models:
+        report.update(rehearsal=True, random_models=dict(sorted(random_models.items())), note=REHEARSAL_NOTE)
     for name, model in models.items():
         metrics, per_group = evaluate_groups(model, test, eval_transform(image_size, transform), batch_size, device, train_sizes)
         report[name] = metrics
@@ -22,6 +29,17 @@ def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch
                          "n_test": int(record["n"]), "n_train": int(train_sizes.get(record["group"], 0)),
                          "worst_group": record["accuracy"] == metrics["worst_group_accuracy"]})
     return report, pd.DataFrame(rows)
+
+
+REHEARSAL_NOTE = "a rehearsal with random weights: it measures time and memory; its accuracies mean nothing"
+
+
+def rehearsal_banner(report: dict) -> str | None:
+    """``REHEARSAL (random weights: ...): ...`` for a rehearsal's eval.json, None for a real run."""
+    if not report.get("rehearsal"):
+        return None
+    refs = ", ".join(f"{key} {ref}" for key, ref in report.get("random_models", {}).items())
+    return f"REHEARSAL ({refs}): {REHEARSAL_NOTE}"
 
 
 def format_comparison(report: dict) -> str:
@@ -35,4 +53,5 @@ def format_comparison(report: dict) -> str:
     for key, label in (("worst_group_accuracy", "WORST-GROUP ACCURACY"), ("mean_accuracy", "mean accuracy"),
                        ("weighted_mean_accuracy", "weighted mean accuracy")):
         lines.append(label.ljust(width) + "".join(f"{report[m][key]:8.3f}" for m in models))
-    return "\n".join(lines)
+    banner = rehearsal_banner(report)
+    return "\n".join([banner, *lines] if banner else lines)

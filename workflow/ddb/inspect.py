@@ -209,6 +209,19 @@ class Results:
     def eval_report(self) -> dict:
         return json.loads(self.eval_json.read_text())
 
+    def rehearsal(self) -> str | None:
+        """The REHEARSAL line when eval.json says the run used `random:` models (ddb.evaluate), else None."""
+        if not self.eval_json.exists():
+            return None
+        try:
+            report = self.eval_report()
+        except (OSError, ValueError):
+            return None
+        if not report.get("rehearsal"):
+            return None
+        refs = ", ".join(f"{key} {ref}" for key, ref in report.get("random_models", {}).items())
+        return f"REHEARSAL ({refs}): random weights; it measures time and memory, its accuracies mean nothing"
+
 
 def tar_members(path: Path) -> int:
     """PNG members of an image shard (read from the tar's headers, not from its index)."""
@@ -511,6 +524,9 @@ def _summary_evaluate(results: Results) -> StepSummary:
                      if label == "WGA" else f"{label} " + " → ".join(fmt(v) for v in values))
     data = {m: {k: report[m][k] for k in ("worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy")}
             for m in models}
+    if report.get("rehearsal"):
+        parts.insert(0, "REHEARSAL (random weights)")
+        data["rehearsal"] = True
     return StepSummary("evaluate", "eval.json", rows=rows, figure=" · ".join(parts), status="done", data=data)
 
 
@@ -530,7 +546,8 @@ def format_overview(results: Results, summaries: list[StepSummary]) -> str:
     classes = results.classes()
     title = f"{results.root}: dataset {results.name}" + (f", classes {', '.join(classes)}" if classes else "")
     table = format_table(["step", "artifact", "rows", "images", "key figure"], [s.as_row() for s in summaries])
-    return f"{title}\n\n{table}"
+    rehearsal = results.rehearsal()
+    return f"{title}\n{rehearsal}\n\n{table}" if rehearsal else f"{title}\n\n{table}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -707,8 +724,8 @@ def _table_evaluate(results):
         raise FileNotFoundError("eval.json")
     table = results.table(results.eval_table) if results.eval_table.exists() else None
     columns, rows = eval_rows(report, table)
-    return (f"test accuracy, ERM vs DDB ({report.get('dataset', results.name)}; eval.json, eval.parquet)",
-            columns, rows)
+    title = f"test accuracy, ERM vs DDB ({report.get('dataset', results.name)}; eval.json, eval.parquet)"
+    return (f"{results.rehearsal()}\n{title}" if report.get("rehearsal") else title), columns, rows
 
 
 def _table_visualize(results):
@@ -951,6 +968,11 @@ def open_results(path: str | Path) -> Results:
         raise NotAResultsFolder(f"{path}: no such results folder (run snakemake first, or check the path)")
     if not path.is_dir():
         raise NotAResultsFolder(f"{path}: not a folder; pass a dataset's results folder such as results/demo")
+    if path.resolve().name == "logs" and (path / "prepare_dataset").is_dir():  # its folders are named by step
+        datasets = sorted(p.name for p in path.parent.iterdir() if p.is_dir() and (p / "data").is_dir())
+        raise NotAResultsFolder(f"{path} holds the jobs' logs ({path}/<step>/<dataset>...log), not a dataset's "
+                                "results: pass a dataset's results folder"
+                                + (f", e.g. {path.parent / datasets[0]}" if datasets else ""))
     known = {"data", "erm", "textual_inversion", "low_loss", "masks", "inpaint", "ig", "prune", "retrain",
              "report", "psi.parquet", "eval.json"}
     if not any((path / k).exists() for k in known):
@@ -963,4 +985,4 @@ def open_results(path: str | Path) -> Results:
 
 def overview_json(results: Results, summaries: list[StepSummary]) -> dict:
     return {"results": str(results.root), "dataset": results.name, "classes": results.classes(),
-            "steps": [asdict(s) for s in summaries]}
+            "rehearsal": results.rehearsal() is not None, "steps": [asdict(s) for s in summaries]}

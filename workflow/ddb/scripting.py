@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 from .errors import DDBError
 from .io import set_job_fingerprint
@@ -35,20 +37,50 @@ def run_step(function):
 
             torch.set_num_threads(compute_threads(snakemake))
             set_job_fingerprint(job_fingerprint(snakemake))
+            previous_handler = stop_on_sigterm()
             try:
-                return function(snakemake)
+                result = function(snakemake)
+                from .job_stats import report_gpu_memory
+
+                report_gpu_memory()  # Snakemake's benchmark files have no GPU column
+                return result
             except DDBError as error:
                 message = f"ddb: {error}"
                 print(message, file=log_file)
                 print(f"\n{message}\n  (rule {snakemake.rule}, log {log_path})\n", file=terminal, flush=True)
                 sys.exit(1)
+            except Terminated:
+                print("ddb: stopped by SIGTERM (scancel, or the job's time limit); its temporary files are removed, "
+                      "finished shard checkpoints kept", file=log_file, flush=True)
+                raise
             finally:
                 # a step run in-process (tests) must leave no state behind for the next one
+                if previous_handler is not None:
+                    signal.signal(signal.SIGTERM, previous_handler)
                 set_job_fingerprint(None)
                 logging.getLogger("ddb").removeHandler(to_terminal)
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
     return wrapper
+
+
+class Terminated(SystemExit):
+    """SIGTERM, as an exception: it unwinds the step, so ``atomic_path`` removes its temporary file and
+    the shard lock is released; the process then exits with 143 (128 + SIGTERM), as a shell reports it."""
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated(128 + signum)
+
+
+def stop_on_sigterm():
+    """Make SIGTERM (what SLURM sends at scancel or the time limit, before SIGKILL) raise
+    :class:`Terminated` in this process; returns the handler it replaced (None off the main thread, where
+    Python cannot set one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def compute_threads(snakemake) -> int:
@@ -64,7 +96,9 @@ def compute_threads(snakemake) -> int:
 
 
 def job_fingerprint(snakemake) -> str:
-    """What a job's results depend on: rule, wildcards, params, and the size and mtime of each input."""
+    """What a job's results depend on: rule, wildcards, params, the size and mtime of each input, and where
+    it computes (:func:`compute_setting`): a shard resumed on another device or with another thread count
+    discards its checkpoints rather than mix images computed two ways."""
     inputs = []
     for path in snakemake.input:
         try:
@@ -72,9 +106,23 @@ def job_fingerprint(snakemake) -> str:
             inputs.append([str(path), stat.st_size, stat.st_mtime_ns])
         except OSError:
             inputs.append([str(path), None, None])
-    payload = json.dumps([snakemake.rule, dict(snakemake.wildcards.items()), list(snakemake.params), inputs],
-                         sort_keys=True, default=str)
+    payload = json.dumps([snakemake.rule, dict(snakemake.wildcards.items()), list(snakemake.params), inputs,
+                          compute_setting()], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def compute_setting() -> dict:
+    """The device (``cpu``, or ``cuda`` with the GPU's name) and torch's intra-op thread count: both change
+    float results (a CPU's reductions split by thread; another GPU model runs other kernels), so results are
+    reproducible only for the same setting, and checkpoints of one are never mixed with another's. Call it
+    after ``torch.set_num_threads`` (run_step does). The device is the one steps compute on (pick_device)."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"cuda: {torch.cuda.get_device_name(torch.cuda.current_device())}"
+    else:
+        device = "cpu"
+    return {"device": device, "torch_threads": torch.get_num_threads()}
 
 
 def device():

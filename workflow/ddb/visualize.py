@@ -462,8 +462,11 @@ def write_eval_tables(results: Results, out: Path) -> None:
     table = read_parquet(results.eval_table)
     columns, rows = eval_rows(report, table)
     n_groups = len(rows) - 3
-    _write_text(html_table(f"{results.name}: test accuracy, ERM vs DDB", columns, rows,
-                           note="Per-group accuracy on the test split; (worst) marks each model's worst group. "
+    rehearsal = results.rehearsal()  # a run with `random:` models: its accuracies mean nothing
+    _write_text(html_table(("REHEARSAL: " if rehearsal else "") + f"{results.name}: test accuracy, ERM vs DDB",
+                           columns, rows,
+                           note=(f"{rehearsal}. " if rehearsal else "")
+                                + "Per-group accuracy on the test split; (worst) marks each model's worst group. "
                                 "Train-weighted mean weights each group by its share of the training set.",
                            row_classes=[""] * n_groups + ["summary"] * 3), out / "eval.html")
     models = [m for m in ("erm", "ddb") if m in report]

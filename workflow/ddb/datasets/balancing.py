@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DDBError
-from ..seeding import derive_seed
 from .manifest import EXCLUDED
 
 
 def subsample_classes(manifest: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     """Every class's training rows drawn (seeded) down to the smallest class's count; the others get
     split ``excluded``. Val and test are untouched, and no row is dropped."""
+    from ..seeding import derive_seed  # imports torch: not at module level, which Snakemake's process reads
+
     manifest = manifest.copy()
     train = manifest[manifest["split"] == "train"]
     counts = train.groupby("y").size()

@@ -105,7 +105,7 @@ def align_partition(ids: pd.Series, partition_ids: pd.Series, codes: np.ndarray,
 
 
 def read_published(attributes_path: Path, root: Path, attributes: dict[str, str]) -> Attributes:
-    partition_path = find_file(search_folders(root) + [attributes_path.parent], [PARTITION_TXT])
+    partition_path = partition_file(root, attributes_path, "published")
     if partition_path is None:
         raise DDBError(attributes_path.parent / PARTITION_TXT, "the CelebA partition file does not exist",
                        f"put {PARTITION_TXT} (Eval/ in the official release) beside {ATTRIBUTES_TXT}")
@@ -131,7 +131,7 @@ def read_published(attributes_path: Path, root: Path, attributes: dict[str, str]
 
 
 def read_csv_mirror(attributes_path: Path, root: Path, attributes: dict[str, str]) -> Attributes:
-    partition_path = find_file(search_folders(root) + [attributes_path.parent], [PARTITION_CSV, PARTITION_TXT])
+    partition_path = partition_file(root, attributes_path, "mirror")
     if partition_path is None:
         raise DDBError(attributes_path.parent / PARTITION_CSV, "the CelebA partition file does not exist",
                        f"put {PARTITION_CSV} (columns image_id,partition) beside {ATTRIBUTES_CSV}")
@@ -202,20 +202,50 @@ def read_single_csv(path: Path, attributes: dict[str, str]) -> Attributes:
     )
 
 
-def read_attributes(root: Path, attributes: dict[str, str]) -> Attributes:
-    """Detect the layout under ``root`` and read it."""
+def partition_file(root: Path, attributes_path: Path, layout: str) -> Path | None:
+    """The partition file of the published or CSV-mirror layout, if any (the single CSV has none)."""
+    names = {"published": [PARTITION_TXT], "mirror": [PARTITION_CSV, PARTITION_TXT]}.get(layout)
+    return find_file(search_folders(root) + [attributes_path.parent], names) if names else None
+
+
+def detect_layout(root: Path) -> tuple[str, Path] | None:
+    """The layout under ``root`` (published, mirror or single) and the file that lists its images."""
     published = find_file(search_folders(root), [ATTRIBUTES_TXT])
     if published is not None:
-        return read_published(published, root, attributes)
+        return "published", published
     mirror = find_file(search_folders(root), [ATTRIBUTES_CSV])
     single = find_single_csv(root)
     # The DDB authors' layout keeps Kaggle's attribute CSV beside their celeba_split.csv (attributes and
     # split in one file) without Kaggle's partition file: the single CSV then holds everything.
-    if mirror is not None and (single is None or find_file(search_folders(root) + [mirror.parent],
-                                                           [PARTITION_CSV, PARTITION_TXT]) is not None):
-        return read_csv_mirror(mirror, root, attributes)
+    if mirror is not None and (single is None or partition_file(root, mirror, "mirror") is not None):
+        return "mirror", mirror
     if single is not None:
-        return read_single_csv(single, attributes)
+        return "single", single
+    return None
+
+
+def source_paths(cfg: dict, workdir: Path) -> list[Path]:
+    """What the manifest is built from, found without reading it: the attribute and partition files (or
+    the single CSV) and the image folder (one stat: its time changes when images are added or removed)."""
+    root = dataset_root(cfg, workdir, "celeba", f"{ATTRIBUTES_TXT} and {IMAGE_FOLDER}/")
+    found = detect_layout(root)
+    if found is None:
+        return []
+    layout, listing = found
+    partition = partition_file(root, listing, layout)
+    return [listing, *([partition] if partition is not None else []), find_image_folder(root, listing)]
+
+
+def read_attributes(root: Path, attributes: dict[str, str]) -> Attributes:
+    """Detect the layout under ``root`` and read it."""
+    found = detect_layout(root)
+    if found is not None:
+        layout, listing = found
+        if layout == "published":
+            return read_published(listing, root, attributes)
+        if layout == "mirror":
+            return read_csv_mirror(listing, root, attributes)
+        return read_single_csv(listing, attributes)
     raise DDBError(root / ATTRIBUTES_TXT, "no CelebA metadata file found",
                    f"put the published {ATTRIBUTES_TXT} + {PARTITION_TXT}, the mirror's {ATTRIBUTES_CSV} + "
                    f"{PARTITION_CSV}, or one CSV with columns image_id,{attributes['spurious_attribute']},"

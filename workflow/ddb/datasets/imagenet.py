@@ -32,6 +32,15 @@ def class_wnids(classes: list[str], wnids: dict[str, str]) -> list[str]:
     return [wnids[name] for name in classes]
 
 
+def source_paths(cfg: dict, workdir: Path) -> list[Path]:
+    """What the manifest is built from: the class folders of both sources (a folder's time changes when
+    images are added, removed or replaced in it); other wnid folders are never read."""
+    options = cfg["imagenet"]
+    wnids = class_wnids(list(cfg["classes"]), options["wnids"])
+    root = dataset_root(cfg, workdir, "imagenet", f"{options['train_dir']}/ and {options['test_dir']}/")
+    return [root / directory / wnid for directory in (options["train_dir"], options["test_dir"]) for wnid in wnids]
+
+
 def list_source(root: Path, directory: str, source: str, split: str, classes: list[str],
                 wnids: list[str]) -> pd.DataFrame:
     """One row per image of each class folder ``root/directory/<wnid>/``."""

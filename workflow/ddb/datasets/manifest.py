@@ -81,6 +81,43 @@ def check_minority_groups(manifest: pd.DataFrame, classes: list[str], minority_g
                            "or null if the class has no minority group")
 
 
+def check_splits(manifest: pd.DataFrame, classes: list[str], where: str, fix: str) -> None:
+    """Refuse data that cannot be trained or scored: a split with no image, or a class with no image in a
+    split (training counts split ``train`` only, not the rows a class-balanced subsample left out)."""
+    counts = pd.crosstab(manifest["class_name"], manifest["split"]).reindex(index=classes, columns=list(SPLITS),
+                                                                            fill_value=0)
+    totals = ", ".join(f"{split} {int(counts[split].sum())}" for split in SPLITS)
+    for split in SPLITS:
+        if counts[split].sum() == 0:
+            raise DDBError(where, f"split {split!r} has no image ({totals})", fix)
+    for split in SPLITS:
+        for class_name in classes:
+            if counts.loc[class_name, split] == 0:
+                per_class = ", ".join(f"{c} {int(counts.loc[c, split])}" for c in classes)
+                raise DDBError(where, f"class {class_name!r} has no {split} image ({split}: {per_class})", fix)
+
+
+def check_group_coverage(manifest: pd.DataFrame, splits: tuple[str, ...], where: str, fix: str) -> None:
+    """Every training group must be in each of ``splits``: one missing from test would silently drop out of
+    worst-group accuracy (and from val, out of model selection)."""
+    sizes = pd.crosstab(manifest["group"], manifest["split"])
+    training = sizes.index[sizes["train"] > 0] if "train" in sizes else []
+    for split in splits:
+        missing = [group for group in training if split not in sizes or sizes.loc[group, split] == 0]
+        if missing:
+            shown = ", ".join(f"{group!r} ({int(sizes.loc[group, 'train'])} training images)" for group in missing)
+            raise DDBError(where, f"{len(missing)} group(s) of the training split have no {split} image: {shown}; "
+                           f"worst-group accuracy would leave them out without a word", fix)
+
+
+def fewer_than_k(manifest: pd.DataFrame, classes: list[str], k: list[int]) -> list[tuple[str, int, int]]:
+    """(class, training images, K) of each class with fewer training images than its K (low_loss.k)."""
+    train = manifest[manifest["split"] == "train"]
+    sizes = train["class_name"].value_counts()
+    return [(name, int(sizes.get(name, 0)), int(limit)) for name, limit in zip(classes, k)
+            if int(sizes.get(name, 0)) < int(limit)]
+
+
 def smallest_groups(manifest: pd.DataFrame) -> dict[int, str]:
     """The smallest training group of each class (not always the minority: CelebA's non-blond men)."""
     train = manifest[manifest["split"] == "train"]

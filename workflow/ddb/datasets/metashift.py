@@ -36,6 +36,19 @@ def find_dataset_folder(root: Path) -> Path:
                    "set `root` to the folder holding train/ and test/ (each with cat/cat(sofa)/-style folders)")
 
 
+def source_paths(cfg: dict, workdir: Path) -> list[Path]:
+    """What the manifest is built from: the folder listings of ``<split>/<class>/<class>(<context>)/`` (a
+    folder's time changes when images or group folders are added, removed or replaced in it)."""
+    folder = find_dataset_folder(dataset_root(cfg, workdir, "metashift", "train/ and test/"))
+    paths = []
+    for split in SPLIT_FOLDERS:
+        paths.append(folder / split)
+        for class_name in list_subfolders(folder / split):
+            class_folder = folder / split / class_name
+            paths += [class_folder, *(class_folder / name for name in list_subfolders(class_folder))]
+    return paths
+
+
 def list_split(folder: Path, split: str, classes: list[str]) -> pd.DataFrame:
     """One row per image under ``<split>/<class>/<class>(<context>)/``."""
     class_folders = list_subfolders(folder)

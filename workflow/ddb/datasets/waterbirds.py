@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DDBError
-from .common import (SPLIT_NAMES, coded_column, dataset_root, manifest_path_prefix, open_images, present_files,
-                     quote_some, read_csv, require_columns, require_filled, require_listed_images_present,
+from .common import (SPLIT_NAMES, coded_column, dataset_root, list_subfolders, manifest_path_prefix, open_images,
+                     present_files, quote_some, read_csv, require_columns, require_filled, require_listed_images_present,
                      require_unique, group_names)
 
 FOLDER_NAMES = ("waterbird_complete95_forest2water2", "waterbirds_v1.0")
@@ -54,6 +54,18 @@ def find_segmentations(folder: Path) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def source_paths(cfg: dict, workdir: Path) -> list[Path]:
+    """What the manifest is built from, found without reading it: ``metadata.csv``, the image folders
+    beside it, and the CUB segmentations with their folders (a folder's time changes when files are added,
+    removed or replaced in it)."""
+    folder = find_dataset_folder(dataset_root(cfg, workdir, "waterbirds", METADATA))
+    paths = [folder / METADATA, *(folder / name for name in list_subfolders(folder))]
+    segmentations = find_segmentations(folder)
+    if segmentations is not None:
+        paths += [segmentations, *(segmentations / name for name in list_subfolders(segmentations))]
+    return list(dict.fromkeys(paths))
 
 
 def read_metadata(path: Path, class_names: list[str]) -> pd.DataFrame:

@@ -20,13 +20,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def build_classifier(arch: str, num_classes: int, weights: str | None, seed: int,
                      config_key: str = "classifier") -> nn.Module:
-    """A ResNet with a fresh ``num_classes`` head; backbone weights from torchvision, a file, or seeded."""
+    """A ResNet with a fresh ``num_classes`` head; backbone weights from torchvision, a file, or seeded.
+
+    ``weights: random:<arch>`` (e.g. ``random:resnet50``) is the seeded random backbone of a rehearsal in
+    place of the paper's ImageNet weights (no download); like null, but marked as a ``random:`` model.
+    """
     torch.manual_seed(seed)
     if arch == "tiny":
         model = ResNet(BasicBlock, [1, 1, 1, 1])
     else:
         model = getattr(torchvision.models, arch)(weights=None)
-    if weights:
+    if weights and weights.startswith("random:"):
+        if weights != f"random:{arch}":
+            raise DDBError(f"config: {config_key}.weights", f"{weights!r} is not a random {arch}",
+                           f"use random:{arch} (the architecture named by {config_key}.arch), or change the arch")
+    elif weights:
         model.load_state_dict(_backbone_state_dict(arch, weights, config_key))
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model

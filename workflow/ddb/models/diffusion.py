@@ -16,6 +16,7 @@ from tokenizers import pre_tokenizers
 
 from ..seeding import derive_seed
 from .loading import TINY, hub_source, model_load_error, resolve_ref
+from .random_init import is_random
 
 # Words of the default prompt templates and initializer tokens: each becomes one BPE token.
 TINY_VOCAB_WORDS = [
@@ -24,6 +25,9 @@ TINY_VOCAB_WORDS = [
     "bee", "cockroach", "blond", "non", "object", "shape", "disk", "triangle", "on", "land", "water", "in",
 ]
 TINY_TEXT_HIDDEN = 32
+# The `random:` models' tokenizer knows these as whole words too (textual inversion's initializer token must
+# be one token): the initializer words of every config entry (ImageNet-A's "insect" included).
+RANDOM_VOCAB_WORDS = TINY_VOCAB_WORDS + ["insect", "face", "thing", "picture", "image", "shelf", "sofa", "bed"]
 
 
 def _merges_for(word: str) -> list[tuple[str, str]]:
@@ -36,8 +40,13 @@ def _merges_for(word: str) -> list[tuple[str, str]]:
     return merges
 
 
-def build_tiny_tokenizer():
-    """A CLIPTokenizer over byte-level characters plus whole-word tokens for TINY_VOCAB_WORDS."""
+def build_tiny_tokenizer(vocab_size: int | None = None, words: list[str] | None = None):
+    """A CLIPTokenizer over byte-level characters plus whole-word tokens for ``words`` (TINY_VOCAB_WORDS).
+
+    With ``vocab_size`` (the `random:` models: CLIP's 49408), unused entries pad the vocabulary so that
+    ``<|startoftext|>`` and ``<|endoftext|>`` get the last two ids, as in CLIP's own tokenizer, and a token
+    added by textual inversion gets id ``vocab_size`` with an embedding matrix of the published size.
+    """
     from transformers import CLIPTokenizer
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -45,11 +54,14 @@ def build_tiny_tokenizer():
     for symbol in alphabet + [c + "</w>" for c in alphabet]:
         vocab.setdefault(symbol, len(vocab))
     merges: list[tuple[str, str]] = []
-    for word in TINY_VOCAB_WORDS:
+    for word in words or TINY_VOCAB_WORDS:
         for left, right in _merges_for(word):
             if (left, right) not in merges:
                 merges.append((left, right))
                 vocab.setdefault(left + right, len(vocab))
+    if vocab_size is not None:
+        for index in range(len(vocab), vocab_size - 2):  # never produced: no merge leads to them
+            vocab[f"<|unused{index}|>"] = index
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab[special] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
@@ -107,16 +119,48 @@ def tiny_components(seed: int, in_channels: int = 9) -> dict:
     }
 
 
+def random_components(ref: str, *, seed: int, device: torch.device | str | None = None,
+                      config_key: str = "inpainting.model") -> dict:
+    """The SD components of ``random:org/name`` (SD-2 base, inpainting or 768-v): UNet, VAE, OpenCLIP-H text
+    encoder and scheduler from the published configs in ``ddb/assets/configs``, seeded random weights, built
+    on ``device``. Text encoder and VAE draw the same weights for every SD-2 variant, as the hub's share
+    them, so a token learned through SD-2 base fits the inpainting model's text encoder."""
+    import diffusers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .random_init import build_seeded, random_manifest, read_config
+
+    manifest = random_manifest(ref, config_key, "stable_diffusion")
+    text_config = CLIPTextConfig.from_dict(read_config(manifest, "text_encoder/config.json"))
+    scheduler_config = read_config(manifest, "scheduler/scheduler_config.json")
+    return {
+        "tokenizer": build_tiny_tokenizer(vocab_size=text_config.vocab_size, words=RANDOM_VOCAB_WORDS),
+        "text_encoder": build_seeded(lambda: CLIPTextModel(text_config), derive_seed(seed, "random", "text_encoder"),
+                                     device),
+        "vae": build_seeded(lambda: AutoencoderKL.from_config(read_config(manifest, "vae/config.json")),
+                            derive_seed(seed, "random", "vae"), device),
+        "unet": build_seeded(lambda: UNet2DConditionModel.from_config(read_config(manifest, "unet/config.json")),
+                             derive_seed(seed, "random", ref, "unet"), device),
+        "scheduler": getattr(diffusers, scheduler_config["_class_name"]).from_config(scheduler_config),
+    }
+
+
 def load_inpaint_pipeline(ref: str, *, seed: int, device: torch.device | str = "cpu",
                           dtype: torch.dtype = torch.float32, scheduler: str | None = None,
                           config_key: str = "inpainting.model"):
-    """StableDiffusionInpaintPipeline from `tiny`, a local folder or a hub id, on ``device``."""
+    """StableDiffusionInpaintPipeline from `tiny`, `random:org/name`, a local folder or a hub id, on ``device``."""
     from diffusers import StableDiffusionInpaintPipeline
 
     ref = resolve_ref(ref, config_key)
     if ref == TINY:
         pipeline = StableDiffusionInpaintPipeline(**tiny_components(seed, 9), safety_checker=None,
                                                   feature_extractor=None, requires_safety_checker=False)
+    elif is_random(ref):
+        pipeline = StableDiffusionInpaintPipeline(**random_components(ref, seed=seed, device=device,
+                                                                      config_key=config_key),
+                                                  safety_checker=None, feature_extractor=None,
+                                                  requires_safety_checker=False)
     else:
         try:
             source, options = hub_source(ref)
@@ -132,8 +176,9 @@ def load_inpaint_pipeline(ref: str, *, seed: int, device: torch.device | str = "
                        "use an inpainting model such as stabilityai/stable-diffusion-2-inpainting")
     if scheduler:
         pipeline.scheduler = _scheduler_from_name(scheduler, pipeline.scheduler.config, config_key)
-    # from_pretrained already applied torch_dtype; only the freshly built miniature needs a cast
-    pipeline = pipeline.to(device=device, dtype=dtype) if ref == TINY else pipeline.to(device)
+    # from_pretrained already applied torch_dtype; only the freshly built models need a cast
+    built = ref == TINY or is_random(ref)
+    pipeline = pipeline.to(device=device, dtype=dtype) if built else pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     if torch.device(device).type == "cuda":
         pipeline.unet.to(memory_format=torch.channels_last)
@@ -152,11 +197,13 @@ def _scheduler_from_name(name: str, config, config_key: str):
     return cls.from_config(config)
 
 
-def load_text_to_image_components(ref: str, *, seed: int, config_key: str = "textual_inversion.model") -> dict:
+def load_text_to_image_components(ref: str, *, seed: int, config_key: str = "textual_inversion.model",
+                                  device: torch.device | str | None = None) -> dict:
     """tokenizer, text_encoder, vae, unet and the training noise scheduler (DDPM) for textual inversion.
 
     ``ref`` may be a text-to-image model (SD-2 base, as in the paper) or an inpainting one: the
-    textual-inversion step conditions the 9-channel UNet on a masked image when it gets one.
+    textual-inversion step conditions the 9-channel UNet on a masked image when it gets one. A
+    ``random:`` model is built on ``device`` (the CPU when None); the step moves the others there.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -164,6 +211,10 @@ def load_text_to_image_components(ref: str, *, seed: int, config_key: str = "tex
     ref = resolve_ref(ref, config_key)
     if ref == TINY:
         components = tiny_components(seed, in_channels=4)
+        components["noise_scheduler"] = DDPMScheduler.from_config(components.pop("scheduler").config)
+        return components
+    if is_random(ref):
+        components = random_components(ref, seed=seed, device=device, config_key=config_key)
         components["noise_scheduler"] = DDPMScheduler.from_config(components.pop("scheduler").config)
         return components
     source, weights = hub_source(ref)

@@ -7,7 +7,9 @@ for the batch, then one SAM forward for the boxes of the images where something 
 Every model reference is a hub id, a local folder (``save_pretrained`` output) or ``tiny``: a seeded
 miniature of the same architecture with random weights, so tests and the demo run offline on a CPU.
 The miniatures' processors are built here too (GroundingDINO's BERT tokenizer from a vocabulary we
-write ourselves), since nothing may be downloaded.
+write ourselves), since nothing may be downloaded. ``random:IDEA-Research/grounding-dino-base`` (and
+tiny) and ``random:facebook/sam-vit-huge`` (and base) are the published architectures and image
+processors at full size with seeded random weights (:mod:`ddb.models.random_init`): a rehearsal.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import torch
 from PIL import Image
 
 from ..errors import DDBError
+from ..seeding import derive_seed
 from .loading import TINY, hub_cache_dir, hub_source, is_local, model_load_error
+from .random_init import is_random
 
 DETECTOR_WHAT = "GroundingDINO detector"
 SEGMENTER_WHAT = "SAM segmenter"
@@ -72,18 +76,43 @@ def _seeded_construct(build, seed: int):
         return build()
 
 
-def build_tiny_tokenizer():
-    """A BERT WordPiece tokenizer over the miniature vocabulary (written to a temporary vocab.txt)."""
+def build_tiny_tokenizer(vocab_size: int | None = None):
+    """A BERT WordPiece tokenizer over the miniature vocabulary (written to a temporary vocab.txt).
+
+    With ``vocab_size`` (the `random:` detectors: bert-base-uncased's 30522), the same words sit among
+    unused entries at bert-base-uncased's ids for the tokens GroundingDINO treats as special
+    (:data:`BERT_IDS`), so ids and the embedding matrix are those of the published tokenizer.
+    """
     from transformers import BertTokenizer
 
     vocabulary = [*TINY_SPECIAL_TOKENS, *TINY_CHARACTERS, *(f"##{c}" for c in TINY_CHARACTERS), *TINY_WORDS]
+    if vocab_size is not None:
+        vocabulary = _published_bert_vocabulary(vocab_size, vocabulary)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "vocab.txt").write_text("\n".join(vocabulary) + "\n")
         # from_pretrained on a folder holding vocab.txt works in transformers 4 and 5 alike; the
         # constructor does not (v5 renamed vocab_file to vocab and ignores the old keyword).
         tokenizer = BertTokenizer.from_pretrained(folder, local_files_only=True)
-    tokenizer.model_max_length = TINY_MAX_TEXT_LEN
+    tokenizer.model_max_length = TINY_MAX_TEXT_LEN if vocab_size is None else BERT_MAX_LENGTH
     return tokenizer
+
+
+# bert-base-uncased's ids of its special tokens and of the two that GroundingDINO's text attention mask
+# treats as phrase separators ("." and "?"; SPECIAL_TOKENS in transformers' modeling_grounding_dino).
+BERT_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, ".": 1012, "?": 1029}
+BERT_MAX_LENGTH = 512
+RANDOM_WORDS = ["insect", "bee", "cockroach", "hair", "face", "object", "thing"]
+
+
+def _published_bert_vocabulary(vocab_size: int, words: list[str]) -> list[str]:
+    vocabulary: list[str | None] = [None] * vocab_size
+    for token, index in BERT_IDS.items():
+        vocabulary[index] = token
+    free = (i for i in range(vocab_size) if vocabulary[i] is None and i > max(BERT_IDS.values()))
+    for token in dict.fromkeys(words + RANDOM_WORDS):
+        if token not in BERT_IDS:
+            vocabulary[next(free)] = token
+    return [token if token is not None else f"[unused{i}]" for i, token in enumerate(vocabulary)]
 
 
 def build_tiny_grounding_dino(seed: int):
@@ -140,6 +169,41 @@ def build_tiny_sam(seed: int):
         mask_pad_size={"height": TINY_SAM_IMAGE_SIZE // 2, "width": TINY_SAM_IMAGE_SIZE // 2},
     )
     return model, SamProcessor(image_processor=image_processor)
+
+
+def _preprocessor(manifest: dict) -> dict:
+    from .random_init import read_config
+
+    return {k: v for k, v in read_config(manifest, "preprocessor_config.json").items() if k != "image_processor_type"}
+
+
+def build_random_grounding_dino(ref: str, seed: int, device=None, config_key: str = "masking.detector"):
+    """``random:IDEA-Research/grounding-dino-{tiny,base}``: the published config and image processor
+    (``ddb/assets/configs``), seeded random weights, a BERT tokenizer with bert-base-uncased's ids."""
+    from transformers import (GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
+                              GroundingDinoProcessor)
+
+    from .random_init import build_seeded, random_manifest, read_config
+
+    manifest = random_manifest(ref, config_key, "grounding_dino")
+    config = GroundingDinoConfig.from_dict(read_config(manifest, "config.json"))
+    tokenizer = build_tiny_tokenizer(vocab_size=config.text_config.vocab_size)
+    model = build_seeded(lambda: GroundingDinoForObjectDetection(config), derive_seed(seed, "random", ref), device)
+    return model.eval(), GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(**_preprocessor(manifest)),
+                                                tokenizer=tokenizer)
+
+
+def build_random_sam(ref: str, seed: int, device=None, config_key: str = "masking.segmenter"):
+    """``random:facebook/sam-vit-{base,huge}``: the published config and image processor, seeded random weights."""
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    from .random_init import build_seeded, random_manifest, read_config
+
+    manifest = random_manifest(ref, config_key, "sam")
+    published = read_config(manifest, "config.json")
+    config = SamConfig(**{k: v for k, v in published.items() if k not in ("model_type", "architectures")})
+    model = build_seeded(lambda: SamModel(config), derive_seed(seed, "random", ref), device)
+    return model.eval(), SamProcessor(image_processor=SamImageProcessor(**_preprocessor(manifest)))
 
 
 def save_tiny_models(directory: str | Path, seed: int) -> tuple[Path, Path]:
@@ -212,10 +276,13 @@ def _from_pretrained(ref: str, what: str, example_id: str, accepted_types: tuple
 
 def load_detector(ref: str, seed: int = 0, device: str | torch.device = "cpu", *,
                   config_key: str = "masking.detector"):
-    """(model, processor) of a text-prompted detector: ``tiny``, a local folder or a hub id; eval mode on ``device``."""
+    """(model, processor) of a text-prompted detector: ``tiny``, ``random:org/name``, a local folder or a hub id;
+    eval mode on ``device``."""
     device = torch.device(device)
     if ref == TINY:
         model, processor = build_tiny_grounding_dino(seed)
+    elif is_random(ref):
+        model, processor = build_random_grounding_dino(ref, seed, device, config_key)
     else:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
@@ -232,10 +299,12 @@ def load_detector(ref: str, seed: int = 0, device: str | torch.device = "cpu", *
 
 def load_segmenter(ref: str, seed: int = 0, device: str | torch.device = "cpu", *,
                    config_key: str = "masking.segmenter"):
-    """(model, processor) of SAM: ``tiny``, a local folder or a hub id; eval mode on ``device``."""
+    """(model, processor) of SAM: ``tiny``, ``random:org/name``, a local folder or a hub id; eval mode on ``device``."""
     device = torch.device(device)
     if ref == TINY:
         model, processor = build_tiny_sam(seed)
+    elif is_random(ref):
+        model, processor = build_random_sam(ref, seed, device, config_key)
     else:
         from transformers import SamModel, SamProcessor
 
