@@ -18,12 +18,20 @@ COPY_IGNORE = shutil.ignore_patterns(".git", "results", "logs", ".snakemake", ".
                                      "*.egg-info", "tests", "benchmarks", "data", "build")
 
 
+# Job records in the results folder, not artifacts: every job that runs (or fails) writes its own log and
+# benchmark (timings), so they differ between runs that give the same artifacts.
+JOB_RECORDS = ("logs", "benchmarks")
+
+
+def is_job_record(path: Path, results: Path) -> bool:
+    return any(results / folder in path.parents for folder in JOB_RECORDS)
+
+
 def snapshot(workdir: Path, folder: str = "results") -> dict[str, str]:
-    """sha256 of every file under ``workdir/folder``, by relative path; not the jobs' logs (``logs/`` of
-    the results folder: every job that runs, or fails, writes its own)."""
+    """sha256 of every file under ``workdir/folder``, by relative path; not the jobs' logs and benchmarks."""
     root = workdir / folder
     return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and (root / "logs") not in p.parents}
+            for p in sorted(root.rglob("*")) if p.is_file() and not is_job_record(p, root)}
 
 
 def changed_files(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
@@ -42,11 +50,11 @@ def assert_same_artifact(a: Path, b: Path) -> None:
 
 def artifacts(workdir: Path, results: str = "results") -> list[str]:
     """Paths of the run's artifacts relative to its results folder (no temporary or checkpoint files, no
-    logs)."""
+    logs or benchmarks)."""
     root = workdir / results
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
                   if p.is_file() and not p.name.startswith(".") and ".partial" not in str(p)
-                  and (root / "logs") not in p.parents)
+                  and not is_job_record(p, root))
 
 
 def copy_workflow(target: Path) -> Path:

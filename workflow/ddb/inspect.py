@@ -968,9 +968,10 @@ def open_results(path: str | Path) -> Results:
         raise NotAResultsFolder(f"{path}: no such results folder (run snakemake first, or check the path)")
     if not path.is_dir():
         raise NotAResultsFolder(f"{path}: not a folder; pass a dataset's results folder such as results/demo")
-    if path.resolve().name == "logs" and (path / "prepare_dataset").is_dir():  # its folders are named by step
+    records = path.resolve().name
+    if records in ("logs", "benchmarks") and (path / "prepare_dataset").is_dir():  # <results>/logs/<step>/..., not a dataset's folder
         datasets = sorted(p.name for p in path.parent.iterdir() if p.is_dir() and (p / "data").is_dir())
-        raise NotAResultsFolder(f"{path} holds the jobs' logs ({path}/<step>/<dataset>...log), not a dataset's "
+        raise NotAResultsFolder(f"{path} holds the jobs' {records} ({path}/<step>/<dataset>...), not a dataset's "
                                 "results: pass a dataset's results folder"
                                 + (f", e.g. {path.parent / datasets[0]}" if datasets else ""))
     known = {"data", "erm", "textual_inversion", "low_loss", "masks", "inpaint", "ig", "prune", "retrain",
