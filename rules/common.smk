@@ -290,3 +290,51 @@ def check_dataset_roots():
 
 
 check_dataset_roots()
+
+
+# ---- input functions of the rules (beside the other helpers: the workflow catalog keeps rule files free of
+# functions); they read `rules.<name>` only when called, after every rule file is included.
+
+
+def imported_erm(wildcards):
+    path = DATASETS[wildcards.ds]["erm"]["checkpoint"]
+    return [path] if path else []
+
+def generation_low_loss(wildcards):
+    """D_i, the low-loss table of the source class, where the sources are D_i (Algorithm 1)."""
+    if DATASETS[wildcards.ds]["generation"]["sources"] != "low_loss":
+        return []
+    return expand(rules.select_low_loss.output[0], ds=wildcards.ds, cls=wildcards.src)
+
+def learned_token(wildcards):
+    if not ti_enabled(wildcards.ds):
+        return []
+    return expand(rules.textual_inversion.output.embeds, ds=wildcards.ds, cls=wildcards.dst)
+
+def generated_inputs(kind):
+    def get(wildcards):
+        paths = []
+        for src, dst in pairs_of(wildcards.ds):
+            if kind == "prune":
+                paths.append(expand(rules.prune.output[0], ds=wildcards.ds, src=src, dst=dst)[0])
+            else:
+                paths += expand(getattr(rules.inpaint.output, kind), ds=wildcards.ds, src=src, dst=dst,
+                                n=shards_of(wildcards.ds))
+        return paths
+
+    return get
+
+def source_classes(ds):
+    return sorted({src for src, _ in pairs_of(ds)}, key=classes_of(ds).index)
+
+def visualize_masks(wildcards):
+    return expand(rules.mask.output.tar, ds=wildcards.ds, src=source_classes(wildcards.ds), n=shards_of(wildcards.ds))
+
+def visualize_scores(wildcards):
+    return [path for src, dst in pairs_of(wildcards.ds)
+            for path in expand(rules.ig_score.output[0], ds=wildcards.ds, src=src, dst=dst, n=shards_of(wildcards.ds))]
+
+def visualize_ti_losses(wildcards):
+    if not ti_enabled(wildcards.ds):
+        return []
+    return expand(rules.textual_inversion.output.loss, ds=wildcards.ds, cls=classes_of(wildcards.ds))

@@ -1,8 +1,3 @@
-def imported_erm(wildcards):
-    path = DATASETS[wildcards.ds]["erm"]["checkpoint"]
-    return [path] if path else []
-
-
 rule train_erm:
     input:
         manifest=rules.prepare_dataset.output.manifest,

@@ -22,13 +22,6 @@ rule textual_inversion:
         "../scripts/textual_inversion.py"
 
 
-def generation_low_loss(wildcards):
-    """D_i, the low-loss table of the source class, where the sources are D_i (Algorithm 1)."""
-    if DATASETS[wildcards.ds]["generation"]["sources"] != "low_loss":
-        return []
-    return expand(rules.select_low_loss.output[0], ds=wildcards.ds, cls=wildcards.src)
-
-
 rule mask:
     input:
         manifest=rules.prepare_dataset.output.manifest,
@@ -54,12 +47,6 @@ rule mask:
         GENERATION_GROUP
     script:
         "../scripts/mask.py"
-
-
-def learned_token(wildcards):
-    if not ti_enabled(wildcards.ds):
-        return []
-    return expand(rules.textual_inversion.output.embeds, ds=wildcards.ds, cls=wildcards.dst)
 
 
 rule inpaint:

@@ -9,25 +9,6 @@ VISUALIZE = {"rows_per_pair": 8, "gallery_per_side": 8}
 REPORT_DIR = f"{R}/{{ds}}/report"
 
 
-def source_classes(ds):
-    return sorted({src for src, _ in pairs_of(ds)}, key=classes_of(ds).index)
-
-
-def visualize_masks(wildcards):
-    return expand(rules.mask.output.tar, ds=wildcards.ds, src=source_classes(wildcards.ds), n=shards_of(wildcards.ds))
-
-
-def visualize_scores(wildcards):
-    return [path for src, dst in pairs_of(wildcards.ds)
-            for path in expand(rules.ig_score.output[0], ds=wildcards.ds, src=src, dst=dst, n=shards_of(wildcards.ds))]
-
-
-def visualize_ti_losses(wildcards):
-    if not ti_enabled(wildcards.ds):
-        return []
-    return expand(rules.textual_inversion.output.loss, ds=wildcards.ds, cls=classes_of(wildcards.ds))
-
-
 rule visualize:
     input:
         manifest=rules.prepare_dataset.output.manifest,

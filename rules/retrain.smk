@@ -1,20 +1,6 @@
 from ddb.models.loading import random_models_of
 
 
-def generated_inputs(kind):
-    def get(wildcards):
-        paths = []
-        for src, dst in pairs_of(wildcards.ds):
-            if kind == "prune":
-                paths.append(expand(rules.prune.output[0], ds=wildcards.ds, src=src, dst=dst)[0])
-            else:
-                paths += expand(getattr(rules.inpaint.output, kind), ds=wildcards.ds, src=src, dst=dst,
-                                n=shards_of(wildcards.ds))
-        return paths
-
-    return get
-
-
 rule retrain:
     input:
         manifest=rules.prepare_dataset.output.manifest,
