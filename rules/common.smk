@@ -15,6 +15,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 # jobs (several side by side, a busy machine), spinning made CPU steps up to ~60x slower; the numbers
 # do not change. Read when torch loads, so it must be in the job's environment; a user's value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# A job that a cluster executor runs (SLURM, ...) is executed by Snakemake in remote mode; its scripts inherit
+# this, so a GPU job can tell a cluster node without CUDA from a local run, which ignores GPU requests.
+if workflow.remote_exec:
+    os.environ["DDB_CLUSTER_JOB"] = "1"
 
 from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
@@ -128,9 +132,14 @@ def job_resources(rule, ds):
     # --cores: scripts compute with this configured count instead (ddb.scripting.compute_threads).
     merged["cpu_threads"] = merged.pop("threads")
     if merged.get("gpu"):
-        merged["gpu_model"] = config["resources"]["gpu_model"]
+        # no gpu_model: the plugin asks for any GPU (--gpus=1)
+        if config["resources"]["gpu_model"]:
+            merged["gpu_model"] = config["resources"]["gpu_model"]
         if GPU_PARTITION:
             merged["slurm_partition"] = GPU_PARTITION
+        # read by the job itself (ddb.scripting.check_cuda): may it run on a CPU if it finds no CUDA?
+        fallback = DATASETS[ds]["resources"]["cpu_fallback"]
+        merged["cpu_fallback"] = int(config["resources"]["cpu_fallback"] if fallback is None else fallback)
     return merged
 
 

@@ -43,6 +43,8 @@ FORMAT_DEFAULTS = {
         "classifier": {"transform": "stretch"},
         "generation": {"sources": "all"},
         "inpainting": {"paste_back": True},
+        # the demo runs anywhere, a cluster's CPU-only nodes included (CI's SLURM has no CUDA)
+        "resources": {"cpu_fallback": True},
     },
     "waterbirds": {
         "minority_groups": ["water", "land"],

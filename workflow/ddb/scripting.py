@@ -39,6 +39,7 @@ def run_step(function):
             set_job_fingerprint(job_fingerprint(snakemake))
             previous_handler = stop_on_sigterm()
             try:
+                check_cuda(snakemake)
                 result = function(snakemake)
                 from .job_stats import report_gpu_memory
 
@@ -81,6 +82,37 @@ def stop_on_sigterm():
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+CLUSTER_JOB_VARIABLE = "DDB_CLUSTER_JOB"  # set by rules/common.smk in a job a cluster executor runs
+
+
+def check_cuda(snakemake) -> None:
+    """Stop a cluster job that asked for a GPU (resource ``gpu``) and finds no CUDA device, unless its
+    dataset allows the CPU (resource ``cpu_fallback``, from config ``resources.cpu_fallback``).
+
+    Such a job would otherwise run for hours on the node's CPU (a partition without GPUs, a CPU-only
+    torch, CUDA_VISIBLE_DEVICES emptied) and only a user reading its log would notice. A local run is never
+    stopped: it ignores GPU requests by design (the demo, a laptop).
+    """
+    resources = snakemake.resources
+    if not int(getattr(resources, "gpu", 0) or 0) or os.environ.get(CLUSTER_JOB_VARIABLE) != "1":
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    why = (f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
+           else f"torch (CUDA {torch.version.cuda}) finds no CUDA device, CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')!r}")
+    if int(getattr(resources, "cpu_fallback", 0) or 0):
+        logging.getLogger("ddb").warning(f"this job asked for a GPU but runs on the CPU: {why} "
+                                         "(resources.cpu_fallback is true)")
+        return
+    raise DDBError(f"rule {snakemake.rule}", f"asked for a GPU, but this cluster job has none: {why}",
+                   "send GPU rules to a partition with GPUs (DDB_SLURM_GPU_PARTITION, resources.gpu_model; "
+                   "docs/cluster.md) and use a CUDA build of torch; to run on the CPU anyway, set "
+                   "resources.cpu_fallback: true (or the dataset's resources.cpu_fallback)")
 
 
 def compute_threads(snakemake) -> int:

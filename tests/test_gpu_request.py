@@ -1,0 +1,97 @@
+"""GPU requests: `resources.gpu_model: null` asks for any GPU, and a cluster job that asked for a GPU but
+finds no CUDA stops at once (unless its dataset allows the CPU) instead of running for hours on a CPU."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+
+from ddb.errors import DDBError
+from ddb.scripting import CLUSTER_JOB_VARIABLE, check_cuda
+from test_profile import REPO, cluster_env, dry_run, planned_jobs, workdir  # noqa: F401 (fixture)
+
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
+
+
+def set_gpu_model(workdir, value):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["resources"] = {"gpu_model": value}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_gpu_model_null_asks_for_any_gpu(workdir):
+    utils = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
+    set_gpu_model(workdir, None)
+    result = dry_run(workdir, cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="p"))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    inpaint = dict(next(r for rule, r in jobs if rule == "inpaint"))
+    assert inpaint["gpu"] == "1" and "gpu_model" not in inpaint
+
+    class Job:  # the attribute set_gres_string reads
+        def __init__(self, values):
+            self.resources = type("Resources", (dict,), {"__getattr__": dict.__getitem__})(values)
+
+    assert utils.set_gres_string(Job({"gpu": 1})).strip() == "--gpus=1"
+    # every GPU job of a paper dataset says it may not fall back to the CPU; CPU jobs carry no such resource
+    for rule, resources in jobs:
+        assert resources.get("cpu_fallback") == ("0" if "gpu" in resources else None), rule
+
+
+def test_a_gpu_model_name_is_refused_where_it_is_not_a_string(workdir):
+    set_gpu_model(workdir, 100)
+    result = dry_run(workdir, cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="p"))
+    assert result.returncode != 0
+    assert "resources.gpu_model" in result.stdout + result.stderr
+
+
+def job(gpu=1, cpu_fallback=0, rule="inpaint"):
+    return SimpleNamespace(rule=rule, resources=SimpleNamespace(gpu=gpu, cpu_fallback=cpu_fallback))
+
+
+@needs_no_cuda
+def test_a_cluster_gpu_job_without_cuda_stops_with_the_fix(monkeypatch):
+    monkeypatch.setenv(CLUSTER_JOB_VARIABLE, "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(DDBError) as raised:
+        check_cuda(job())
+    message = str(raised.value)
+    assert message.startswith("rule inpaint: asked for a GPU, but this cluster job has none")
+    assert "CUDA_VISIBLE_DEVICES=''" in message or "CPU-only build" in message
+    assert "resources.cpu_fallback: true" in message and "DDB_SLURM_GPU_PARTITION" in message
+
+
+@needs_no_cuda
+def test_no_stop_locally_for_cpu_jobs_or_where_the_cpu_is_allowed(monkeypatch, caplog):
+    monkeypatch.delenv(CLUSTER_JOB_VARIABLE, raising=False)
+    check_cuda(job())  # a local run ignores GPU requests
+    monkeypatch.setenv(CLUSTER_JOB_VARIABLE, "1")
+    check_cuda(job(gpu=0))  # a CPU rule on a cluster
+    check_cuda(SimpleNamespace(rule="prune", resources=SimpleNamespace()))  # a light rule has no gpu resource
+    with caplog.at_level(logging.WARNING, logger="ddb"):
+        check_cuda(job(cpu_fallback=1))
+    assert "asked for a GPU but runs on the CPU" in caplog.text
+
+
+@needs_no_cuda
+def test_a_remote_mode_job_stops_before_training(workdir):
+    """Snakemake runs a cluster job in remote mode (``--mode remote``, as the SLURM job step does): train_erm
+    then stops within seconds with the one-line message; prepare_dataset (no GPU) ran first."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--mode", "remote",
+               "--cores", "1", "results/waterbirds/erm/model.pt"]
+    env = cluster_env()
+    env.pop(CLUSTER_JOB_VARIABLE, None)
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "ddb: rule train_erm: asked for a GPU, but this cluster job has none" in output
+    assert (workdir / "results/waterbirds/data/manifest.parquet").exists()
+    assert not (workdir / "results/waterbirds/erm/model.pt").exists()
+    log = (workdir / "results/logs/train_erm/waterbirds.log").read_text()
+    assert "resources.cpu_fallback" in log and "epoch" not in log
