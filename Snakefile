@@ -16,6 +16,10 @@ include: "rules/generate.smk"
 include: "rules/retrain.smk"
 include: "rules/report.smk"
 
+# Seconds of pandas on small tables: run them in the Snakemake process itself rather than queueing a
+# SLURM job for each (localrules only matter to a cluster executor).
+localrules: mean_softmax, prune
+
 
 rule all:
     input:

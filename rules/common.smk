@@ -4,23 +4,17 @@ import os
 import sys
 from pathlib import Path
 
-# The package lives in workflow/ddb; rule scripts run in their own interpreter, which inherits this.
+# The package lives in workflow/ddb; rule scripts run in their own interpreter, which inherits the
+# environment ddb.job_environment.prepare sets (PYTHONPATH, OpenMP waiting, cluster job or not).
 PACKAGE_ROOT = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(PACKAGE_ROOT))
-# No empty entry: Python reads one as the current directory, so a stray pandas.py or yaml.py in the
-# working directory would be imported by every rule script (SLURM jobs too) instead of the library.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    dict.fromkeys([str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-# OpenMP threads that wait by sleeping, not spinning: when a job's torch threads share cores with other
-# jobs (several side by side, a busy machine), spinning made CPU steps up to ~60x slower; the numbers
-# do not change. Read when torch loads, so it must be in the job's environment; a user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# A job that a cluster executor runs (SLURM, ...) is executed by Snakemake in remote mode; its scripts inherit
-# this, so a GPU job can tell a cluster node without CUDA from a local run, which ignores GPU requests.
-if workflow.remote_exec:
-    os.environ["DDB_CLUSTER_JOB"] = "1"
+
+from ddb.job_environment import prepare as prepare_job_environment  # noqa: E402
+
+prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 
 from ddb.config import class_pairs, validate_config  # noqa: E402
+from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
@@ -63,6 +57,7 @@ STEP_MODULES = {
     "ig_score": ["ig_scoring.py", "models/classifier.py"],
     "prune": ["pruning.py"],
     "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
+    "dfr": ["dfr.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
     "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py"],
     "visualize": ["visualize.py", "inspect.py", "ig_scoring.py", "models/classifier.py"],
 }
@@ -95,6 +90,8 @@ DEFAULT_RESOURCES = {
     "inpaint": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
     "ig_score": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
     "retrain": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
+    # f's features of the training and validation splits (CelebA: 68 000 images), then seconds of liblinear
+    "dfr": {"gpu": 1, "mem_mb": 16000, "runtime": 60, "threads": 4},
     "evaluate": {"gpu": 1, "mem_mb": 16000, "runtime": 30, "threads": 4},
 }
 LIGHT_RESOURCES = {"mem_mb": 4000, "runtime": 30, "threads": 1}
@@ -188,9 +185,6 @@ def check_cluster_requests():
 # runs in series, so the job asks for one GPU, the largest mem_mb and the sum of the runtimes.
 GENERATION_GROUP = "generation" if config["resources"]["group_generation"] else None
 
-# Seconds of pandas on small tables: run them in the Snakemake process itself rather than queueing a
-# SLURM job for each (localrules only matter to a cluster executor).
-localrules: mean_softmax, prune
 
 
 # ---- per-dataset config: each rule gets only the sections it uses as params, so editing one
@@ -237,8 +231,10 @@ def class_index(ds, name):
     return classes_of(ds).index(name)
 
 
-def shards_of(ds):
-    return range(DATASETS[ds]["generation"]["shards"])
+def shards_of(ds, src):
+    """Shard numbers of source class ``src``: counted from the config (ddb.sharding), so the whole DAG is
+    planned before any job runs; its inpaint and ig_score shards of every target class follow its mask shards."""
+    return range(shard_count(DATASETS[ds], src))
 
 
 def pairs_of(ds):
@@ -255,22 +251,26 @@ def all_targets():
 
 
 def step_artifacts():
-    """Every artifact of the target datasets, for `rule all`: Snakemake rebuilds a missing intermediate
+    """Every artifact of the target datasets, for the `all` rule. Snakemake rebuilds a missing intermediate
     file only when a job that reads it has to run anyway, so without this a deleted or lost one (an
     inpaint shard, a mask shard, a model) would not be redone while eval.json is up to date. Listed,
     it is rebuilt with what depends on it, nothing upstream."""
     files = []
     for ds in config["targets"]:
-        names, shards = classes_of(ds), shards_of(ds)
+        names = classes_of(ds)
         files += expand(rules.prepare_dataset.output, ds=ds) + expand(rules.train_erm.output, ds=ds)
         files += expand(rules.select_low_loss.output, ds=ds, cls=names) + expand(rules.mean_softmax.output, ds=ds)
         if ti_enabled(ds):
             files += expand(rules.textual_inversion.output, ds=ds, cls=names)
-        files += expand(rules.mask.output, ds=ds, src=sorted({src for src, _ in pairs_of(ds)}), n=shards)
+        for src in source_classes(ds):
+            files += expand(rules.mask.output, ds=ds, src=src, n=shards_of(ds, src))
         for src, dst in pairs_of(ds):
-            for rule_ in (rules.inpaint, rules.ig_score, rules.prune):
-                files += expand(rule_.output, ds=ds, src=src, dst=dst, n=shards)
+            for rule_ in (rules.inpaint, rules.ig_score):
+                files += expand(rule_.output, ds=ds, src=src, dst=dst, n=shards_of(ds, src))
+            files += expand(rules.prune.output, ds=ds, src=src, dst=dst)
         files += expand(rules.retrain.output, ds=ds) + expand(rules.evaluate.output, ds=ds)
+        if DATASETS[ds]["dfr"]["enabled"]:
+            files += expand(rules.dfr.output, ds=ds)
     return list(dict.fromkeys(files))
 
 
@@ -281,7 +281,7 @@ def print_eval_summaries():
 
     for target in all_targets():
         if Path(target).exists():
-            print("\n" + format_comparison(json.loads(Path(target).read_text())) + "\n")
+            print(f"\n{format_comparison(json.loads(Path(target).read_text()))}\n")
 
 
 def check_dataset_roots():
@@ -328,20 +328,23 @@ def generated_inputs(kind):
                 paths.append(expand(rules.prune.output[0], ds=wildcards.ds, src=src, dst=dst)[0])
             else:
                 paths += expand(getattr(rules.inpaint.output, kind), ds=wildcards.ds, src=src, dst=dst,
-                                n=shards_of(wildcards.ds))
+                                n=shards_of(wildcards.ds, src))
         return paths
 
     return get
 
 def source_classes(ds):
+    """The classes that are a source of some pair, in class-index order."""
     return sorted({src for src, _ in pairs_of(ds)}, key=classes_of(ds).index)
 
 def visualize_masks(wildcards):
-    return expand(rules.mask.output.tar, ds=wildcards.ds, src=source_classes(wildcards.ds), n=shards_of(wildcards.ds))
+    return [path for src in source_classes(wildcards.ds)
+            for path in expand(rules.mask.output.tar, ds=wildcards.ds, src=src, n=shards_of(wildcards.ds, src))]
 
 def visualize_scores(wildcards):
     return [path for src, dst in pairs_of(wildcards.ds)
-            for path in expand(rules.ig_score.output[0], ds=wildcards.ds, src=src, dst=dst, n=shards_of(wildcards.ds))]
+            for path in expand(rules.ig_score.output[0], ds=wildcards.ds, src=src, dst=dst,
+                               n=shards_of(wildcards.ds, src))]
 
 def visualize_ti_losses(wildcards):
     if not ti_enabled(wildcards.ds):

@@ -14,6 +14,7 @@ import threading
 
 from .errors import DDBError
 from .io import set_job_fingerprint
+from .job_environment import CLUSTER_JOB_VARIABLE
 
 
 def run_step(function):
@@ -84,7 +85,6 @@ def stop_on_sigterm():
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
-CLUSTER_JOB_VARIABLE = "DDB_CLUSTER_JOB"  # set by rules/common.smk in a job a cluster executor runs
 
 
 def check_cuda(snakemake) -> None:
