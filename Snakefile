@@ -14,6 +14,7 @@ include: "rules/data.smk"
 include: "rules/erm.smk"
 include: "rules/generate.smk"
 include: "rules/retrain.smk"
+include: "rules/tune.smk"
 include: "rules/report.smk"
 
 # Seconds of pandas on small tables: run them in the Snakemake process itself rather than queueing a

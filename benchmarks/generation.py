@@ -63,13 +63,29 @@ PAPER_DATASETS = {
     "CelebA": {"sources": 12426 + 11841 + 22880 + 1387, "paper_generated": 120000, "table4_hours": 5.0},
     "MetaShift": {"sources": 231 + 380 + 145 + 367, "paper_generated": 400, "table4_hours": 0.5},
 }
+
+
+def paper_shards(entry: str) -> int:
+    """Shards of config.yaml's dataset ``entry``, summed over its source classes (ddb.sharding counts them
+    from K, per_source and generation.images_per_shard): the jobs of each of mask, inpaint and ig_score."""
+    import yaml
+
+    from ddb.sharding import shard_counts
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    dataset = validate_config({"datasets": {entry: config["datasets"][entry]}})["datasets"][entry]
+    return sum(shard_counts(dataset).values())
+
+
 # The work of config.yaml's paper entries (generation.sources: low_loss): `masks` = the sources D_i (K per
-# class), `generated` = images inpainted and scored (K x per_source), `jobs` = shards x 2 class pairs, the
-# jobs of each of mask, inpaint and ig_score (each pays its setup once). benchmarks/rehearsal.py uses it too.
+# class), `generated` = images inpainted and scored (K x per_source), `jobs` = the shards of both source
+# classes, the jobs of each of mask, inpaint and ig_score (each pays its setup once).
+# benchmarks/rehearsal.py uses it too.
 PAPER_WORK = {
-    "Waterbirds": {"masks": 1300 + 1074, "generated": 1300 + 1074, "jobs": 4 * 2, "table4_hours": 1.0},
-    "CelebA": {"masks": 2 * 20000, "generated": 2 * 20000 * 3, "jobs": 40 * 2, "table4_hours": 5.0},
-    "MetaShift": {"masks": 2 * 200, "generated": 2 * 200, "jobs": 4 * 2, "table4_hours": 0.5},
+    "Waterbirds": {"masks": 1300 + 1074, "generated": 1300 + 1074, "jobs": paper_shards("waterbirds"),
+                   "table4_hours": 1.0},
+    "CelebA": {"masks": 2 * 20000, "generated": 2 * 20000 * 3, "jobs": paper_shards("celeba"), "table4_hours": 5.0},
+    "MetaShift": {"masks": 2 * 200, "generated": 2 * 200, "jobs": paper_shards("metashift"), "table4_hours": 0.5},
 }
 # --paper-arch: the paper's models as `random:` references (ddb.models.random_init)
 PAPER_ARCH = {"detector": "random:IDEA-Research/grounding-dino-base", "segmenter": "random:facebook/sam-vit-huge",

@@ -1,8 +1,9 @@
 """The pipeline's own overhead, apart from the model work: prints figures, never passes or fails.
 
 1. `snakemake -n` (parse, config validation, DAG of every job, rerun checks) for a CelebA-sized DAG:
-   a synthetic dataset entry with `generation.shards` = 200 per class pair (only the DAG matters, so
-   nothing has to exist), and the same for smaller shard counts to show how it scales.
+   a synthetic dataset entry with 200 shards per source class (K = 2,000 sources of D_i, 10 images a
+   shard; only the DAG matters, so nothing has to exist), and the same for smaller shard counts to show
+   how it scales. `benchmarks/shards.py --dry-run` plans config.yaml's CelebA entry itself.
 2. Time from the start of an `inpaint` job to its first finished image (tiny model, CPU): Snakemake's
    own start and DAG, then the job's interpreter, imports, manifest, pipeline build, learned token,
    first image. Inputs (manifest, masks, token) are made first by the reduced demo.
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import small_config  # noqa: E402  (the reduced demo of the test suite)
+from ddb.io import checkpointed  # noqa: E402
 
 
 def snakemake(workdir: Path, *args: str, output=None):
@@ -50,11 +52,12 @@ def write_config(workdir: Path, config: dict) -> None:
 
 def dry_run_times(shard_counts: list[int], repeats: int) -> None:
     print("1. `snakemake -n` of the whole DAG (one dataset, 2 classes, nothing built yet)")
-    print(f"{'shards/pair':>12} {'jobs':>7} {'seconds':>9}  (best of {repeats})")
+    print(f"{'shards/class':>12} {'jobs':>7} {'seconds':>9}  (best of {repeats})")
     with tempfile.TemporaryDirectory() as tmp:
         for shards in shard_counts:
             workdir = Path(tmp) / f"shards{shards}"
-            write_config(workdir, small_config(generation={"shards": shards, "max_sources_per_class": None}))
+            write_config(workdir, small_config(low_loss={"k": 10 * shards},
+                                               generation={"sources": "low_loss", "images_per_shard": 10}))
             times, jobs = [], None
             for _ in range(repeats):
                 start = time.perf_counter()
@@ -78,7 +81,6 @@ def first_image_time() -> None:
         shard = "results/demo/inpaint/landbird_to_waterbird/shard-0.tar"
         snakemake(workdir, "--cores", "2", "results/demo/masks/landbird/shard-0.tar",
                   "results/demo/textual_inversion/waterbird/learned_embeds.safetensors")
-        partial = workdir / f"{shard}.partial"
         log = workdir / "snakemake.out"
         start = time.perf_counter()
         with open(log, "w") as output:
@@ -87,7 +89,7 @@ def first_image_time() -> None:
             while first_image is None and process.poll() is None:
                 if job_start is None and re.search(r"^(local)?rule inpaint:", log.read_text(), re.M):
                     job_start = time.perf_counter()
-                if partial.is_dir() and any(partial.glob("*.json")):
+                if checkpointed(workdir / shard):
                     first_image = time.perf_counter()
                 time.sleep(0.01)
             process.wait()

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 DATASET = "rehearsal"
 # Python packages a rule imports; a checkout with only torch installed lacks them (docs/cluster.md).
 REQUIRED = ["snakemake", "torchvision", "diffusers", "transformers", "captum", "pandas", "pyarrow", "jsonschema",
-            "yaml", "safetensors", "matplotlib", "psutil"]
+            "yaml", "safetensors", "matplotlib", "sklearn", "psutil"]
 PAPER_MODELS = {
     "classifier": {"arch": "resnet50", "weights": "random:resnet50", "image_size": 224,
                    "transform": "resize_center_crop"},
@@ -69,7 +69,7 @@ def rehearsal_config(args) -> dict:
         # random weights score every box alike: thresholds 0 give every image its box, so SAM runs on each
         # one as it does on real photos
         "masking": {"prompt": "bird.", "box_threshold": 0.0, "text_threshold": 0.0, "batch_size": 8},
-        "generation": {"shards": 1, "sources": "low_loss"},
+        "generation": {"sources": "low_loss", "images_per_shard": max(sources, 1)},  # one shard per class
         "inpainting": {"steps": 50, "resolution": 512, "guidance_scale": 7.5, "dtype": "auto", "batch_size": 8,
                        "prompt": "a photo of a {} bird"},
         "ig": {"n_steps": 50, "internal_batch_size": 64, "batch_size": 16},
@@ -169,7 +169,7 @@ def per_rule(jobs: list[dict]) -> dict[str, dict]:
 
 
 RULE_ORDER = ["prepare_dataset", "train_erm", "select_low_loss", "mean_softmax", "textual_inversion", "mask",
-              "inpaint", "ig_score", "prune", "retrain", "evaluate"]
+              "inpaint", "ig_score", "prune", "retrain", "dfr", "evaluate"]
 
 
 def _fmt(value, spec: str = ".0f") -> str:

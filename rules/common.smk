@@ -47,19 +47,24 @@ wildcard_constraints:
 # do, so each rule gets a hash of the modules of its step as a param.
 STEP_MODULES = {
     "prepare_dataset": ["datasets"],
-    "train_erm": ["erm.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
+    "train_erm": ["erm.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py", "precision.py",
+                  "resume.py"],
     "textual_inversion": ["textual_inversion.py", "training.py", "models/diffusion.py", "models/loading.py",
-                          "models/random_init.py"],
-    "select_low_loss": ["low_loss.py", "training.py", "models/classifier.py", "datasets/loading.py"],
+                          "models/random_init.py", "resume.py"],
+    "select_low_loss": ["low_loss.py", "training.py", "models/classifier.py", "datasets/loading.py", "precision.py"],
     "mean_softmax": ["low_loss.py"],
     "mask": ["masking.py", "models/segmentation.py", "models/loading.py", "models/random_init.py"],
     "inpaint": ["inpainting.py", "masking.py", "models/diffusion.py", "models/loading.py", "models/random_init.py"],
-    "ig_score": ["ig_scoring.py", "models/classifier.py"],
+    "ig_score": ["ig_scoring.py", "models/classifier.py", "precision.py"],
     "prune": ["pruning.py"],
-    "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
-    "dfr": ["dfr.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py"],
-    "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py"],
-    "visualize": ["visualize.py", "inspect.py", "ig_scoring.py", "models/classifier.py"],
+    "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py",
+                "precision.py", "resume.py"],
+    "dfr": ["dfr.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py", "precision.py"],
+    "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py", "precision.py", "tuning.py",
+                 "dfr.py"],
+    "visualize": ["visualize.py", "inspect.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
+    "tune_select": ["tuning.py"],
+    "visualize_tune": ["visualize.py", "inspect.py", "tuning.py"],
 }
 SHARED_MODULES = ["io.py", "seeding.py"]
 
@@ -154,8 +159,28 @@ def rule_resources(rule):
     jobs = {ds: job_resources(rule, ds) for ds in DATASETS}
     names = dict.fromkeys(name for resources in jobs.values() for name in resources)
     fallback = {"slurm_partition": COMMON_PARTITION}
-    return {name: per_dataset({ds: resources.get(name, fallback.get(name)) for ds, resources in jobs.items()})
-            for name in names}
+    merged = {name: per_dataset({ds: resources.get(name, fallback.get(name)) for ds, resources in jobs.items()})
+              for name in names}
+    if "runtime" in merged:
+        merged["runtime"] = runtime_by_attempt({ds: resources["runtime"] for ds, resources in jobs.items()})
+    return merged
+
+
+def runtime_by_attempt(runtimes):
+    """A rule's runtime (minutes; dataset -> first request) as a function of Snakemake's `attempt`: a failed
+    job that is retried (the slurm profile's `retries: 1`; a SLURM TIMEOUT most often) asks for `attempt`
+    times its first runtime, and the training steps go on from their checkpoint (ddb.resume). Never above
+    the dataset's `resources.max.runtime`, unless the first request already is."""
+    caps = {ds: DATASETS[ds]["resources"]["max"].get("runtime") for ds in runtimes}
+    first = next(iter(runtimes))
+
+    def runtime(wildcards, attempt):
+        ds = getattr(wildcards, "ds", None)
+        ds = ds if ds in runtimes else first
+        grown = runtimes[ds] * max(1, int(attempt))
+        return grown if caps[ds] is None else max(runtimes[ds], min(grown, caps[ds]))
+
+    return runtime
 
 
 def rule_threads(rule):
@@ -267,8 +292,11 @@ def step_artifacts():
         for src, dst in pairs_of(ds):
             for rule_ in (rules.inpaint, rules.ig_score):
                 files += expand(rule_.output, ds=ds, src=src, dst=dst, n=shards_of(ds, src))
-            files += expand(rules.prune.output, ds=ds, src=src, dst=dst)
-        files += expand(rules.retrain.output, ds=ds) + expand(rules.evaluate.output, ds=ds)
+            if not tuned(ds):
+                files += expand(rules.prune.output, ds=ds, src=src, dst=dst)
+        # a tuned dataset's DDB is its selected candidate (rules/tune.smk): the plain prune/retrain do not run
+        files += tune_artifacts(ds) if tuned(ds) else expand(rules.retrain.output, ds=ds)
+        files += expand(rules.evaluate.output, ds=ds)
         if DATASETS[ds]["dfr"]["enabled"]:
             files += expand(rules.dfr.output, ds=ds)
     return list(dict.fromkeys(files))
@@ -278,10 +306,13 @@ def print_eval_summaries():
     import json
 
     from ddb.evaluate import format_comparison
+    from ddb.tuning import describe_selection
 
     for target in all_targets():
         if Path(target).exists():
-            print(f"\n{format_comparison(json.loads(Path(target).read_text()))}\n")
+            summary = json.loads(Path(target).read_text())
+            tuned_line = describe_selection(summary)  # which tuned candidate DDB is (rules/tune.smk)
+            print(f"\n{format_comparison(summary)}" + (f"\n{tuned_line}" if tuned_line else "") + "\n")
 
 
 def check_dataset_roots():
@@ -350,3 +381,105 @@ def visualize_ti_losses(wildcards):
     if not ti_enabled(wildcards.ds):
         return []
     return expand(rules.textual_inversion.output.loss, ds=wildcards.ds, cls=classes_of(wildcards.ds))
+
+
+# ---- tuning P and γ on validation (a dataset entry's `tune` section; rules/tune.smk, ddb.tuning). Without
+# one, nothing here changes the DAG; with one, the selected candidate's model is DDB's.
+def tuned(ds):
+    from ddb.tuning import is_tuned
+
+    return is_tuned(DATASETS[ds])
+
+
+def tune_candidates(ds):
+    """The candidates' names (made of their values: P0.2_0.2-g1_1), in the order given."""
+    from ddb.tuning import candidate_names
+
+    return candidate_names(DATASETS[ds])
+
+
+def tune_candidate_values(ds):
+    """[{name, order, thresholds, gammas}] of every candidate (tune_select's params)."""
+    from ddb.tuning import candidates
+
+    return candidates(DATASETS[ds])
+
+
+def tune_name_pattern():
+    """The `cand` wildcard: exactly the configured candidates (any name of their form if none tunes)."""
+    import re
+    from ddb.tuning import NAME_PATTERN
+
+    names = sorted({name for ds in DATASETS for name in tune_candidates(ds)})
+    return "|".join(re.escape(name) for name in names) if names else NAME_PATTERN
+
+
+def tune_section(*keys):
+    """A candidate's params.cfg: dataset_section(*keys) with its thresholds (prune) and gammas (retrain)."""
+    def get(wildcards):
+        from ddb.tuning import candidate_sections
+
+        try:
+            return candidate_sections(DATASETS[wildcards.ds], wildcards.cand, keys)
+        except DDBError as error:
+            raise WorkflowError(f"datasets.{wildcards.ds}.{error}") from None
+
+    return get
+
+
+def candidate_prune_tables(ds, cand):
+    return [expand(rules.tune_prune.output[0], ds=ds, cand=cand, src=src, dst=dst)[0] for src, dst in pairs_of(ds)]
+
+
+def tune_prune_tables(wildcards):
+    """One candidate's prune tables, one per class pair (the input of its tune_retrain)."""
+    return candidate_prune_tables(wildcards.ds, wildcards.cand)
+
+
+def tune_outputs(kind):
+    """Every candidate's prune tables (`prune`), retraining histories (`history`) or models (`model`)."""
+    def get(wildcards):
+        paths = []
+        for cand in tune_candidates(wildcards.ds):
+            if kind == "prune":
+                paths += candidate_prune_tables(wildcards.ds, cand)
+            else:
+                paths += expand(getattr(rules.tune_retrain.output, kind), ds=wildcards.ds, cand=cand)
+        return paths
+
+    return get
+
+
+def tune_selection(wildcards):
+    """selected.json of a tuned dataset (an input of evaluate), nothing otherwise."""
+    return expand(rules.tune_select.output.selected, ds=wildcards.ds) if tuned(wildcards.ds) else []
+
+
+def ddb_models(wildcards):
+    """evaluate's DDB model: retrain's, or with tuning every candidate's (evaluate reads only the selected one)."""
+    if tuned(wildcards.ds):
+        return tune_outputs("model")(wildcards)
+    return expand(rules.retrain.output.model, ds=wildcards.ds)
+
+
+def ddb_prune_tables(wildcards):
+    """The prune tables behind DDB's model: the plain ones, or with tuning every candidate's."""
+    return tune_outputs("prune")(wildcards) if tuned(wildcards.ds) else generated_inputs("prune")(wildcards)
+
+
+def ddb_retrain_histories(wildcards):
+    if tuned(wildcards.ds):
+        return tune_outputs("history")(wildcards)
+    return expand(rules.retrain.output.history, ds=wildcards.ds)
+
+
+def tune_artifacts(ds):
+    """A tuned dataset's artifacts for `rule all`: each candidate's prune tables and model, the selection."""
+    return ([path for cand in tune_candidates(ds) for path in candidate_prune_tables(ds, cand)]
+            + [path for cand in tune_candidates(ds) for path in expand(rules.tune_retrain.output, ds=ds, cand=cand)]
+            + expand(rules.tune_select.output, ds=ds))
+
+
+def tune_reports():
+    """report/tune.html of each tuned target (visualize_all)."""
+    return [f"{R}/{ds}/report/tune.html" for ds in config["targets"] if tuned(ds)]

@@ -32,6 +32,7 @@ rule mask:
         index=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.parquet",
     params:
         cfg=dataset_section("classes", "minority_groups", "masking", "generation"),
+        shards=lambda wc: len(shards_of(wc.ds, wc.src)),
         seed=config["seed"],
         code=code_version("mask"),
     benchmark:
@@ -61,6 +62,7 @@ rule inpaint:
         index=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
     params:
         cfg=dataset_section("classes", "minority_groups", "inpainting", "generation"),
+        shards=lambda wc: len(shards_of(wc.ds, wc.src)),
         textual_inversion=lambda wc: ti_enabled(wc.ds),
         seed=config["seed"],
         code=code_version("inpaint"),
@@ -108,7 +110,7 @@ rule ig_score:
 
 rule prune:
     input:
-        scores=lambda wc: expand(rules.ig_score.output[0], ds=wc.ds, src=wc.src, dst=wc.dst, n=shards_of(wc.ds)),
+        scores=lambda wc: expand(rules.ig_score.output[0], ds=wc.ds, src=wc.src, dst=wc.dst, n=shards_of(wc.ds, wc.src)),
         psi=rules.mean_softmax.output[0],
     output:
         f"{R}/{{ds}}/prune/{{src}}_to_{{dst}}.parquet",

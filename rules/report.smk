@@ -20,8 +20,9 @@ rule visualize:
         generated=generated_inputs("tar"),
         generated_index=generated_inputs("index"),
         scores=visualize_scores,
-        prune=generated_inputs("prune"),
-        retrain_history=rules.retrain.output.history,
+        # DDB's prune tables and history: with a `tune` section every candidate's (the grids show the selected one)
+        prune=ddb_prune_tables,
+        retrain_history=ddb_retrain_histories,
         eval_json=f"{R}/{{ds}}/eval.json",
         eval_table=rules.evaluate.output.table,
     output:
@@ -69,4 +70,5 @@ rule visualize:
 rule visualize_all:
     input:
         [f"{R}/{ds}/report/eval.html" for ds in config["targets"]],
+        tune_reports(),  # report/tune.html of each tuned dataset (rules/tune.smk)
     default_target: False

@@ -27,11 +27,45 @@ rule retrain:
         "../scripts/retrain.py"
 
 
+# DFR (Deep Feature Reweighting), the baseline beside DDB: ERM's last layer refit on group-balanced
+# validation data (ddb.dfr). It needs the ERM model only, so it runs while generation does.
+rule dfr:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        model=rules.train_erm.output.model,
+    output:
+        model=f"{R}/{{ds}}/dfr/model.pt",
+        selection=f"{R}/{{ds}}/dfr/selection.parquet",
+        halves=f"{R}/{{ds}}/dfr/halves.parquet",
+        coefficients=f"{R}/{{ds}}/dfr/coefficients.parquet",
+        features=f"{R}/{{ds}}/dfr/features.parquet",
+    params:
+        cfg=dataset_section("classifier", "dfr"),
+        seed=config["seed"],
+        code=code_version("dfr"),
+    benchmark:
+        f"{BENCHMARKS}/dfr/{{ds}}.tsv",
+    log:
+        f"{LOGS}/dfr/{{ds}}.log",
+    conda:
+        CONDA_ENV
+    threads: rule_threads("dfr")
+    resources:
+        **rule_resources("dfr"),
+    script:
+        "../scripts/dfr.py"
+
+
 rule evaluate:
     input:
         manifest=rules.prepare_dataset.output.manifest,
         erm=rules.train_erm.output.model,
-        ddb=rules.retrain.output.model,
+        # DDB's model: retrain's; with a `tune` section every candidate's, and the selection that names the
+        # one evaluate reads (rules/tune.smk): test data never chooses a candidate
+        ddb=ddb_models,
+        tune=tune_selection,
+        # DFR's model where the dataset's `dfr` section is enabled (eval.json then has a `dfr` entry)
+        dfr=lambda wc: expand(rules.dfr.output.model, ds=wc.ds)[0] if DATASETS[wc.ds]["dfr"]["enabled"] else [],
     output:
         json=report(f"{R}/{{ds}}/eval.json", caption="../report/eval_json.rst", category="1. evaluate",
                     subcategory="{ds}"),

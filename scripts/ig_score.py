@@ -3,6 +3,7 @@ from ddb.ig_scoring import score_shard
 from ddb.io import ImageShard, read_parquet, write_parquet
 from ddb.job_stats import report_setup
 from ddb.models.classifier import load_classifier
+from ddb.precision import classifier_precision
 from ddb.scripting import device, run_step
 
 
@@ -16,7 +17,8 @@ def main(snakemake):
     scores = score_shard(model, index, ImageShard(snakemake.input.generated),
                          ImageShard(snakemake.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
                          image_size=cfg["classifier"]["image_size"],
-                         ig_cfg=cfg["ig"], device=device(), transform=cfg["classifier"]["transform"])
+                         ig_cfg=cfg["ig"], device=device(), transform=cfg["classifier"]["transform"],
+                         precision=classifier_precision(cfg["classifier"], device()))
     write_parquet(scores, snakemake.output[0])
 
 

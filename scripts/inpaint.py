@@ -5,6 +5,7 @@ from ddb.job_stats import report_setup
 from ddb.masking import shard_rows, step_sources
 from ddb.models.diffusion import load_inpaint_pipeline
 from ddb.scripting import device, run_step
+from ddb.sharding import check_shard_size
 
 
 @run_step
@@ -14,7 +15,8 @@ def main(snakemake):
     src, dst = cfg["classes"].index(wc.src), cfg["classes"].index(wc.dst)
     manifest = read_parquet(snakemake.input.manifest)
     sources = step_sources(manifest, cfg, wc.src, seed=seed, low_loss_path=(snakemake.input.low_loss or [None])[0])
-    rows = shard_rows(sources, int(wc.n), cfg["generation"]["shards"])
+    rows = shard_rows(sources, int(wc.n), snakemake.params.shards)
+    check_shard_size(len(rows), len(sources), cfg["generation"], snakemake.output.tar)
     pipeline = load_inpaint_pipeline(inpainting_cfg["model"], seed=seed, device=device(),
                                      dtype=torch_dtype(inpainting_cfg["dtype"], device()),
                                      scheduler=inpainting_cfg["scheduler"],

@@ -3,6 +3,7 @@ from ddb.io import read_parquet
 from ddb.job_stats import report_setup
 from ddb.masking import make_masker, mask_shard, shard_rows, step_sources
 from ddb.scripting import device, run_step
+from ddb.sharding import check_shard_size
 
 
 @run_step
@@ -11,7 +12,8 @@ def main(snakemake):
     manifest = read_parquet(snakemake.input.manifest)
     sources = step_sources(manifest, cfg, snakemake.wildcards.src, seed=seed,
                            low_loss_path=(snakemake.input.low_loss or [None])[0])
-    rows = shard_rows(sources, int(snakemake.wildcards.n), cfg["generation"]["shards"])
+    rows = shard_rows(sources, int(snakemake.wildcards.n), snakemake.params.shards)
+    check_shard_size(len(rows), len(sources), cfg["generation"], snakemake.output.tar)
     masker = make_masker(cfg["masking"], seed=seed, device=device())
     report_setup(len(rows))
     index = mask_shard(rows, masker, cfg["masking"], snakemake.output.tar, snakemake.output.index)

@@ -2,6 +2,7 @@
 
 from ddb.io import ImageShard, read_parquet, write_parquet
 from ddb.models.classifier import load_classifier, save_classifier
+from ddb.resume import TrainingCheckpoint, resume_path, runtime_note
 from ddb.retrain import retrain
 from ddb.scripting import device, run_step
 
@@ -21,10 +22,15 @@ def main(snakemake):
             generated.setdefault(int(y), []).append((where[sample_id], sample_id))
     print("kept generated images per label: " + ", ".join(
         f"{c}={len(generated.get(y, []))}" for y, c in enumerate(cfg["classes"])), flush=True)
-    model, history = retrain(erm_model, manifest, generated, cfg, seed=snakemake.params.seed, device=device())
+    # every epoch's checkpoint: a job killed mid-way (time limit) goes on from it when it runs again
+    resume = TrainingCheckpoint(resume_path(snakemake.output.model), "retrain",
+                                settings=[cfg, snakemake.params.seed], note=runtime_note(snakemake))
+    model, history = retrain(erm_model, manifest, generated, cfg, seed=snakemake.params.seed, device=device(),
+                             resume=resume)
     write_parquet(history, snakemake.output.history)
     save_classifier(model, snakemake.output.model, arch=cfg["classifier"]["arch"], classes=cfg["classes"],
                     image_size=cfg["classifier"]["image_size"], transform=cfg["classifier"]["transform"])
+    resume.remove()
 
 
 main(snakemake)

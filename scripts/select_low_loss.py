@@ -4,6 +4,7 @@ import logging
 from ddb.io import read_parquet, write_parquet
 from ddb.low_loss import per_sample_losses, select_low_loss
 from ddb.models.classifier import load_classifier
+from ddb.precision import classifier_precision
 from ddb.scripting import device, run_step
 
 
@@ -15,7 +16,7 @@ def main(snakemake):
     rows = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
     model, _ = load_classifier(snakemake.input.model, device())
     losses = per_sample_losses(model, rows, cfg["classifier"]["image_size"], cfg["low_loss"]["batch_size"], device(),
-                               cfg["classifier"]["transform"])
+                               cfg["classifier"]["transform"], classifier_precision(cfg["classifier"], device()))
     k = cfg["low_loss"]["k"][y]
     selected = select_low_loss(losses, k)
     if len(losses) < k:  # on the terminal too (run_step): Ψ and D_i are then not the K lowest-loss images

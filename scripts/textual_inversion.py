@@ -3,6 +3,7 @@ from ddb.config import minority_group_name
 from ddb.io import read_parquet, write_parquet
 from ddb.job_stats import report_setup
 from ddb.models.diffusion import load_text_to_image_components
+from ddb.resume import TrainingCheckpoint, resume_path, runtime_note
 from ddb.scripting import device, run_step
 from ddb.textual_inversion import choose_images, learn_token, save_embeddings
 
@@ -17,10 +18,15 @@ def main(snakemake):
     components = load_text_to_image_components(ti_cfg["model"], seed=seed, device=device(),
                                                config_key=f"datasets.{name}.textual_inversion.model")
     report_setup(ti_cfg["steps"], "steps")
-    learned, losses = learn_token(components, images, cls, ti_cfg, seed=seed, device=device(), name=name)
+    # a checkpoint every textual_inversion.checkpoint_every steps: a killed job goes on from it
+    resume = TrainingCheckpoint(resume_path(snakemake.output.embeds), f"textual_inversion ({cls})",
+                                settings=[cfg, seed, cls], note=runtime_note(snakemake))
+    learned, losses = learn_token(components, images, cls, ti_cfg, seed=seed, device=device(), name=name,
+                                  resume=resume)
     write_parquet(images, snakemake.output.samples)
     write_parquet(losses, snakemake.output.loss)
     save_embeddings(learned, snakemake.output.embeds)
+    resume.remove()
 
 
 main(snakemake)

@@ -2,6 +2,7 @@
 from ddb.erm import train_erm
 from ddb.io import read_parquet, write_parquet
 from ddb.models.classifier import save_classifier
+from ddb.resume import TrainingCheckpoint, resume_path, runtime_note
 from ddb.scripting import device, run_step
 
 
@@ -9,11 +10,15 @@ from ddb.scripting import device, run_step
 def main(snakemake):
     cfg = snakemake.params.cfg
     manifest = read_parquet(snakemake.input.manifest)
+    # every epoch's checkpoint: a job killed mid-way (time limit) goes on from it when it runs again
+    resume = TrainingCheckpoint(resume_path(snakemake.output.model), "train_erm",
+                                settings=[cfg, snakemake.params.seed], note=runtime_note(snakemake))
     model, history = train_erm(manifest, cfg, seed=snakemake.params.seed, device=device(),
-                               name=snakemake.wildcards.ds)
+                               name=snakemake.wildcards.ds, resume=resume)
     write_parquet(history, snakemake.output.history)
     save_classifier(model, snakemake.output.model, arch=cfg["classifier"]["arch"], classes=cfg["classes"],
                     image_size=cfg["classifier"]["image_size"], transform=cfg["classifier"]["transform"])
+    resume.remove()
 
 
 main(snakemake)

@@ -25,7 +25,7 @@ SMALL_DEMO = {
                           "initializer_token": "bird", "templates": ["a photo of a {} bird"]},
     "low_loss": {"k": 10},
     "masking": {"masker": "files", "batch_size": 8},
-    "generation": {"shards": 2, "max_sources_per_class": 6},
+    "generation": {"images_per_shard": 3, "max_sources_per_class": 6},  # 2 shards of 3 sources per class
     "inpainting": {"model": "tiny", "steps": 2, "resolution": 32, "prompt": "a photo of a {} bird", "batch_size": 4},
     "ig": {"n_steps": 4, "internal_batch_size": 32, "batch_size": 8},
     "prune": {"thresholds": [0.0, 0.0]},

@@ -27,7 +27,7 @@ def demo(tmp_path_factory):
         "synthetic": {"n_train": 240, "n_val_per_group": 2, "n_test_per_group": 2, "image_size": 32},
         "textual_inversion": {"model": "tiny", "num_images": 2, "steps": 3, "batch_size": 2, "resolution": 32},
         "masking": {"masker": "files", "batch_size": 4},
-        "generation": {"shards": 2, "max_sources_per_class": 5},
+        "generation": {"images_per_shard": 3, "max_sources_per_class": 5},
         "inpainting": {"model": "tiny", "steps": 2, "resolution": 32, "batch_size": 3},
         "ig": {"n_steps": 8, "internal_batch_size": 16, "batch_size": 4},
     }}})
@@ -109,21 +109,23 @@ def test_samples_without_mask_are_listed_not_dropped(demo, tmp_path):
 
 
 def test_shard_resumes_from_its_checkpoints(tmp_path):
+    from ddb.io import PartialShard
+
     calls = []
 
     def compute(ids):
         calls.append(list(ids))
         return [(i, np.full((2, 2), 7, np.uint8), {"sample_id": i}) for i in ids]
 
-    partial = tmp_path / "s.tar.partial"
-    partial.mkdir()
-    (partial / "a.png").write_bytes(ImageShard.__module__.encode())  # finished before the kill: image + record
-    (partial / "a.json").write_text('{"sample_id": "a"}')
-    (partial / "b.png").write_bytes(b"half-written")  # an image without its record: unfinished, redone
+    partial = PartialShard(tmp_path / "s.tar")
+    partial.put("a", b"ddb.io", {"sample_id": "a"})  # finished before the kill: image + record, committed
+    partial.commit()
+    partial.put("b", np.zeros((2, 2), np.uint8), {"sample_id": "b"})  # its image written, never committed
+    partial.close()
     index = process_shard(["a", "b", "c"], compute, 2, tmp_path / "s.tar", tmp_path / "s.parquet")
     assert calls == [["b", "c"]] and index["sample_id"].tolist() == ["a", "b", "c"]
     shard = ImageShard(tmp_path / "s.tar")
-    assert not partial.exists() and shard.ids() == ["a", "b", "c"]
+    assert not (tmp_path / "s.tar.partial").exists() and shard.ids() == ["a", "b", "c"]
     assert shard.read_bytes("a") == b"ddb.io" and shard.image("b").size == (2, 2)
 
 

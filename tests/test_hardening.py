@@ -46,7 +46,7 @@ WATERBIRDS_MODELS = {  # tiny models: only prepare_dataset and train_erm run her
     "textual_inversion": {"model": "tiny", "num_images": 2, "steps": 2, "batch_size": 2, "resolution": 32},
     "masking": {"masker": "files", "batch_size": 4},
     "inpainting": {"model": "tiny", "steps": 2, "resolution": 32, "batch_size": 4},
-    "generation": {"shards": 1},
+    "generation": {"images_per_shard": 1000},  # one shard per class
 }
 ERM = {"train_erm": {"threads": 1}}
 
@@ -493,6 +493,7 @@ def test_checkpoints_made_with_another_thread_count_are_discarded(generation, tm
     from _reliability import inpaint
     from test_resume import Interrupted, Pipeline
 
+    from ddb.io import checkpointed
     from ddb.scripting import run_step
 
     # run_step is made for a one-job process: it redirects these and sets up logging; put them back after
@@ -513,7 +514,7 @@ def test_checkpoints_made_with_another_thread_count_are_discarded(generation, tm
             step(fake_job(tmp_path, 1))  # killed after one batch of 2 images
         with pytest.raises(Interrupted):
             step(fake_job(tmp_path, 1))  # the same job again: resumes, one more batch
-        assert len(list((folder / "shard.tar.partial").glob("*.json"))) == 4
+        assert len(checkpointed(folder / "shard.tar")) == 4
         step(fake_job(tmp_path, 2))  # the same job with 2 threads
     finally:
         torch.set_num_threads(threads)

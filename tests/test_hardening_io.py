@@ -212,7 +212,7 @@ def compute_records(calls: list):
 
 
 def test_second_job_on_a_busy_shard_stops_naming_the_first_and_leaves_its_files(busy_shard, monkeypatch):
-    from ddb.io import process_shard
+    from ddb.io import checkpointed, process_shard
 
     tar, calls = busy_shard.tar, []
     monkeypatch.setenv("DDB_SHARD_LOCK_WAIT", "0.5")
@@ -225,7 +225,7 @@ def test_second_job_on_a_busy_shard_stops_naming_the_first_and_leaves_its_files(
     assert "waited 0.5 s" in message and "fix: let that job finish, or cancel it" in message
     assert "DDB_SHARD_LOCK_WAIT" in message
     assert calls == []  # it did nothing, and took nothing from the first job's checkpoints
-    assert (Path(f"{tar}.partial") / "a.json").exists()
+    assert checkpointed(tar) == ["a"]
 
     busy_shard.go.touch()
     assert busy_shard.process.wait(timeout=60) == 0, busy_shard.process.stdout.read()

@@ -100,6 +100,10 @@ def test_overview_numbers_match_the_tables(overview, demo):
     assert (f"WGA ERM {report['erm']['worst_group_accuracy']:.3f} → DDB {report['ddb']['worst_group_accuracy']:.3f}"
             in line)
     assert f"mean {report['erm']['mean_accuracy']:.3f} → {report['ddb']['mean_accuracy']:.3f}" in line
+    assert f"(DFR {report['dfr']['worst_group_accuracy']:.3f})" in line
+
+    selection = pd.read_parquet(demo / "dfr/selection.parquet")
+    assert f"C={selection.loc[selection['selected'], 'C'].iloc[0]:g} selected of {len(selection)}" in line_of(overview, "dfr")
 
     history = pd.read_parquet(demo / "retrain/history.parquet")
     selected = int(history.loc[history["selected"], "epoch"].iloc[0])
@@ -133,7 +137,7 @@ def test_step_prune_table(demo_run, demo):
 def test_step_aliases_and_every_step_prints(demo_run):
     assert inspect(demo_run, "results/demo", "--step", "psi").stdout == \
         inspect(demo_run, "results/demo", "--step", "mean_softmax").stdout
-    for step in ("data", "erm", "ti", "low_loss", "masks", "inpaint", "ig", "retrain", "eval"):
+    for step in ("data", "erm", "ti", "low_loss", "masks", "inpaint", "ig", "retrain", "dfr", "eval"):
         out = inspect(demo_run, "results/demo", "--step", step).stdout
         assert "not run yet" not in out and "---" in out, out
     bad = inspect(demo_run, "results/demo", "--step", "nonsense", check=False)
@@ -142,12 +146,15 @@ def test_step_aliases_and_every_step_prints(demo_run):
 
 def test_step_evaluate_matches_eval_json(demo_run, demo):
     report = json.loads((demo / "eval.json").read_text())
-    rows = {r[0]: r for r in table_rows(inspect(demo_run, "results/demo", "--step", "evaluate").stdout)}
+    out = inspect(demo_run, "results/demo", "--step", "evaluate").stdout
+    header = next(line for line in out.splitlines() if line.startswith("group"))
+    assert header.split()[3:6] == ["ERM", "DFR", "DDB"]  # DFR, the baseline, between ERM and DDB
+    rows = {r[0]: r for r in table_rows(out)}
     for group, accuracy in report["erm"]["group_accuracy"].items():
         assert rows[group][3].split()[0] == f"{accuracy:.3f}"
-        assert rows[group][4].split()[0] == f"{report['ddb']['group_accuracy'][group]:.3f}"
-    assert rows["WORST-GROUP ACCURACY"][1:3] == [f"{report['erm']['worst_group_accuracy']:.3f}",
-                                                 f"{report['ddb']['worst_group_accuracy']:.3f}"]
+        assert rows[group][4].split()[0] == f"{report['dfr']['group_accuracy'][group]:.3f}"
+        assert rows[group][5].split()[0] == f"{report['ddb']['group_accuracy'][group]:.3f}"
+    assert rows["WORST-GROUP ACCURACY"][1:4] == [f"{report[m]['worst_group_accuracy']:.3f}" for m in ("erm", "dfr", "ddb")]
 
 
 def test_sample_trace_follows_a_generation(demo_run, demo):

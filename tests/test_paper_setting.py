@@ -332,9 +332,18 @@ def test_the_dag_on_a_waterbirds_layout_redraws_d_i_from_the_named_minority_toke
     root = tmp_path / "data" / "waterbird_complete95_forest2water2"
     make_waterbirds(root)
     results = run_dag(tmp_path / "run", "wb", "waterbirds", root, low_loss={"k": [5, 4]},
-                      generation={"shards": 2, "per_source": 2}, retrain={**TINY_MODELS["retrain"], "patience": 1})
+                      generation={"images_per_shard": 4, "per_source": 2},
+                      retrain={**TINY_MODELS["retrain"], "patience": 1})
     classes = ["landbird", "waterbird"]
     check_generation_from_low_loss(results, classes, [5, 4], per_source=2)
+    # 2 sources (4 images) a shard, counted per source class from K: 3 shards of landbirds, 2 of waterbirds
+    for folder, shards in (("masks/landbird", 3), ("masks/waterbird", 2), ("inpaint/landbird_to_waterbird", 3),
+                           ("inpaint/waterbird_to_landbird", 2), ("ig/landbird_to_waterbird", 3)):
+        assert len(list((results / folder).glob("shard-*.parquet"))) == shards, folder
+    for index in (results / "inpaint").rglob("shard-*.parquet"):  # a source's draws share its shard
+        assert read_parquet(index).groupby("source_id").size().eq(2).all(), index
+    for tar in (results / "inpaint").rglob("shard-*.tar"):
+        assert len(ImageShard(tar)) <= 4
     manifest = read_parquet(results / "data" / "manifest.parquet")
     for cls, group in (("landbird", "landbird_water"), ("waterbird", "waterbird_land")):
         samples = read_parquet(results / "textual_inversion" / cls / "samples.parquet")
@@ -356,7 +365,7 @@ def test_the_dag_on_a_waterbirds_layout_redraws_d_i_from_the_named_minority_toke
 def test_the_dag_on_a_celeba_layout_trains_on_the_subsample_and_learns_from_women(tmp_path):
     root = tmp_path / "data" / "celeba"
     make_celeba(root)
-    results = run_dag(tmp_path / "run", "cel", "celeba", root, low_loss={"k": 3}, generation={"shards": 1})
+    results = run_dag(tmp_path / "run", "cel", "celeba", root, low_loss={"k": 3})
     manifest = read_parquet(results / "data" / "manifest.parquet")
     assert manifest[manifest["split"] == "train"].groupby("y").size().tolist() == [9, 9]
     assert (manifest["split"] == EXCLUDED).sum() == 2

@@ -10,7 +10,7 @@ from conftest import REPO, planned_jobs, run_snakemake, small_config, write_conf
 from ddb.io import ImageShard
 
 RULES = ["prepare_dataset", "train_erm", "textual_inversion", "select_low_loss", "mean_softmax", "mask",
-         "inpaint", "ig_score", "prune", "retrain", "evaluate"]
+         "inpaint", "ig_score", "prune", "retrain", "dfr", "evaluate"]
 
 
 def test_dry_run_lists_every_rule_of_the_method(tmp_path):
@@ -18,7 +18,7 @@ def test_dry_run_lists_every_rule_of_the_method(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert {rule: jobs.get(rule) for rule in RULES} == {
         "prepare_dataset": 1, "train_erm": 1, "textual_inversion": 2, "select_low_loss": 2, "mean_softmax": 1,
-        "mask": 4, "inpaint": 4, "ig_score": 4, "prune": 2, "retrain": 1, "evaluate": 1}
+        "mask": 4, "inpaint": 4, "ig_score": 4, "prune": 2, "retrain": 1, "dfr": 1, "evaluate": 1}
 
 
 def test_repo_default_target_is_the_demo_eval():
@@ -48,8 +48,8 @@ def test_eval_json_has_the_promised_shape_and_real_numbers(demo_run):
     manifest = pd.read_parquet(demo_run / "results/demo/data/manifest.parquet")
     test_sizes = manifest[manifest["split"] == "test"].groupby("group").size().to_dict()
     train_sizes = manifest[manifest["split"] == "train"].groupby("group").size().to_dict()
-    assert report["dataset"] == "demo" and set(report) == {"dataset", "erm", "ddb"}
-    for model in ("erm", "ddb"):
+    assert report["dataset"] == "demo" and set(report) == {"dataset", "erm", "dfr", "ddb"}
+    for model in ("erm", "dfr", "ddb"):
         metrics = report[model]
         assert set(metrics) == {"worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy",
                                 "group_accuracy", "group_size"}

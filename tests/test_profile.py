@@ -25,7 +25,7 @@ from test_datasets_real import make_waterbirds
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "results/waterbirds/eval.json"
 GPU_RULES = {"train_erm", "textual_inversion", "select_low_loss", "mask", "inpaint", "ig_score", "retrain",
-             "evaluate"}
+             "dfr", "evaluate"}
 LIGHT_RULES = {"prepare_dataset", "mean_softmax", "prune"}
 SLURM_VARIABLES = ("DDB_SLURM_ACCOUNT", "DDB_SLURM_PARTITION", "DDB_SLURM_GPU_PARTITION", "SBATCH_ACCOUNT",
                    "SBATCH_PARTITION")
@@ -102,10 +102,10 @@ def test_dry_run_prints_slurm_resources_per_job(workdir):
     # ("Using profiles slurm and workflow specific profile ..." when profiles/default/ exists too)
     assert re.search(r"Using profiles? slurm\b", output)
     jobs = planned_jobs(output)
-    # 1 manifest, ERM, 2 tokens, 2 low-loss, Ψ, 2 pairs x 4 shards x (mask, inpaint, IG), 2 prunes, retrain, eval
-    # (the two masks per shard are one per source class: 8 in all)
+    # 1 manifest, ERM, 2 tokens, 2 low-loss, Ψ, 2 pairs x 2 shards x (mask, inpaint, IG), 2 prunes, retrain, DFR,
+    # eval (K = 1300 landbirds and 1074 waterbirds, at most 1000 images a shard: 2 shards per source class)
     assert {rule for rule, _ in jobs} == GPU_RULES | LIGHT_RULES
-    assert len(jobs) == 35
+    assert len(jobs) == 24
     for rule, resources in jobs:
         expected = expected_rule_resources(rule)
         assert resources["slurm_account"] == "ddb_account", rule
@@ -183,6 +183,35 @@ def test_a_dataset_entry_scales_caps_and_sets_its_own_requests(workdir):
     assert {ds for _, ds in seen} == {"waterbirds", "small"} and len(seen) == 2 * len(GPU_RULES | LIGHT_RULES)
 
 
+def test_a_retried_job_asks_for_more_runtime(workdir):
+    """The profile retries a failed job once (a TIMEOUT most often; the training steps go on from their
+    checkpoint): attempt n asks for n times the first runtime, never above the dataset's max.runtime
+    (unless the first request is). Snakemake's `--attempt` sets the attempt a dry run plans for."""
+    assert yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())["retries"] >= 1
+    env = cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="p")
+    result = dry_run(workdir, env, "--attempt", "2")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    assert {rule for rule, _ in jobs} >= GPU_RULES
+    for rule, resources in jobs:
+        if rule in ("mean_softmax", "prune"):  # local rules (seconds of pandas in Snakemake's process): never retried
+            continue
+        assert int(resources["runtime"]) == 2 * expected_rule_resources(rule)["runtime"], rule
+        assert int(resources["mem_mb"]) == expected_rule_resources(rule)["mem_mb"], rule
+
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["datasets"]["waterbirds"]["resources"] = {"max": {"runtime": 300}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for attempt, grown in (("1", lambda first: first), ("3", lambda first: max(first, min(3 * first, 300)))):
+        result = dry_run(workdir, env, "--attempt", attempt)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        for rule, resources in planned_jobs(result.stdout + result.stderr):
+            if rule in ("mean_softmax", "prune"):
+                continue
+            first = min(expected_rule_resources(rule)["runtime"], 300)
+            assert int(resources["runtime"]) == grown(first), (rule, attempt)
+
+
 def test_resource_names_are_the_ones_the_slurm_plugin_reads(workdir):
     """`gpu` + `gpu_model` become sbatch's --gpus=a100:1 (snakemake-executor-plugin-slurm's own code)."""
     utils = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
@@ -205,7 +234,7 @@ def test_group_generation_makes_one_job_per_shard(workdir):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     groups = output.split("Group job generation")[1:]
-    assert len(groups) == 8  # 2 class pairs x 4 shards
+    assert len(groups) == 4  # 2 class pairs x 2 shards
     for group in groups:
         members = sorted(rule for rule, _ in planned_jobs(group.split("\n[", 1)[0]))
         assert members == ["ig_score", "inpaint", "mask"]

@@ -37,8 +37,11 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
                             start_new_session=True)  # its own process group: the job dies with it
 
 
-def finished_checkpoints(partial: Path) -> list[Path]:
-    return sorted(partial.glob("*.json")) if partial.is_dir() else []
+def finished_checkpoints(partial: Path) -> list[str]:
+    """The samples checkpointed in ``partial`` (the shard's ``.partial`` folder), read as a resumed job would."""
+    from ddb.io import checkpointed
+
+    return checkpointed(str(partial)[: -len(".partial")])
 
 
 def test_killed_inpaint_job_redoes_its_shard_alone_and_resumes(demo_copy):
@@ -133,7 +136,7 @@ def test_interrupted_shard_resumes_from_its_last_image_and_equals_an_uninterrupt
     with pytest.raises(Interrupted):
         inpaint(generation, Pipeline(generation["pipeline"], calls=1), folder)  # killed after one batch
     assert not (folder / "shard.tar").exists() and not (folder / "shard.parquet").exists()
-    assert len(list((folder / "shard.tar.partial").glob("*.json"))) == 2
+    assert len(finished_checkpoints(folder / "shard.tar.partial")) == 2
     capsys.readouterr()
 
     pipeline = Pipeline(generation["pipeline"])
@@ -159,7 +162,7 @@ def test_checkpoints_of_a_job_with_other_settings_are_discarded(generation, tmp_
         pipeline = Pipeline(generation["pipeline"], calls=1)
         with pytest.raises(Interrupted):
             inpaint(generation, pipeline, folder)
-        assert pipeline.images == 2 and len(list((folder / "shard.tar.partial").glob("*.json"))) == 4
+        assert pipeline.images == 2 and len(finished_checkpoints(folder / "shard.tar.partial")) == 4
         capsys.readouterr()
 
         io.set_job_fingerprint("inpaint, steps 3")  # the config was edited before the rerun

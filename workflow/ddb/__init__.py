@@ -12,7 +12,8 @@ One module per step of the method (see ``../shared/method.md``):
 ``ddb.ig_scoring``     Integrated Gradients ρ and softmax of generated images
 ``ddb.pruning``        keep / drop each generation, with the reason
 ``ddb.retrain``        L = L_CE + γ1·L_gen1 + γ2·L_gen2, epoch chosen by val WGA
-``ddb.evaluate``       per-group accuracy, WGA, means; ERM vs DDB
+``ddb.dfr``            the DFR baseline: ERM's last layer refit on balanced validation data
+``ddb.evaluate``       per-group accuracy, WGA, means; ERM vs DFR vs DDB
 =====================  ========================================================
 """
 

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     which = inspect.add_mutually_exclusive_group()
     which.add_argument("--step", metavar="STEP",
                        help="one step's table: prepare_dataset, train_erm, textual_inversion, select_low_loss, "
-                            "mean_softmax, mask, inpaint, ig_score, prune, retrain, evaluate, visualize "
+                            "mean_softmax, mask, inpaint, ig_score, prune, retrain, tune, evaluate, visualize "
                             "(aliases: data, erm, ti, low_loss, psi, masks, ig, eval, report)")
     which.add_argument("--sample", metavar="ID", help="follow a source id (train00001) or a generated id "
                                                       "(train00001_to_waterbird) through every step")

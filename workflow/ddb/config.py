@@ -29,8 +29,9 @@ FORMAT_CLASSES = {
     "metashift": ["cat", "dog"],
     "imagenet": ["bee", "cockroach"],
 }
-# Sections that accept `false` as a shorthand for {enabled: false} (the paper's ablations).
-SWITCHABLE_SECTIONS = ("textual_inversion", "prune")
+# Sections that accept `false` as a shorthand for {enabled: false} (the paper's ablations; `dfr: false`
+# leaves the DFR baseline out).
+SWITCHABLE_SECTIONS = ("textual_inversion", "prune", "dfr")
 
 # What an entry with only `format` and `root` gets, on top of the schema's defaults: the paper's setting
 # for its datasets (method.md, "Decisions for the real datasets" and Table 5), the demo's own for
@@ -65,6 +66,8 @@ FORMAT_DEFAULTS = {
         "inpainting": {"prompt": "a photo of a person with {} hair"},
         "prune": {"thresholds": [2, 0.3]},
         "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7]},
+        # the authors' CelebA grid (dfr_evaluate_spurious.py, commented "CelebA")
+        "dfr": {"c_grid": [3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003]},
     },
     "metashift": {
         "minority_groups": [None, None],
@@ -118,6 +121,9 @@ def _apply_format_defaults(name: str, dataset: dict, source: str) -> None:
             != CELEBA_DEFAULT_SPURIOUS):
         defaults.pop("minority_groups")
     _merge_defaults(dataset, defaults)
+    from .tuning import check_tune_shape
+
+    check_tune_shape(name, dataset, source)  # before the schema: a flat list gets a plain message
 
 
 def _with_defaults(validator_class):
@@ -207,6 +213,12 @@ def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None
                            f"has {len(values)} values but the dataset has {n_classes} classes "
                            f"{dataset['classes']}", "give one value per class, in class-index order")
     dataset["minority_groups"] = _minority_groups(name, dataset, source)
+    from .sharding import check_generation_config
+
+    check_generation_config(dataset, f"{source}: datasets.{name}")
+    from .tuning import check_tune
+
+    check_tune(name, dataset, source)
 
 
 def _check_dataset_name(name: str, source: str) -> None:

@@ -10,22 +10,31 @@ from tqdm.auto import tqdm
 
 from .datasets.loading import ImageDataset, class_balanced_sampler
 from .models.classifier import build_classifier, eval_transform, import_classifier, train_transform
+from .precision import classifier_precision
+from .resume import (TrainingCheckpoint, cpu_state_dict, generator_state, rng_state, set_generator_state,
+                     set_rng_state)
 from .seeding import derive_seed
 from .training import evaluate_groups, make_optimizer, require_finite, seeded_loader, train_sizes_of
 
 log = logging.getLogger("ddb")
 
 
-def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, name: str = "dataset"):
-    """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean)."""
+def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, name: str = "dataset",
+              resume: TrainingCheckpoint | None = None):
+    """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean).
+
+    With ``resume``, a checkpoint is saved after every epoch and a run finds the last one there and goes on
+    from it (:mod:`ddb.resume`); removing it once the outputs are written is the caller's part.
+    """
     classes = dataset_cfg["classes"]
     model_cfg, erm_cfg = dataset_cfg["classifier"], dataset_cfg["erm"]
     size, recipe = model_cfg["image_size"], model_cfg["transform"]
+    precision = classifier_precision(model_cfg, device)
     if erm_cfg["checkpoint"]:
         model = import_classifier(erm_cfg["checkpoint"], model_cfg["arch"], len(classes),
                                   f"datasets.{name}.erm.checkpoint").to(device)
         metrics, _ = evaluate_groups(model, manifest[manifest["split"] == "val"], eval_transform(size, recipe),
-                                     erm_cfg["batch_size"], device)
+                                     erm_cfg["batch_size"], device, precision=precision)
         log.info("imported ERM checkpoint %s: val WGA %.3f", erm_cfg["checkpoint"], metrics["worst_group_accuracy"])
         return model, pd.DataFrame([{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
                                      "val_worst_group_accuracy": metrics["worst_group_accuracy"],
@@ -33,6 +42,7 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
 
     model = build_classifier(model_cfg["arch"], len(classes), model_cfg["weights"], derive_seed(seed, "erm", "init"),
                              f"datasets.{name}.classifier").to(device)
+    precision.prepare(model)
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
     dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"], recipe))
@@ -42,29 +52,47 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
                            erm_cfg["num_workers"])
     optimizer = make_optimizer(erm_cfg["optimizer"], model.parameters(), erm_cfg["lr"],
                                erm_cfg["weight_decay"], erm_cfg["momentum"])
+    scaler = precision.grad_scaler()
     criterion = nn.CrossEntropyLoss()
-    history = []
-    for epoch in range(1, erm_cfg["epochs"] + 1):
+    history, start = [], 0
+    state = resume.load() if resume is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_generator_state(loader.generator, state["loader"])
+        set_generator_state(getattr(sampler, "generator", None), state["sampler"])
+        set_rng_state(state["rng"])
+        history, start = list(state["history"]), state["epoch"]
+        resume.announce(f"epoch {start}", f"{erm_cfg['epochs']} (epoch {start + 1} next)")
+    for epoch in range(start + 1, erm_cfg["epochs"] + 1):
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
         for images, labels, _ in tqdm(loader, desc=f"ERM epoch {epoch}", mininterval=10, leave=False):
-            images, labels = images.to(device), labels.to(device)
-            logits = model(images)
-            loss = criterion(logits, labels)
+            images, labels = precision.inputs(images, device), labels.to(device)
+            with precision.autocast():
+                logits = model(images)
+            loss = criterion(logits.float(), labels)
             require_finite(loss, what=f"train_erm ({name})", when=f"epoch {epoch}", lr=erm_cfg["lr"],
                            lr_key=f"datasets.{name}.erm.lr")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             total += len(labels)
         metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), erm_cfg["batch_size"], device,
-                                     train_sizes_of(manifest))
+                                     train_sizes_of(manifest), precision=precision)
         history.append({"epoch": epoch, "loss": loss_sum / total, "train_accuracy": correct / total,
                         "val_worst_group_accuracy": metrics["worst_group_accuracy"],
                         "val_mean_accuracy": metrics["mean_accuracy"]})
         log.info("ERM epoch %d: loss %.4f, train acc %.3f, val WGA %.3f, val mean %.3f", epoch,
                  history[-1]["loss"], history[-1]["train_accuracy"], metrics["worst_group_accuracy"],
                  metrics["mean_accuracy"])
+        if resume is not None:
+            resume.save({"epoch": epoch, "model": cpu_state_dict(model), "optimizer": cpu_state_dict(optimizer),
+                         "scaler": scaler.state_dict(), "loader": generator_state(loader.generator),
+                         "sampler": generator_state(getattr(sampler, "generator", None)), "rng": rng_state(),
+                         "history": history})
     return model.eval(), pd.DataFrame(history)

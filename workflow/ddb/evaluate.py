@@ -1,4 +1,5 @@
-"""Step ``evaluate``: ERM vs DDB on the test split, per group, WGA and the two means."""
+"""Step ``evaluate``: ERM, DFR (the baseline, ``ddb.dfr``) and DDB on the test split, per group, WGA and
+the two means."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import pandas as pd
 from .models.classifier import eval_transform
 from .training import evaluate_groups, train_sizes_of
 
+# The models eval.json may hold, in the order every table shows them (DFR only where it ran).
+MODELS = ("erm", "dfr", "ddb")
+
 
 def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch_size: int, device,
                     dataset_name: str, transform: str = "stretch",
-                    random_models: dict | None = None) -> tuple[dict, pd.DataFrame]:
+                    random_models: dict | None = None, precision=None) -> tuple[dict, pd.DataFrame]:
     """Return the eval.json object and the per-group table (one row per model and group).
 
     ``random_models`` ({config key: ``random:`` ref}, :func:`ddb.models.loading.random_models_of`) marks a
     rehearsal: eval.json then says ``"rehearsal": true`` and lists them, so nobody takes its numbers for DDB's.
+    ``precision`` (:mod:`ddb.precision`) is one setting for every model, or {model name: setting} (DFR's
+    model runs in float32: :func:`ddb.dfr.dfr_precision`).
     """
     test = manifest[manifest["split"] == "test"]
     train_sizes = train_sizes_of(manifest)
@@ -22,7 +28,9 @@ def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch
     if random_models:
         report.update(rehearsal=True, random_models=dict(sorted(random_models.items())), note=REHEARSAL_NOTE)
     for name, model in models.items():
-        metrics, per_group = evaluate_groups(model, test, eval_transform(image_size, transform), batch_size, device, train_sizes)
+        setting = precision.get(name) if isinstance(precision, dict) else precision
+        metrics, per_group = evaluate_groups(model, test, eval_transform(image_size, transform), batch_size, device, train_sizes,
+                                             precision=setting)
         report[name] = metrics
         for record in per_group.to_dict("records"):
             rows.append({"model": name, "group": record["group"], "accuracy": float(record["accuracy"]),
@@ -42,9 +50,14 @@ def rehearsal_banner(report: dict) -> str | None:
     return f"REHEARSAL ({refs}): {REHEARSAL_NOTE}"
 
 
+def models_of(report: dict) -> list[str]:
+    """The models of an eval.json in table order: erm, dfr (where present), ddb."""
+    return [m for m in MODELS if m in report]
+
+
 def format_comparison(report: dict) -> str:
-    """A small table of the ERM and DDB figures, for the log and the end of a run."""
-    models = [m for m in ("erm", "ddb") if m in report]
+    """A small table of the ERM, DFR and DDB figures, for the log and the end of a run."""
+    models = models_of(report)
     groups = sorted(report[models[0]]["group_accuracy"])
     width = max(len(g) for g in groups + ["weighted mean accuracy"]) + 2
     lines = [f"{report['dataset']}: test accuracy".ljust(width) + "".join(m.upper().rjust(8) for m in models)]

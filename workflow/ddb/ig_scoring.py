@@ -5,7 +5,9 @@ step 6), so the attributions split f(x_gen) - f(x_source) over the pixels. ρ = 
 (summed over channels): high ρ means the change inside the mask moved f towards i'. captum's
 convergence delta (completeness error) is written next to ρ as a quality check. Image, source and mask
 go through the classifier's own transform (the mask with nearest-neighbour resampling), so ρ sums the
-attributions of exactly the pixels the mask covers.
+attributions of exactly the pixels the mask covers. Under mixed precision (``classifier.precision``,
+:mod:`ddb.precision`) f runs under autocast but its outputs are cast to float32 before captum sees them,
+so the attributions, ρ and the delta are float32 sums.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ from tqdm.auto import tqdm
 
 from .io import ImageShard, load_image
 from .models.classifier import eval_transform, mask_geometry
+from .precision import FP32, Precision
 
 IG_COLUMNS = ["sample_id", "source_id", "y", "source_y", "has_image", "rho", "delta", "p_source", "p_target"]
 
 
 def attribute(model, generated: torch.Tensor, baseline: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor,
-              n_steps: int, internal_batch_size: int):
+              n_steps: int, internal_batch_size: int, precision: Precision | None = None):
     """Return (rho[B], delta[B], attributions[B, C, H, W]) for a batch; ``masks`` is [B, 1, H, W]."""
-    ig = IntegratedGradients(model.eval())
+    precision = precision or FP32
+    model.eval()
+    # plain float32 differentiates f itself (as always); otherwise f under autocast, outputs in float32
+    ig = IntegratedGradients(model if precision == FP32 else precision.forward(precision.prepare(model)))
     attributions, delta = ig.attribute(generated, baselines=baseline, target=targets, n_steps=n_steps,
                                        internal_batch_size=internal_batch_size, return_convergence_delta=True)
     rho = (attributions.sum(dim=1, keepdim=True) * masks).sum(dim=(1, 2, 3))
@@ -40,7 +46,8 @@ def mask_tensor(mask: Image.Image, image_size: int, recipe: str) -> torch.Tensor
 
 def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks: ImageShard,
                 source_paths: dict[str, str], *, image_size: int, ig_cfg: dict,
-                device, transform: str = "stretch") -> pd.DataFrame:
+                device, transform: str = "stretch", precision: Precision | None = None) -> pd.DataFrame:
+    precision = precision or FP32
     recipe, transform = transform, eval_transform(image_size, transform)
     rows = inpaint_index.to_dict("records")
     results = []
@@ -55,9 +62,10 @@ def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks
         x_src = torch.stack([transform(load_image(source_paths[r["source_id"]])) for r in batch]).to(device)
         mask = torch.stack([mask_tensor(masks.image(r["source_id"]), image_size, recipe) for r in batch]).to(device)
         targets = torch.as_tensor([int(r["y"]) for r in batch], device=device)
-        rho, delta, _ = attribute(model, x_gen, x_src, mask, targets, ig_cfg["n_steps"], ig_cfg["internal_batch_size"])
+        rho, delta, _ = attribute(model, x_gen, x_src, mask, targets, ig_cfg["n_steps"], ig_cfg["internal_batch_size"],
+                                  precision)
         with torch.no_grad():
-            probabilities = model(x_gen).softmax(1)
+            probabilities = precision.forward(model)(x_gen).softmax(1)
         sources = torch.as_tensor([int(r["source_y"]) for r in batch], device=device)
         p_source = probabilities.gather(1, sources[:, None])[:, 0]
         p_target = probabilities.gather(1, targets[:, None])[:, 0]

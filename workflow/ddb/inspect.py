@@ -38,10 +38,18 @@ STEPS = [
     ("ig_score", ("ig", "scores")),
     ("prune", ("pruning",)),
     ("retrain", ("ddb",)),
+    ("tune", ("tuning", "tune_select", "candidates")),
+    ("dfr", ("deep_feature_reweighting", "baseline")),
     ("evaluate", ("eval",)),
     ("visualize", ("report", "grids")),
 ]
 STEP_NAMES = [name for name, _ in STEPS]
+# The models of eval.json in table order (ddb.evaluate.MODELS; DFR only where its rule ran).
+EVAL_MODELS = ("erm", "dfr", "ddb")
+
+
+def eval_models(report: dict) -> list[str]:
+    return [m for m in EVAL_MODELS if m in report]
 
 
 def resolve_step(name: str) -> str:
@@ -68,6 +76,7 @@ class Results:
         self.name = self.root.resolve().name
         self._classes: list[str] | None = None
         self._tables: dict[Path, pd.DataFrame] = {}
+        self._ddb_candidate: list[str | None] = []  # found once (ddb_candidate)
 
     # --- fixed paths
     @property
@@ -84,7 +93,55 @@ class Results:
 
     @property
     def retrain_history(self) -> Path:
-        return self.root / "retrain" / "history.parquet"
+        """DDB's retraining history: retrain/, or with tuning the selected candidate's (ddb_root)."""
+        return self.ddb_root / "retrain" / "history.parquet"
+
+    # --- tuning (ddb.tuning): with a `tune` section DDB's prune tables and model are a candidate's
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def tune_candidates(self) -> Path:
+        return self.tune_dir / "candidates.parquet"
+
+    @property
+    def tune_selection(self) -> Path:
+        return self.tune_dir / "selected.json"
+
+    @property
+    def ddb_candidate(self) -> str | None:
+        """The tuned candidate that is DDB: the one eval.json names (``tune.selected``), else, before evaluate
+        ran, tune/selected.json's; None for a run without tuning (eval.json without ``tune``)."""
+        if not self._ddb_candidate:
+            name = None
+            try:
+                if self.eval_json.exists():
+                    name = (self.eval_report().get("tune") or {}).get("selected")
+                elif self.tune_selection.exists():
+                    name = json.loads(self.tune_selection.read_text()).get("selected")
+            except (OSError, ValueError, AttributeError):
+                name = None
+            self._ddb_candidate.append(name if name and (self.tune_dir / str(name)).is_dir() else None)
+        return self._ddb_candidate[0]
+
+    @property
+    def ddb_root(self) -> Path:
+        """Where DDB's prune/ and retrain/ lie: the dataset's folder, or tune/<selected candidate>/."""
+        candidate = self.ddb_candidate
+        return self.tune_dir / candidate if candidate else self.root
+
+    @property
+    def dfr_selection(self) -> Path:
+        return self.root / "dfr" / "selection.parquet"
+
+    @property
+    def dfr_halves(self) -> Path:
+        return self.root / "dfr" / "halves.parquet"
+
+    @property
+    def dfr_coefficients(self) -> Path:
+        return self.root / "dfr" / "coefficients.parquet"
 
     @property
     def eval_json(self) -> Path:
@@ -105,7 +162,7 @@ class Results:
         return self.root / "low_loss" / f"{cls}.parquet"
 
     def prune_table(self, src: str, dst: str) -> Path:
-        return self.root / "prune" / f"{src}_to_{dst}.parquet"
+        return self.ddb_root / "prune" / f"{src}_to_{dst}.parquet"
 
     def rel(self, path: Path) -> str:
         try:
@@ -151,7 +208,7 @@ class Results:
             for entry in (self.root / folder).glob("*_to_*"):
                 if entry.is_dir() and (pair := self._split_pair(entry.name)):
                     found.add(pair)
-        for entry in (self.root / "prune").glob("*_to_*.parquet"):
+        for entry in (self.ddb_root / "prune").glob("*_to_*.parquet"):
             if pair := self._split_pair(entry.stem):
                 found.add(pair)
         order = {c: i for i, c in enumerate(self.classes())}
@@ -320,6 +377,8 @@ _ARTIFACT = {
     "ig_score": "ig/{src}_to_{dst}/shard-{n}.parquet",
     "prune": "prune/{src}_to_{dst}.parquet",
     "retrain": "retrain/history.parquet",
+    "tune": "tune/candidates.parquet",
+    "dfr": "dfr/selection.parquet",
     "evaluate": "eval.json",
     "visualize": "report/",
 }
@@ -496,7 +555,11 @@ def _summary_prune(results: Results) -> StepSummary:
             **{r: int(counts[r].sum()) for r in REASONS[1:]},
             "pairs": {r["pair"]: {k: r[k] for k in ("generated", "kept", *REASONS[1:])}
                       for r in counts.to_dict("records")}}
-    return StepSummary("prune", _ARTIFACT["prune"], rows=total, figure=figure, status="done", data=data)
+    if results.ddb_candidate:  # tuned: the selected candidate's tables
+        figure += f" · tuned candidate {results.ddb_candidate}"
+        data["candidate"] = results.ddb_candidate
+    return StepSummary("prune", results.rel(results.prune_table("{src}", "{dst}")), rows=total, figure=figure,
+                       status="done", data=data)
 
 
 def _summary_retrain(results: Results) -> StepSummary:
@@ -507,14 +570,73 @@ def _summary_retrain(results: Results) -> StepSummary:
         chosen = history.loc[history["val_worst_group_accuracy"].idxmax()]
     figure = (f"{len(history)} epochs · selected epoch {int(chosen['epoch'])} · val WGA "
               f"{fmt(chosen['val_worst_group_accuracy'])} · val mean {fmt(chosen['val_mean_accuracy'])}")
-    return StepSummary("retrain", "retrain/history.parquet", rows=len(history), figure=figure, status="done",
-                       data={"epochs": len(history), "selected_epoch": int(chosen["epoch"]),
-                             "val_wga": float(chosen["val_worst_group_accuracy"])})
+    data = {"epochs": len(history), "selected_epoch": int(chosen["epoch"]),
+            "val_wga": float(chosen["val_worst_group_accuracy"])}
+    if results.ddb_candidate:  # tuned: the selected candidate's model
+        figure += f" · tuned candidate {results.ddb_candidate}"
+        data["candidate"] = results.ddb_candidate
+    return StepSummary("retrain", results.rel(results.retrain_history), rows=len(history), figure=figure,
+                       status="done", data=data)
+
+
+def _summary_tune(results: Results) -> StepSummary:
+    if not results.tune_dir.is_dir():  # most runs: the entry has no `tune` section
+        return StepSummary("tune", _ARTIFACT["tune"], figure="no tune/ folder: P and γ as configured (no `tune` "
+                           "section), or tuning has not started")
+    table = results.table(_require(results.tune_candidates))
+    chosen = table[table["selected"].astype(bool)].iloc[0]
+    parts = [f"{r['candidate']} kept {int(r['kept_total'])} val WGA {fmt(r['val_worst_group_accuracy'])}"
+             for r in table.sort_values("order").to_dict("records")]
+    figure = (f"{len(table)} candidates, selected {chosen['candidate']} (val WGA "
+              f"{fmt(chosen['val_worst_group_accuracy'])}, val mean {fmt(chosen['val_mean_accuracy'])}) · "
+              + ", ".join(parts))
+    data = {"selected": str(chosen["candidate"]),
+            "candidates": {str(r["candidate"]): {"thresholds": [float(v) for v in r["thresholds"]],
+                                                 "gammas": [float(v) for v in r["gammas"]],
+                                                 "kept_total": int(r["kept_total"]),
+                                                 "val_wga": float(r["val_worst_group_accuracy"]),
+                                                 "val_mean": float(r["val_mean_accuracy"])}
+                           for r in table.to_dict("records")}}
+    return StepSummary("tune", _ARTIFACT["tune"], rows=len(table), figure=figure, status="done", data=data)
+
+
+def dfr_selected(selection: pd.DataFrame) -> dict:
+    """The selected row of dfr/selection.parquet (the C with the best select-half WGA)."""
+    chosen = selection[selection["selected"].astype(bool)]
+    return (chosen if len(chosen) else selection.loc[[selection["val_worst_group_accuracy"].idxmax()]]).iloc[0].to_dict()
+
+
+def _dfr_subsamples(results: Results) -> int | None:
+    if not results.dfr_coefficients.exists():
+        return None
+    parts = pd.read_parquet(results.dfr_coefficients, columns=["part", "subsample"])
+    return int(parts.loc[parts["part"] == "subsample", "subsample"].nunique())
+
+
+def _summary_dfr(results: Results) -> StepSummary:
+    selection = results.table(_require(results.dfr_selection))
+    chosen = dfr_selected(selection)
+    parts = [f"C={chosen['C']:g} selected of {len(selection)} (select-half WGA {fmt(chosen['val_worst_group_accuracy'])}, "
+             f"mean {fmt(chosen['val_mean_accuracy'])})"]
+    data = {"selected_c": float(chosen["C"]), "val_wga": float(chosen["val_worst_group_accuracy"]),
+            "val_mean_accuracy": float(chosen["val_mean_accuracy"]), "grid": [float(c) for c in selection["C"]]}
+    if results.dfr_halves.exists():
+        halves = results.table(results.dfr_halves)
+        parts.append(f"halves fit {int(halves['n_fit'].sum())} (balanced {int(halves['n_fit_balanced'].sum())}) / "
+                     f"select {int(halves['n_select'].sum())}")
+        data["halves"] = {str(r["group"]): {k: int(r[k]) for k in ("n_val", "n_fit", "n_select", "n_fit_balanced")}
+                          for r in halves.to_dict("records")}
+    subsamples = _dfr_subsamples(results)
+    if subsamples is not None:
+        parts.append(f"{subsamples} balanced subsamples averaged")
+        data["subsamples"] = subsamples
+    return StepSummary("dfr", _ARTIFACT["dfr"], rows=len(selection), figure=" · ".join(parts), status="done",
+                       data=data)
 
 
 def _summary_evaluate(results: Results) -> StepSummary:
     report = results.eval_report()
-    models = [m for m in ("erm", "ddb") if m in report]
+    models = [m for m in eval_models(report) if m != "dfr"]  # ERM → DDB, the baseline DFR beside them
     rows = len(results.table(results.eval_table)) if results.eval_table.exists() else None
     parts = []
     for key, label in (("worst_group_accuracy", "WGA"), ("mean_accuracy", "mean"),
@@ -522,6 +644,9 @@ def _summary_evaluate(results: Results) -> StepSummary:
         values = [report[m][key] for m in models]
         parts.append(f"{label} " + " → ".join(f"{m.upper()} {fmt(v)}" for m, v in zip(models, values))
                      if label == "WGA" else f"{label} " + " → ".join(fmt(v) for v in values))
+        if "dfr" in report:
+            parts[-1] += f" (DFR {fmt(report['dfr'][key])})"
+    models = eval_models(report)
     data = {m: {k: report[m][k] for k in ("worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy")}
             for m in models}
     if report.get("rehearsal"):
@@ -693,12 +818,41 @@ def _table_prune(results):
 def _table_retrain(results):
     history = results.table(_require(results.retrain_history))
     columns, rows = _history_rows(history)
-    return ("retraining per epoch (retrain/history.parquet; * = epoch selected by val WGA)", columns, rows)
+    return (f"retraining per epoch ({results.rel(results.retrain_history)}; * = epoch selected by val WGA)",
+            columns, rows)
+
+
+def tune_rows(table: pd.DataFrame, classes: list[str]) -> tuple[list[str], list[list]]:
+    """The tuning table (tune/candidates.parquet): one row per candidate in the order given, with P, γ, the
+    kept generated images per class (of those generated), validation WGA and mean at the kept epoch, and
+    the selected one marked with *."""
+    values = lambda vs: ", ".join(f"{float(v):g}" for v in vs)
+    classes = [c for c in classes if f"kept_{c}" in table] or [
+        c.removeprefix("kept_") for c in table.columns if c.startswith("kept_") and c != "kept_total"]
+    columns = ["candidate", "P", "γ", *[f"kept {c}" for c in classes], "kept", "epoch", "val WGA", "val mean",
+               "rank", "selected"]
+    rows = []
+    for r in table.sort_values("order").to_dict("records"):
+        kept = [f"{int(r[f'kept_{c}'])}/{int(r[f'generated_{c}'])}" if f"generated_{c}" in r
+                else int(r[f"kept_{c}"]) for c in classes]
+        rows.append([str(r["candidate"]), values(r["thresholds"]), values(r["gammas"]), *kept, int(r["kept_total"]),
+                     int(r["epoch"]), float(r["val_worst_group_accuracy"]), float(r["val_mean_accuracy"]),
+                     int(r["rank"]), "*" if r["selected"] else ""])
+    return columns, rows
+
+
+def _table_tune(results):
+    table = results.table(_require(results.tune_candidates))
+    columns, rows = tune_rows(table, results.classes())
+    return ("P and γ tuned on validation (tune/candidates.parquet; * = selected: best val WGA, ties: fewer kept "
+            "generated images, then the order given; only it is evaluated on test)", columns, rows)
 
 
 def eval_rows(report: dict, table: pd.DataFrame | None = None) -> tuple[list[str], list[list]]:
-    """The ERM vs DDB table: one row per group, then WGA, mean and train-weighted mean."""
-    models = [m for m in ("erm", "ddb") if m in report]
+    """The ERM / DFR / DDB table: one row per group, then WGA, mean and train-weighted mean; Δ = DDB − ERM."""
+    models = eval_models(report)
+    delta = (lambda values: fmt(values[models.index("ddb")] - values[models.index("erm")])  # noqa: E731
+             if {"erm", "ddb"} <= set(models) else "-")
     groups = sorted(report[models[0]]["group_accuracy"])
     sizes = {}
     if table is not None and len(table):
@@ -708,14 +862,38 @@ def eval_rows(report: dict, table: pd.DataFrame | None = None) -> tuple[list[str
         values = [report[m]["group_accuracy"][g] for m in models]
         worst = [report[m]["group_accuracy"][g] == report[m]["worst_group_accuracy"] for m in models]
         rows.append([g, sizes.get(g, {}).get("n_train", "-"), sizes.get(g, {}).get("n_test", "-"),
-                     *[fmt(v) + (" (worst)" if w else "") for v, w in zip(values, worst)],
-                     fmt(values[-1] - values[0]) if len(models) == 2 else "-"])
+                     *[fmt(v) + (" (worst)" if w else "") for v, w in zip(values, worst)], delta(values)])
     for key, label in (("worst_group_accuracy", "WORST-GROUP ACCURACY"), ("mean_accuracy", "mean accuracy"),
                        ("weighted_mean_accuracy", "train-weighted mean accuracy")):
         values = [report[m][key] for m in models]
-        rows.append([label, "", "", *[fmt(v) for v in values],
-                     fmt(values[-1] - values[0]) if len(models) == 2 else "-"])
+        rows.append([label, "", "", *[fmt(v) for v in values], delta(values)])
     return ["group", "n_train", "n_test", *[m.upper() for m in models], "Δ"], rows
+
+
+def eval_title(report: dict) -> str:
+    """"ERM vs DDB", or "ERM, DFR and DDB" where eval.json has the DFR baseline."""
+    names = [m.upper() for m in eval_models(report)]
+    return " vs ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _table_dfr(results):
+    selection = results.table(_require(results.dfr_selection))
+    groups = [c.removeprefix("accuracy_") for c in selection.columns if c.startswith("accuracy_")]
+    rows = [[("*" if r["selected"] else ""), float(r["C"]), float(r["val_worst_group_accuracy"]),
+             float(r["val_mean_accuracy"]), int(r["nonzero_coefficients"]), *[float(r[f"accuracy_{g}"]) for g in groups]]
+            for r in selection.to_dict("records")]
+    title = ("DFR: C chosen by worst-group accuracy on the select half of validation, fit on a group-balanced "
+             "subsample of the fit half (dfr/selection.parquet; * = selected)")
+    if results.dfr_halves.exists():
+        halves = results.table(results.dfr_halves)
+        title += "\nhalves per group (dfr/halves.parquet): " + ", ".join(
+            f"{r['group']} {int(r['n_fit'])} fit ({int(r['n_fit_balanced'])} balanced) / {int(r['n_select'])} select"
+            for r in halves.to_dict("records"))
+        title += f"; the final model: {int(halves['n_final_balanced'].iloc[0])} per group"
+    subsamples = _dfr_subsamples(results)
+    if subsamples is not None:
+        title += f", {subsamples} balanced subsamples of the whole split averaged (dfr/coefficients.parquet)"
+    return title, ["", "C", "val WGA", "val mean", "nonzero coef", *groups], rows
 
 
 def _table_evaluate(results):
@@ -724,7 +902,8 @@ def _table_evaluate(results):
         raise FileNotFoundError("eval.json")
     table = results.table(results.eval_table) if results.eval_table.exists() else None
     columns, rows = eval_rows(report, table)
-    title = f"test accuracy, ERM vs DDB ({report.get('dataset', results.name)}; eval.json, eval.parquet)"
+    title = (f"test accuracy, {eval_title(report)} ({report.get('dataset', results.name)}; eval.json, eval.parquet; "
+             "Δ = DDB − ERM)")
     return (f"{results.rehearsal()}\n{title}" if report.get("rehearsal") else title), columns, rows
 
 
@@ -917,7 +1096,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
         trace.add("prune", _ARTIFACT["prune"].format(src=src, dst=dst), arrow + NOT_RUN)
 
     if results.retrain_history.exists() and verdict is not None:
-        trace.add("retrain", "retrain/history.parquet",
+        trace.add("retrain", results.rel(results.retrain_history),
                   arrow + (f"{gid} trained on, labelled {dst} (γ term of class {dst})" if verdict["keep"]
                            else f"{gid} not used (pruned)"))
     shown = results.report_dir / "grid_samples.csv"
@@ -943,8 +1122,9 @@ def _trace_eval(results: Results, trace: Trace, row: dict) -> None:
     if row["split"] == "test" and results.eval_json.exists():
         report = results.eval_report()
         parts = [f"{m.upper()} {fmt(report[m]['group_accuracy'].get(row['group']))}"
-                 for m in ("erm", "ddb") if m in report]
-        trace.add("evaluate", "eval.json", f"its group {row['group']}: test accuracy " + " → ".join(parts))
+                 for m in eval_models(report) if m != "dfr"]
+        baseline = f" (DFR {fmt(report['dfr']['group_accuracy'].get(row['group']))})" if "dfr" in report else ""
+        trace.add("evaluate", "eval.json", f"its group {row['group']}: test accuracy " + " → ".join(parts) + baseline)
 
 
 def format_trace(results: Results, trace: Trace) -> str:
@@ -974,7 +1154,7 @@ def open_results(path: str | Path) -> Results:
         raise NotAResultsFolder(f"{path} holds the jobs' {records} ({path}/<step>/<dataset>...), not a dataset's "
                                 "results: pass a dataset's results folder"
                                 + (f", e.g. {path.parent / datasets[0]}" if datasets else ""))
-    known = {"data", "erm", "textual_inversion", "low_loss", "masks", "inpaint", "ig", "prune", "retrain",
+    known = {"data", "erm", "textual_inversion", "low_loss", "masks", "inpaint", "ig", "prune", "retrain", "dfr", "tune",
              "report", "psi.parquet", "eval.json"}
     if not any((path / k).exists() for k in known):
         inner = sorted(p.name for p in path.iterdir() if p.is_dir() and (p / "data").is_dir())

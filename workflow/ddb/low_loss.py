@@ -16,10 +16,11 @@ from .training import predict_logits
 
 
 def per_sample_losses(model, rows: pd.DataFrame, image_size: int, batch_size: int, device,
-                      transform: str = "stretch") -> pd.DataFrame:
-    """sample_id, y, loss (cross-entropy of each sample) and softmax of its own class."""
+                      transform: str = "stretch", precision=None) -> pd.DataFrame:
+    """sample_id, y, loss (cross-entropy of each sample) and softmax of its own class (f computing in
+    ``precision``, :mod:`ddb.precision`; the losses from its float32 logits)."""
     logits = predict_logits(model, ImageDataset.from_manifest(rows, eval_transform(image_size, transform)), batch_size,
-                            device, desc="per-sample loss")
+                            device, desc="per-sample loss", precision=precision)
     labels = torch.as_tensor(rows["y"].to_numpy().copy())
     losses = F.cross_entropy(logits, labels, reduction="none")
     probabilities = logits.softmax(1).gather(1, labels[:, None])[:, 0]

@@ -63,9 +63,12 @@ def step_sources(manifest: pd.DataFrame, dataset_cfg: dict, source_class: str, *
 
 
 def shard_rows(rows: pd.DataFrame, shard: int, shards: int) -> pd.DataFrame:
-    """Contiguous slice ``shard`` of ``shards``; per-sample seeds make the split irrelevant to results."""
+    """Contiguous slice ``shard`` of ``shards`` (:func:`ddb.sharding.shard_count` counts them), at most
+    ``ceil(len(rows) / shards)`` rows; per-sample seeds make the split irrelevant to results."""
     if not 0 <= shard < shards:
-        raise DDBError("shard", f"shard {shard} is outside 0..{shards - 1}", "check generation.shards")
+        raise DDBError("shard", f"shard {shard} is outside 0..{shards - 1}",
+                       "ask for a shard the workflow plans (`snakemake -n` lists them; ddb.sharding counts them "
+                       "from generation.images_per_shard)")
     bounds = np.linspace(0, len(rows), shards + 1).round().astype(int)
     return rows.iloc[bounds[shard]:bounds[shard + 1]]
 

@@ -11,39 +11,75 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from typing import Iterator
 
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .datasets.loading import ImageDataset, class_balanced_sampler
 from .models.classifier import eval_transform, reset_head, train_transform
+from .precision import classifier_precision
+from .resume import (TrainingCheckpoint, cpu_state_dict, generator_state, rng_state, set_generator_state,
+                     set_rng_state)
 from .seeding import derive_seed
 from .training import evaluate_groups, require_finite, seeded_loader, train_sizes_of
 
 log = logging.getLogger("ddb")
 
 
-def _endless(dataset: ImageDataset, batch_size: int, seed: int, num_workers: int) -> Iterator:
-    """Batches of ``dataset`` forever, reshuffled (with a seed of its own) at each pass."""
-    cycle = 0
-    while True:
-        yield from seeded_loader(dataset, min(batch_size, len(dataset)), derive_seed(seed, cycle),
-                                 num_workers=num_workers)
-        cycle += 1
+class GeneratedBatches:
+    """Batches of ``dataset`` forever, reshuffled at each pass (cycle) with a seed of its own: the batches
+    ``seeded_loader(dataset, batch_size, derive_seed(seed, cycle))`` gives, pass after pass. Its position
+    (``served``, the batches handed out so far) is all a checkpoint needs to go on with the same batches.
+
+    :meth:`epoch` hands out one epoch's batches through a DataLoader of their own, whose worker seeds
+    (with ``num_workers`` > 0: the augmentation drawn in the workers) come from ``(seed, epoch)``.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, num_workers: int = 0):
+        self.dataset, self.seed, self.num_workers = dataset, seed, num_workers
+        self.batch_size = min(batch_size, len(dataset))
+        self.per_cycle = math.ceil(len(dataset) / self.batch_size)
+        self.served = 0
+        self._orders: dict[int, list[int]] = {}
+
+    def order(self, cycle: int) -> list[int]:
+        """The sample order of pass ``cycle``: what a shuffling DataLoader seeded so draws, first the
+        base seed of its workers, then one permutation."""
+        if cycle not in self._orders:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, cycle))
+            torch.empty((), dtype=torch.int64).random_(generator=generator)
+            self._orders = {cycle: torch.randperm(len(self.dataset), generator=generator).tolist()}
+        return self._orders[cycle]
+
+    def epoch(self, steps: int, epoch: int) -> Iterator:
+        """The next ``steps`` batches."""
+        batches = []
+        for position in range(self.served, self.served + steps):
+            cycle, index = divmod(position, self.per_cycle)
+            batches.append(self.order(cycle)[index * self.batch_size:(index + 1) * self.batch_size])
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+                            generator=torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch)))
+        for batch in loader:
+            self.served += 1
+            yield batch
 
 
 def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, list], dataset_cfg: dict, *,
-            seed: int, device) -> tuple[nn.Module, pd.DataFrame]:
+            seed: int, device, resume: TrainingCheckpoint | None = None) -> tuple[nn.Module, pd.DataFrame]:
     """``generated[c]`` lists image sources (shard, sample_id) of kept generations labelled c.
 
-    Returns the selected model (best val WGA) and one history row per epoch.
+    Returns the selected model (best val WGA) and one history row per epoch. With ``resume``, a checkpoint
+    is saved after every epoch and a run goes on from the last one found (:mod:`ddb.resume`).
     """
     cfg, classes = dataset_cfg["retrain"], dataset_cfg["classes"]
     size, recipe = dataset_cfg["classifier"]["image_size"], dataset_cfg["classifier"]["transform"]
-    model = copy.deepcopy(erm_model).to(device)
+    precision = classifier_precision(dataset_cfg["classifier"], device)
+    model = precision.prepare(copy.deepcopy(erm_model).to(device))
     if cfg["reinit_head"]:
         reset_head(model, derive_seed(seed, "retrain", "head"))
     train = manifest[manifest["split"] == "train"]
@@ -60,24 +96,46 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
             log.warning("no generated sample labelled %s survived pruning: its term L_gen adds 0 and "
                         "retraining continues with the real data", classes[c])
             continue
-        generated_batches[c] = _endless(ImageDataset(sources, [c] * len(sources), transform),
-                                        cfg["generated_batch_size"], derive_seed(seed, "retrain", "generated", c),
-                                        cfg["num_workers"])
+        generated_batches[c] = GeneratedBatches(ImageDataset(sources, [c] * len(sources), transform),
+                                                cfg["generated_batch_size"],
+                                                derive_seed(seed, "retrain", "generated", c), cfg["num_workers"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scaler = precision.grad_scaler()
     criterion = nn.CrossEntropyLoss()
     gammas = cfg["gammas"]
     train_sizes = train_sizes_of(manifest)
-    history, best_state, best_wga, best_epoch = [], None, -1.0, 0
-    for epoch in range(1, cfg["epochs"] + 1):
+    history, best_state, best_wga, best_epoch, start, stopped = [], None, -1.0, 0, 0, False
+    state = resume.load() if resume is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_generator_state(real_loader.generator, state["loader"])
+        set_generator_state(getattr(sampler, "generator", None), state["sampler"])
+        for c, served in state["generated_served"].items():
+            generated_batches[c].served = served
+        set_rng_state(state["rng"])
+        history, start, stopped = list(state["history"]), state["epoch"], state["stopped"]
+        best_wga, best_epoch = state["best_wga"], state["best_epoch"]
+        # the best epoch's weights: saved apart only when they are not the last epoch's
+        best_state = state["best_state"] if state["best_state"] is not None else copy.deepcopy(model.state_dict())
+        resume.announce(f"epoch {start}", f"{cfg['epochs']} ("
+                        + ("stopped there by patience" if stopped else f"epoch {start + 1} next") + ")")
+    for epoch in range(start + 1, cfg["epochs"] + 1):
+        if stopped:
+            break
         model.train()
         sums = {"loss": 0.0, "loss_ce": 0.0, **{f"loss_gen_{c}": 0.0 for c in range(len(classes))}}
         steps = 0
+        generated_epoch = {c: batches.epoch(len(real_loader), epoch) for c, batches in generated_batches.items()}
         for images, labels, _ in tqdm(real_loader, desc=f"retrain epoch {epoch}", mininterval=10, leave=False):
-            generated_batch = {c: next(batches)[:2] for c, batches in generated_batches.items()}
+            generated_batch = {c: next(batches)[:2] for c, batches in generated_epoch.items()}
             # B and every B'_c in one forward pass: batch norm in train mode fails on a B'_c of one
             # image whose last feature map is 1x1 (one kept generation, small images)
-            logits = model(torch.cat([images] + [g[0] for g in generated_batch.values()]).to(device))
-            logits = logits.split([len(images)] + [len(g[0]) for g in generated_batch.values()])
+            with precision.autocast():
+                logits = model(precision.inputs(torch.cat([images] + [g[0] for g in generated_batch.values()]),
+                                                device))
+            logits = logits.float().split([len(images)] + [len(g[0]) for g in generated_batch.values()])
             loss_ce = criterion(logits[0], labels.to(device))
             loss = loss_ce
             terms = {c: torch.zeros((), device=device) for c in range(len(classes))}
@@ -86,14 +144,16 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
                 loss = loss + gammas[c] * terms[c]
             require_finite(loss, what="retrain", when=f"epoch {epoch}", lr=cfg["lr"], lr_key="retrain.lr")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             steps += 1
             sums["loss"] += loss.item()
             sums["loss_ce"] += loss_ce.item()
             for c, term in terms.items():
                 sums[f"loss_gen_{c}"] += term.item()
-        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), cfg["batch_size"], device, train_sizes)
+        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), cfg["batch_size"], device, train_sizes,
+                                     precision=precision)
         row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()},
                "val_worst_group_accuracy": metrics["worst_group_accuracy"],
                "val_mean_accuracy": metrics["mean_accuracy"]}
@@ -105,7 +165,15 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         elif cfg["patience"] and epoch - best_epoch >= cfg["patience"]:
             log.info("retrain: no better validation WGA for %d epochs (patience): stopping after epoch %d of %d, "
                      "epoch %d kept", cfg["patience"], epoch, cfg["epochs"], best_epoch)
-            break
+            stopped = True
+        if resume is not None:
+            resume.save({"epoch": epoch, "model": cpu_state_dict(model), "optimizer": cpu_state_dict(optimizer),
+                         "scaler": scaler.state_dict(), "loader": generator_state(real_loader.generator),
+                         "sampler": generator_state(getattr(sampler, "generator", None)),
+                         "generated_served": {c: b.served for c, b in generated_batches.items()},
+                         "rng": rng_state(), "history": history, "stopped": stopped, "best_wga": best_wga,
+                         "best_epoch": best_epoch,
+                         "best_state": None if best_epoch == epoch else {k: v.cpu() for k, v in best_state.items()}})
     history = pd.DataFrame(history)
     selected = int(history.loc[history["val_worst_group_accuracy"].idxmax(), "epoch"])
     history["selected"] = history["epoch"] == selected

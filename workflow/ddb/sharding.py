@@ -9,11 +9,14 @@ A source's draws stay in one shard (its inpaint shard needs its mask shard), so 
 ``images_per_shard // per_source`` sources and the count is ``ceil(sources / that)``: with per_source 1,
 or any per_source that divides images_per_shard, this is ``ceil(sources * per_source / images_per_shard)``.
 
-The number of sources comes from the config: with ``generation.sources: low_loss`` (D_i, the default) it
-is K of the class (``low_loss.k``), with ``all`` or ``majority`` it is ``max_sources_per_class``. Without
-that cap the count depends on the dataset itself, which only prepare_dataset reads; then the config names
-the shard count (``generation.shards``), and a job whose shard would exceed images_per_shard stops before
-doing any work, saying how many shards are needed.
+The most sources a class can have comes from the config: with ``generation.sources: low_loss`` (D_i,
+the default) it is K of the class (``low_loss.k``; a class smaller than K has fewer); with ``all`` or
+``majority`` of the drawn demo it is the class's training images (``synthetic.n_train`` in its group
+proportions); ``max_sources_per_class`` caps both, and bounds a real dataset's ``all`` or ``majority``.
+Without that cap, a real dataset's count depends on the dataset itself, which only prepare_dataset reads:
+then the config names the shard count (``generation.shards``), and a job whose shard would exceed
+images_per_shard stops before doing any work, saying how many shards are needed. Fewer sources than
+planned only make the shards smaller.
 """
 
 from __future__ import annotations
@@ -25,15 +28,22 @@ from .errors import DDBError
 
 def planned_sources(dataset_cfg: dict, source_class: str) -> int | None:
     """Most sources class ``source_class`` can have for generation, from the config alone; None when only
-    the dataset knows (``sources: all`` or ``majority`` without ``max_sources_per_class``)."""
+    the dataset knows (a real dataset's ``sources: all`` or ``majority`` without ``max_sources_per_class``)."""
     generation = dataset_cfg["generation"]
     cap = generation["max_sources_per_class"]
+    y = dataset_cfg["classes"].index(source_class)
     if generation["sources"] == "low_loss":
         k = dataset_cfg["low_loss"]["k"]
-        if isinstance(k, list):  # one K per class, in class-index order
-            k = k[dataset_cfg["classes"].index(source_class)]
-        return k if cap is None else min(k, cap)
-    return cap
+        sources = k[y] if isinstance(k, list) else k  # one K per class, in class-index order
+    elif dataset_cfg["format"] == "synthetic":  # drawn from the config: its class sizes are known
+        from .datasets.synthetic import train_group_sizes
+
+        minority = (dataset_cfg["minority_groups"] or {}).get(source_class)
+        sources = sum(count for (group_y, spurious), count in train_group_sizes(dataset_cfg["synthetic"]).items()
+                      if group_y == y and not (generation["sources"] == "majority" and spurious == minority))
+    else:
+        return cap
+    return sources if cap is None else min(sources, cap)
 
 
 def sources_per_shard(generation_cfg: dict) -> int:
@@ -69,6 +79,8 @@ def check_generation_config(dataset_cfg: dict, where: str) -> None:
     counted = planned_sources(dataset_cfg, dataset_cfg["classes"][0]) is not None
     if counted and generation["shards"] is not None:
         basis = ("K of each class (low_loss.k)" if generation["sources"] == "low_loss"
+                 else "the drawn demo's training images (synthetic.n_train)"
+                 if dataset_cfg["format"] == "synthetic" and generation["max_sources_per_class"] is None
                  else "generation.max_sources_per_class")
         raise DDBError(f"{where}.generation.shards",
                        f"is no longer used here: shards are counted from {basis}, "

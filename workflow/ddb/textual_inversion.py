@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .errors import DDBError
 from .io import atomic_path, load_image, to_square
 from .masking import box_mask, dilate
+from .resume import TrainingCheckpoint, generator_state, rng_state, set_rng_state
 from .seeding import derive_seed, seed_everything
 from .training import require_finite
 
@@ -79,8 +80,13 @@ def _mask_tensor(row, resolution: int, rng: np.random.Generator) -> torch.Tensor
 
 
 def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: dict, *, seed: int,
-                device, name: str = "dataset") -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Train the token of ``class_name``; return ({token: embedding[1, hidden]}, loss per step)."""
+                device, name: str = "dataset",
+                resume: TrainingCheckpoint | None = None) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Train the token of ``class_name``; return ({token: embedding[1, hidden]}, loss per step).
+
+    With ``resume``, a checkpoint is saved every ``cfg["checkpoint_every"]`` steps and a run goes on from
+    the last one found (:mod:`ddb.resume`).
+    """
     tokenizer, text_encoder = components["tokenizer"], components["text_encoder"]
     vae, unet, scheduler = components["vae"], components["unet"], components["noise_scheduler"]
     token = placeholder_token(class_name)
@@ -120,8 +126,21 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
     optimizer = torch.optim.AdamW(text_encoder.get_input_embeddings().parameters(), lr=lr,
                                   betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     templates = cfg["templates"]
-    losses = []
-    for step in tqdm(range(1, cfg["steps"] + 1), desc=f"textual inversion {token}", mininterval=10):
+    losses, start = [], 0
+    embedding_weight = text_encoder.get_input_embeddings().weight
+    state = resume.load() if resume is not None else None
+    if state is not None:
+        with torch.no_grad():
+            embedding_weight[token_id] = state["embedding"].to(embedding_weight)
+        _load_row_state(optimizer, embedding_weight, token_id, state["optimizer"])
+        generator.set_state(state["generator"])
+        rng.bit_generator.state = state["masks_rng"]
+        set_rng_state(state["rng"])
+        losses, start = list(state["losses"]), state["step"]
+        resume.announce(f"step {start}", f"{cfg['steps']}")
+    every = cfg.get("checkpoint_every") or 0
+    for step in tqdm(range(start + 1, cfg["steps"] + 1), initial=start, total=cfg["steps"],
+                     desc=f"textual inversion {token}", mininterval=10):
         batch_index = torch.randint(len(rows), (cfg["batch_size"],), generator=generator)
         prompts = [templates[int(i)] .format(token) for i in torch.randint(len(templates), (cfg["batch_size"],),
                                                                          generator=generator)]
@@ -154,8 +173,41 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
         with torch.no_grad():  # only the new row may change
             text_encoder.get_input_embeddings().weight[keep_fixed] = original[keep_fixed]
         losses.append({"step": step, "loss": loss.item()})
+        if resume is not None and every and step % every == 0 and step < cfg["steps"]:
+            resume.save({"step": step, "embedding": embedding_weight[token_id].detach().cpu().clone(),
+                         "optimizer": _row_state(optimizer, embedding_weight, token_id),
+                         "generator": generator_state(generator), "masks_rng": rng.bit_generator.state,
+                         "rng": rng_state(), "losses": losses})
     learned = text_encoder.get_input_embeddings().weight[token_id:token_id + 1].detach().float().cpu().clone()
     return {token: learned}, pd.DataFrame(losses)
+
+
+def _row_state(optimizer, weight: torch.Tensor, row: int) -> dict:
+    """The optimizer's state of the embedding matrix, only its row ``row`` (the new token's) kept.
+
+    Enough to go on exactly: every other row is put back to its original value after each step, and
+    AdamW updates each entry from its own moments, so their moments never reach the token's row. A full
+    copy would be three embedding matrices (600 MB for SD-2's text encoder) at every checkpoint.
+    """
+    state = optimizer.state[weight]
+    return {key: value[row].detach().cpu().clone() if torch.is_tensor(value) and value.shape == weight.shape
+            else (value.detach().cpu().clone() if torch.is_tensor(value) else value)
+            for key, value in state.items()}
+
+
+def _load_row_state(optimizer, weight: torch.Tensor, row: int, saved: dict) -> None:
+    """Put a state saved by :func:`_row_state` back: the token's row, zeros elsewhere."""
+    state = {}
+    for key, value in saved.items():
+        if torch.is_tensor(value) and value.shape == weight.shape[1:]:
+            full = torch.zeros_like(weight, memory_format=torch.preserve_format)
+            full[row] = value.to(full)
+            state[key] = full
+        elif torch.is_tensor(value):
+            state[key] = value.clone()
+        else:
+            state[key] = value
+    optimizer.state[weight] = state
 
 
 def save_embeddings(learned: dict[str, torch.Tensor], path) -> None:

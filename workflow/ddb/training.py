@@ -14,27 +14,33 @@ from tqdm.auto import tqdm
 from .datasets.loading import ImageDataset
 from .errors import DDBError
 from .metrics import group_accuracies, summarize
+from .precision import FP32, Precision
 
 log = logging.getLogger("ddb")
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dataset: ImageDataset, batch_size: int, device,
-                   num_workers: int = 0, desc: str = "predict") -> torch.Tensor:
-    """Logits for every item of ``dataset``, in order (model in eval mode: no dropout, frozen BN)."""
-    model.eval()
+                   num_workers: int = 0, desc: str = "predict", precision: Precision | None = None) -> torch.Tensor:
+    """Float32 logits for every item of ``dataset``, in order (model in eval mode: no dropout, frozen BN),
+    computed in ``precision`` (:mod:`ddb.precision`; default plain float32)."""
+    precision = precision or FP32
+    precision.prepare(model.eval())
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     outputs = []
     for images, _, _ in tqdm(loader, desc=desc, mininterval=5, leave=False):
-        outputs.append(model(images.to(device)).float().cpu())
+        with precision.autocast():
+            logits = model(precision.inputs(images, device))
+        outputs.append(logits.float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
 
 def evaluate_groups(model: nn.Module, manifest: pd.DataFrame, transform, batch_size: int, device,
-                    train_sizes: dict[str, int] | None = None, num_workers: int = 0) -> tuple[dict, pd.DataFrame]:
+                    train_sizes: dict[str, int] | None = None, num_workers: int = 0,
+                    precision: Precision | None = None) -> tuple[dict, pd.DataFrame]:
     """Summary metrics and the per-group table of ``model`` on the rows of ``manifest``."""
     logits = predict_logits(model, ImageDataset.from_manifest(manifest, transform), batch_size, device,
-                            num_workers, desc="evaluate")
+                            num_workers, desc="evaluate", precision=precision)
     correct = (logits.argmax(1).numpy() == manifest["y"].to_numpy())
     per_group = group_accuracies(manifest["group"].to_numpy(), correct)
     return summarize(per_group, train_sizes), per_group

@@ -9,6 +9,9 @@
   ``textual_inversion_loss.png`` (the loss of each class's token per step).
 * ``eval.html/.csv``, ``prune.html/.csv``, ``psi.html/.csv``: the tables a Snakemake report can embed.
 * ``grid_samples.csv``: which sample sits in which tile of which grid, with its figures.
+* ``tune.html/.csv`` (rule ``visualize_tune``, for a dataset with a ``tune`` section): every candidate's
+  P, γ, kept images per class and validation figures, the selected one marked. With tuning, the grids,
+  curves and prune tables above show the selected candidate's (``Results.ddb_root``).
 
 Every grid has a fixed geometry (constants below; :func:`pair_grid_size`, :func:`gallery_size`), so
 the number of tiles can be read back from the PNG's size.
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from .inspect import REASONS, Results, eval_rows, fmt, prune_counts
+from .inspect import REASONS, Results, eval_models, eval_rows, eval_title, fmt, prune_counts
 from .io import ImageShard, atomic_path, load_image, read_parquet, write_png
 from .seeding import derive_seed
 
@@ -463,13 +466,15 @@ def write_eval_tables(results: Results, out: Path) -> None:
     columns, rows = eval_rows(report, table)
     n_groups = len(rows) - 3
     rehearsal = results.rehearsal()  # a run with `random:` models: its accuracies mean nothing
-    _write_text(html_table(("REHEARSAL: " if rehearsal else "") + f"{results.name}: test accuracy, ERM vs DDB",
+    _write_text(html_table(("REHEARSAL: " if rehearsal else "") + f"{results.name}: test accuracy, {eval_title(report)}",
                            columns, rows,
                            note=(f"{rehearsal}. " if rehearsal else "")
-                                + "Per-group accuracy on the test split; (worst) marks each model's worst group. "
-                                "Train-weighted mean weights each group by its share of the training set.",
+                                + "Per-group accuracy on the test split; (worst) marks each model's worst group; "
+                                "Δ = DDB − ERM. Train-weighted mean weights each group by its share of the training set."
+                                + (" DFR: ERM's last layer refit on group-balanced validation data (the baseline; "
+                                   "dfr/selection.parquet has its C grid)." if "dfr" in report else ""),
                            row_classes=[""] * n_groups + ["summary"] * 3), out / "eval.html")
-    models = [m for m in ("erm", "ddb") if m in report]
+    models = eval_models(report)
     csv_rows = [{"group": g, **{m: report[m]["group_accuracy"][g] for m in models}}
                 for g in sorted(report[models[0]]["group_accuracy"])]
     for key in ("worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy"):
@@ -584,3 +589,32 @@ def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[st
     _write_csv(pd.DataFrame(shown, columns=columns), out / "grid_samples.csv")
     written["tables"].append(out / "grid_samples.csv")
     return written
+
+
+# ---------------------------------------------------------------------------------------------------
+# tuning (rule visualize_tune): every candidate side by side
+# ---------------------------------------------------------------------------------------------------
+
+def write_tune_tables(table_path: str | Path, selection_path: str | Path, html_path: str | Path,
+                      csv_path: str | Path) -> None:
+    """report/tune.html and tune.csv from tune/candidates.parquet: P, γ, kept generated images per class,
+    validation WGA and mean accuracy per candidate, the selected one marked (ddb.tuning)."""
+    from .inspect import tune_rows
+    from .tuning import read_selection
+
+    table = read_parquet(table_path)
+    chosen = read_selection(selection_path)
+    classes = list(chosen.get("kept", {})) or None
+    columns, rows = tune_rows(table, classes or [])
+    selected = [r[-1] == "*" for r in rows]
+    rows = [r[:-1] + ["selected" if s else ""] for r, s in zip(rows, selected)]
+    dataset = chosen.get("dataset", Path(table_path).parents[1].name)
+    _write_text(html_table(f"{dataset}: P and γ tuned on validation", columns, rows,
+                           note=f"Selected: {chosen['selected']} ({chosen['rule']}); only its model is evaluated on "
+                                "test (eval.json). kept c: generated images labelled c that its pruning kept, of "
+                                "those generated; val WGA and val mean: validation accuracies at the epoch its "
+                                "retraining kept.",
+                           row_classes=["summary" if s else "" for s in selected]), Path(html_path))
+    _write_csv(table.assign(thresholds=table["thresholds"].map(lambda vs: " ".join(f"{float(v):g}" for v in vs)),
+                            gammas=table["gammas"].map(lambda vs: " ".join(f"{float(v):g}" for v in vs))),
+               Path(csv_path))

@@ -19,6 +19,8 @@ from ..seeding import numpy_rng
 from .manifest import group_name
 
 SPURIOUS = ["land", "water"]
+# (class index, spurious index) of the four groups, in the order of synthetic.group_proportions
+GROUPS = [(y, s) for y in range(2) for s in range(2)]
 PALETTE = np.array([[230, 60, 50], [245, 160, 40], [250, 230, 80], [240, 240, 240],
                     [170, 80, 200], [120, 70, 40], [250, 130, 190]], dtype=np.float32)
 
@@ -81,12 +83,20 @@ def draw_sample(global_seed: int, sample_id: str, y: int, spurious: str, size: i
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
+def train_group_sizes(options: dict) -> dict[tuple[int, str], int]:
+    """Training images per (class index, spurious value) that :func:`build_manifest` draws from the entry's
+    ``synthetic`` options: known from the config alone, so the demo's generation shards are counted before
+    it is drawn (ddb.sharding)."""
+    counts = split_counts(options["n_train"], options["group_proportions"])
+    return {(y, SPURIOUS[s]): count for (y, s), count in zip(GROUPS, counts)}
+
+
 def build_manifest(cfg: dict, *, seed: int, workdir: Path) -> pd.DataFrame:
     options = cfg["synthetic"]
     classes = cfg["classes"]
     size = options["image_size"]
     root = Path(cfg["root"])
-    groups = [(y, s) for y in range(2) for s in range(2)]
+    groups = GROUPS
     plan = {
         "train": split_counts(options["n_train"], options["group_proportions"]),
         "val": [options["n_val_per_group"]] * 4,

@@ -1,0 +1,26 @@
+"""Rule dfr: Deep Feature Reweighting on the ERM model's features, the baseline beside DDB."""
+from ddb.dfr import deep_feature_reweighting, dfr_precision
+from ddb.io import read_parquet, write_parquet
+from ddb.models.classifier import load_classifier, save_classifier
+from ddb.scripting import device, run_step
+
+
+@run_step
+def main(snakemake):
+    cfg, output = snakemake.params.cfg, snakemake.output
+    manifest = read_parquet(snakemake.input.manifest)
+    model, meta = load_classifier(snakemake.input.model, device())
+    result = deep_feature_reweighting(model, manifest, cfg, seed=snakemake.params.seed, dataset=snakemake.wildcards.ds,
+                                      device=device(), precision=dfr_precision(cfg["classifier"], device()))
+    print(f"selected C={result.fit.selected_c:g}, {result.fit.subsamples} balanced subsamples averaged", flush=True)
+    print(result.fit.selection.to_string(index=False), flush=True)
+    print(result.fit.halves_table.to_string(index=False), flush=True)
+    write_parquet(result.fit.selection, output.selection)
+    write_parquet(result.fit.halves_table, output.halves)
+    write_parquet(result.coefficients, output.coefficients)
+    write_parquet(result.features, output.features)
+    save_classifier(result.model, output.model, arch=meta["arch"], classes=meta["classes"],
+                    image_size=meta["image_size"], transform=meta.get("transform", cfg["classifier"]["transform"]))
+
+
+main(snakemake)

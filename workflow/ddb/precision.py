@@ -1,0 +1,122 @@
+"""How the classifier f computes: autocast dtype, memory format and TF32, from config ``classifier``.
+
+One place for every loop that runs f (ERM, retraining, per-sample losses, IG, evaluation):
+
+- ``classifier.precision``: ``auto`` (bf16 autocast on a CUDA device that supports bf16, else fp32),
+  ``fp32``, ``bf16`` or ``fp16`` (autocast; training then scales the loss with a GradScaler, whose
+  state goes into the resume checkpoint). The weights, the optimizer and the loss stay float32:
+  autocast runs convolutions and matmuls in the low precision, and f's outputs are cast back to float32.
+- ``classifier.channels_last``: ``auto`` (on CUDA), true or false: NHWC tensors, which tensor cores want.
+- ``classifier.tf32``: on CUDA, float32 matmuls and convolutions may use TF32 (Ampere and later).
+
+On a CPU everything defaults to plain float32 and the usual memory format, so the demo's numbers do not
+change; bf16 autocast on a CPU is allowed (benchmarks/precision.py compares it with fp32 on the demo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger("ddb")
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What the loops of f do: ``dtype`` None is plain float32 (no autocast)."""
+
+    device_type: str = "cpu"
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def describe(self) -> str:
+        return (f"{self.name}{' autocast' if self.dtype else ''} on {self.device_type}"
+                f"{', channels-last' if self.channels_last else ''}")
+
+    def autocast(self):
+        """The context that f's forward passes run in (nothing for fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in the memory format of this setting (in place; nothing changes for the default)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def inputs(self, images: torch.Tensor, device=None) -> torch.Tensor:
+        """A batch of images on ``device`` in this setting's memory format."""
+        if device is not None:
+            images = images.to(device)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def forward(self, model: torch.nn.Module):
+        """``x -> f(x)`` under autocast, the outputs cast to float32: what captum differentiates, so the
+        attributions (gradients with respect to the float32 inputs) and their sums stay float32."""
+
+        def forward(images: torch.Tensor) -> torch.Tensor:
+            with self.autocast():
+                outputs = model(self.inputs(images))
+            return outputs.float()
+
+        return forward
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A GradScaler for training: enabled for fp16 only (bf16 has float32's range); a disabled one
+        passes the loss and the optimizer step through unchanged."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+
+
+FP32 = Precision()
+
+
+def choose_precision(precision: str, channels_last, device_type: str, bf16_supported: bool) -> Precision:
+    """The setting for config values ``precision`` and ``channels_last`` on a ``device_type`` device."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"classifier.precision {precision!r} is not one of {PRECISIONS}")
+    if precision == "auto":
+        dtype = torch.bfloat16 if device_type == "cuda" and bf16_supported else None
+    else:
+        dtype = AUTOCAST_DTYPES.get(precision)
+    layout = device_type == "cuda" if channels_last in (None, "auto") else bool(channels_last)
+    return Precision(device_type, dtype, layout)
+
+
+def enable_tf32() -> None:
+    """Let CUDA float32 matmuls and cuDNN convolutions use TF32 (a no-op on cards before Ampere). Through
+    torch's newer ``fp32_precision`` flags where torch has them: mixing them with the legacy ``allow_tf32``
+    ones is an error in recent torch."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:  # torch before 2.9
+        matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def classifier_precision(classifier_cfg: dict | None, device) -> Precision:
+    """The :class:`Precision` of f for config section ``classifier`` on ``device``; on CUDA it also turns
+    TF32 on unless ``classifier.tf32`` is false. A missing section or key means ``auto``."""
+    cfg = classifier_cfg or {}
+    device_type = torch.device(device).type
+    bf16 = device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    chosen = choose_precision(cfg.get("precision", "auto"), cfg.get("channels_last", "auto"), device_type, bf16)
+    tf32 = device_type == "cuda" and cfg.get("tf32", True)
+    if tf32:
+        enable_tf32()
+    log.info("classifier precision: %s%s", chosen.describe(), ", TF32 allowed" if tf32 else "")
+    return chosen
