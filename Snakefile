@@ -16,10 +16,11 @@ include: "rules/generate.smk"
 include: "rules/retrain.smk"
 include: "rules/tune.smk"
 include: "rules/report.smk"
+include: "rules/summary.smk"
 
 # Seconds of pandas on small tables: run them in the Snakemake process itself rather than queueing a
 # SLURM job for each (localrules only matter to a cluster executor).
-localrules: mean_softmax, prune
+localrules: mean_softmax, prune, seed_run_data
 
 
 rule all:

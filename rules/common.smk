@@ -1,4 +1,6 @@
 import hashlib
+import time
+import re
 import math
 import os
 import sys
@@ -16,6 +18,7 @@ prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
+from ddb.paths import run_name  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
 try:
@@ -31,12 +34,33 @@ LOGS = f"{R}/logs"
 BENCHMARKS = f"{R}/benchmarks"
 # The software of every rule, for `snakemake --sdm conda` (relative to rules/, which holds the rules).
 CONDA_ENV = "../envs/ddb.yaml"
-DATASETS = config["datasets"]
+# A run is one dataset at one seed (ddb.paths.run_name): the `ds` wildcard names a run, so every rule runs
+# per seed unchanged. The config's seed keeps the dataset's own folder; each other seed of `seeds` gets
+# <dataset>/seed-<s>, with the same entry.
+SEEDS = config["seeds"] or [config["seed"]]
+RUN_SEEDS = {run_name(ds, seed, config["seed"]): seed for ds in config["datasets"] for seed in SEEDS}
+RUN_DATASETS = {run_name(ds, seed, config["seed"]): ds for ds in config["datasets"] for seed in SEEDS}
+DATASETS = {run: config["datasets"][ds] for run, ds in RUN_DATASETS.items()}
 ALL_CLASSES = sorted({c for d in DATASETS.values() for c in d["classes"]})
 
 
+# prepare_dataset runs for the datasets themselves; a run of another seed copies their manifest
+BASE_RUN_PATTERN = "|".join(re.escape(ds) for ds in config["datasets"])
+SEED_RUN_PATTERN = "|".join(re.escape(run) for run in RUN_DATASETS if run not in config["datasets"]) or "(?!)"
+
+
+def runs_of(ds):
+    """The runs of dataset ``ds``, one per seed, in the order of `seeds`."""
+    return [run for run, dataset in RUN_DATASETS.items() if dataset == ds]
+
+
+def run_seed(wildcards):
+    """The seed of the run the job belongs to (a rule's `seed` param)."""
+    return RUN_SEEDS[wildcards.ds]
+
+
 wildcard_constraints:
-    ds="|".join(DATASETS),
+    ds="|".join(re.escape(run) for run in sorted(DATASETS, key=len, reverse=True)),
     cls="|".join(ALL_CLASSES),
     src="|".join(ALL_CLASSES),
     dst="|".join(ALL_CLASSES),
@@ -62,6 +86,7 @@ STEP_MODULES = {
     "dfr": ["dfr.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py", "precision.py"],
     "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py", "precision.py", "tuning.py",
                  "dfr.py"],
+    "seed_summary": ["summary.py"],
     "visualize": ["visualize.py", "inspect.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
     "tune_select": ["tuning.py"],
     "visualize_tune": ["visualize.py", "inspect.py", "tuning.py"],
@@ -272,7 +297,12 @@ def ti_enabled(ds):
 
 
 def all_targets():
-    return [f"{R}/{ds}/eval.json" for ds in config["targets"]]
+    """eval.json of each target dataset, and with `seeds` its summary over the seeds (which needs every
+    seed's eval.json)."""
+    targets = [f"{R}/{ds}/eval.json" for ds in config["targets"]]
+    if config["seeds"]:
+        targets += [f"{R}/{ds}/summary.json" for ds in config["targets"]]
+    return targets
 
 
 def step_artifacts():
@@ -302,17 +332,27 @@ def step_artifacts():
     return list(dict.fromkeys(files))
 
 
+STARTED = time.time()
+
+
 def print_eval_summaries():
     import json
 
     from ddb.evaluate import format_comparison
+    from ddb.summary import format_summary
     from ddb.tuning import describe_selection
 
-    for target in all_targets():
-        if Path(target).exists():
-            summary = json.loads(Path(target).read_text())
+    for ds in config["targets"]:
+        target = Path(R) / ds / "eval.json"
+        if target.exists():
+            summary = json.loads(target.read_text())
             tuned_line = describe_selection(summary)  # which tuned candidate DDB is (rules/tune.smk)
             print(f"\n{format_comparison(summary)}" + (f"\n{tuned_line}" if tuned_line else "") + "\n")
+    for ds in config["datasets"]:
+        summary_path = Path(R) / ds / "summary.json"
+        # only where this invocation wrote it: the table of a summary made by an earlier run would mislead
+        if config["seeds"] and summary_path.exists() and summary_path.stat().st_mtime >= STARTED:
+            print(f"\n{format_summary(json.loads(summary_path.read_text()))}\n")
 
 
 def check_dataset_roots():

@@ -4,10 +4,12 @@ rule prepare_dataset:
     output:
         manifest=f"{R}/{{ds}}/data/manifest.parquet",
         groups=f"{R}/{{ds}}/data/groups.parquet",
+    wildcard_constraints:
+        ds=BASE_RUN_PATTERN,
     params:
         cfg=dataset_section("format", "root", "classes", "check_images", "minority_groups", "class_balance",
                             "synthetic", "celeba", "metashift", "imagenet"),
-        seed=config["seed"],
+        seed=config["seed"],  # the data are the same for every seed of `seeds`
         allow_root_change=config["allow_root_change"],
         code=code_version("prepare_dataset"),
         # size and time of each source: a file put back with an *older* time (re-extracted) reruns too
@@ -23,3 +25,22 @@ rule prepare_dataset:
         **rule_resources("prepare_dataset"),
     script:
         "../scripts/prepare_dataset.py"
+
+
+# Another seed of `seeds` reads the same data: its run folder gets a copy of the dataset's manifest (whose
+# image paths point at the dataset's own files), not a second preparation of the same images.
+rule seed_run_data:
+    input:
+        manifest=lambda wc: expand(rules.prepare_dataset.output.manifest, ds=RUN_DATASETS[wc.ds]),
+        groups=lambda wc: expand(rules.prepare_dataset.output.groups, ds=RUN_DATASETS[wc.ds]),
+    output:
+        manifest=f"{R}/{{ds}}/data/manifest.parquet",
+        groups=f"{R}/{{ds}}/data/groups.parquet",
+    wildcard_constraints:
+        ds=SEED_RUN_PATTERN,
+    log:
+        f"{LOGS}/seed_run_data/{{ds}}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "cp {input.manifest} {output.manifest} && cp {input.groups} {output.groups} 2> {log}"

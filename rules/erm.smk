@@ -7,7 +7,7 @@ rule train_erm:
         history=f"{R}/{{ds}}/erm/history.parquet",
     params:
         cfg=dataset_section("classes", "classifier", "erm", "class_balance"),
-        seed=config["seed"],
+        seed=run_seed,
         code=code_version("train_erm"),
     benchmark:
         f"{BENCHMARKS}/train_erm/{{ds}}.tsv",

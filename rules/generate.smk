@@ -7,7 +7,7 @@ rule textual_inversion:
         loss=f"{R}/{{ds}}/textual_inversion/{{cls}}/loss.parquet",
     params:
         cfg=dataset_section("classes", "minority_groups", "textual_inversion"),
-        seed=config["seed"],
+        seed=run_seed,
         code=code_version("textual_inversion"),
     benchmark:
         f"{BENCHMARKS}/textual_inversion/{{ds}}/{{cls}}.tsv",
@@ -33,7 +33,7 @@ rule mask:
     params:
         cfg=dataset_section("classes", "minority_groups", "masking", "generation"),
         shards=lambda wc: len(shards_of(wc.ds, wc.src)),
-        seed=config["seed"],
+        seed=run_seed,
         code=code_version("mask"),
     benchmark:
         f"{BENCHMARKS}/mask/{{ds}}/{{src}}/shard-{{n}}.tsv",
@@ -64,7 +64,7 @@ rule inpaint:
         cfg=dataset_section("classes", "minority_groups", "inpainting", "generation"),
         shards=lambda wc: len(shards_of(wc.ds, wc.src)),
         textual_inversion=lambda wc: ti_enabled(wc.ds),
-        seed=config["seed"],
+        seed=run_seed,
         code=code_version("inpaint"),
     benchmark:
         f"{BENCHMARKS}/inpaint/{{ds}}/{{src}}_to_{{dst}}/shard-{{n}}.tsv",

@@ -50,7 +50,7 @@ rule visualize:
     params:
         cfg=dataset_section("classes", "classifier", "inpainting", "ig"),
         pairs=lambda wc: [list(pair) for pair in pairs_of(wc.ds)],
-        seed=config["seed"],
+        seed=run_seed,
         rows_per_pair=VISUALIZE["rows_per_pair"],
         gallery_per_side=VISUALIZE["gallery_per_side"],
         code=code_version("visualize"),

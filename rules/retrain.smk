@@ -12,7 +12,7 @@ rule retrain:
         history=f"{R}/{{ds}}/retrain/history.parquet",
     params:
         cfg=dataset_section("classes", "classifier", "retrain", "class_balance"),
-        seed=config["seed"],
+        seed=run_seed,
         code=code_version("retrain"),
     benchmark:
         f"{BENCHMARKS}/retrain/{{ds}}.tsv",
@@ -41,7 +41,7 @@ rule dfr:
         features=f"{R}/{{ds}}/dfr/features.parquet",
     params:
         cfg=dataset_section("classifier", "dfr"),
-        seed=config["seed"],
+        seed=run_seed,
         code=code_version("dfr"),
     benchmark:
         f"{BENCHMARKS}/dfr/{{ds}}.tsv",

@@ -1,0 +1,17 @@
+rule seed_summary:
+    input:
+        evals=lambda wc: [f"{R}/{run}/eval.json" for run in runs_of(wc.ds)],
+    output:
+        json=f"{R}/{{ds}}/summary.json",
+        table=f"{R}/{{ds}}/summary.parquet",
+    wildcard_constraints:
+        ds=BASE_RUN_PATTERN,
+    params:
+        seeds=lambda wc: [RUN_SEEDS[run] for run in runs_of(wc.ds)],
+        code=code_version("seed_summary"),
+    log:
+        f"{LOGS}/seed_summary/{{ds}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/seed_summary.py"

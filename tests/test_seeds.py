@@ -1,0 +1,117 @@
+"""`seeds`: the DAG once per seed, each run in its own folder, and summary.json with mean ± std per method."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from ddb.paths import run_name, split_run
+from ddb.summary import format_summary, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def report(wga: float, mean: float, weighted: float, methods=("erm", "dfr", "ddb")) -> dict:
+    return {"dataset": "demo", **{m: {"worst_group_accuracy": wga + i / 10, "mean_accuracy": mean + i / 10,
+                                      "weighted_mean_accuracy": weighted + i / 10,
+                                      "group_accuracy": {"landbird_on_land": wga + i / 10}}
+                                  for i, m in enumerate(methods)}}
+
+
+def test_run_names():
+    assert run_name("demo", 0, 0) == "demo" and run_name("demo", 2, 0) == "demo/seed-2"
+    assert split_run("demo/seed-2") == ("demo", 2) and split_run("demo") == ("demo", None)
+
+
+def test_summary_is_the_mean_and_sample_std_over_seeds():
+    summary, table = summarize("demo", {0: report(0.1, 0.5, 0.9), 1: report(0.3, 0.6, 0.8),
+                                        2: report(0.5, 0.7, 0.7, methods=("erm", "ddb"))})
+    assert summary["seeds"] == [0, 1, 2]
+    assert list(summary["methods"]) == ["erm", "ddb"]  # dfr is missing in seed 2: left out, not averaged over two
+    ddb = summary["methods"]["ddb"]["worst_group_accuracy"]
+    # ddb is the 3rd method of the first two seeds (+0.2) and the 2nd of the last (+0.1)
+    values = [0.3, 0.5, 0.6]
+    assert ddb["per_seed"] == pytest.approx({"0": 0.3, "1": 0.5, "2": 0.6})
+    assert ddb["mean"] == pytest.approx(sum(values) / 3)
+    assert ddb["std"] == pytest.approx(math.sqrt(sum((v - sum(values) / 3) ** 2 for v in values) / 2))
+    assert len(table) == 3 * 2 * 3 and set(table["method"]) == {"erm", "ddb"}
+    text = format_summary(summary)
+    assert "over 3 seed(s) [0, 1, 2]" in text
+    assert re.search(r"worst-group acc\.\s+0\.300 ± 0\.200\s+0\.467 ± 0\.153", text), text
+
+
+def test_one_seed_has_no_spread():
+    summary, _ = summarize("demo", {0: report(0.2, 0.5, 0.9)})
+    assert summary["methods"]["erm"]["mean_accuracy"] == {"mean": 0.5, "std": 0.0, "per_seed": {"0": 0.5}}
+
+
+@pytest.fixture
+def seeds_workdir(tmp_path) -> Path:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["seeds"] = [0, 1, 2]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return tmp_path
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+               "config.yaml", "--cores", "1", *args]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def test_each_seed_runs_the_whole_dag_in_its_own_folder(seeds_workdir):
+    result = snakemake(seeds_workdir, "-n", "--", "results/demo/summary.json")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", output.split("Job stats:")[1].split("total")[0], re.M))
+    # the data are drawn once; every seed trains, generates, prunes and retrains
+    assert counts["prepare_dataset"] == "1" and counts["seed_run_data"] == "2"
+    for rule in ("train_erm", "dfr", "evaluate", "mean_softmax"):
+        assert counts[rule] == "3", rule
+    assert counts["seed_summary"] == "1"
+    assert int(counts["inpaint"]) % 3 == 0
+    for run in ("demo", "demo/seed-1", "demo/seed-2"):
+        assert f"results/{run}/erm/model.pt" in output
+        assert f"results/{run}/eval.json" in output
+
+
+def test_the_seed_param_differs_per_run(seeds_workdir):
+    """Each run's jobs get its own seed as their `seed` param (which every script draws from)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    with SnakemakeApi() as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(cores=1),
+                                config_settings=ConfigSettings(configfiles=[seeds_workdir / "config.yaml"]),
+                                snakefile=REPO / "Snakefile", workdir=seeds_workdir)
+        workflow.dag()  # parses the Snakefile
+        rule = workflow._workflow.get_rule("train_erm")
+        seeds = {run: rule.params.seed(type("Wildcards", (), {"ds": run})())
+                 for run in ("demo", "demo/seed-1", "demo/seed-2")}
+    assert seeds == {"demo": 0, "demo/seed-1": 1, "demo/seed-2": 2}
+
+
+def test_the_summary_rule_writes_json_table_and_prints_it(seeds_workdir):
+    values = {"demo": report(0.1, 0.5, 0.9), "demo/seed-1": report(0.3, 0.6, 0.8), "demo/seed-2": report(0.2, 0.4, 0.6)}
+    for run, content in values.items():
+        path = seeds_workdir / "results" / run / "eval.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+    result = snakemake(seeds_workdir, "--allowed-rules", "seed_summary", "--", "results/demo/summary.json")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    summary = json.loads((seeds_workdir / "results/demo/summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["methods"]["erm"]["worst_group_accuracy"]["mean"] == pytest.approx(0.2)
+    assert summary["methods"]["erm"]["worst_group_accuracy"]["std"] == pytest.approx(0.1)
+    table = pd.read_parquet(seeds_workdir / "results/demo/summary.parquet")
+    assert len(table) == 3 * 3 * 3
+    assert "demo: test accuracy over 3 seed(s) [0, 1, 2], mean ± std" in output
