@@ -410,7 +410,7 @@ def test_every_rule_names_the_conda_environment_and_a_conda_dry_run_plans_it(tmp
     assert result.returncode == 0, output[-4000:]
     created = re.findall(r"Conda environment (.+) will be created", output)
     assert [Path(path).resolve() for path in created] == [REPO / "envs" / "ddb.yaml"]
-    assert "total                   24" in output
+    assert "total                   25" in output
 
     lint = subprocess.run([*command, "--lint"], capture_output=True, text=True, env=env, timeout=600)
     assert "Lints for rule" not in lint.stdout + lint.stderr  # before: "Specify a conda environment" x 12
