@@ -18,7 +18,7 @@ prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
-from ddb.paths import run_name  # noqa: E402
+from ddb.paths import ARTIFACTS, artifact_path, run_name  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
 try:
@@ -34,6 +34,21 @@ LOGS = f"{R}/logs"
 BENCHMARKS = f"{R}/benchmarks"
 # The software of every rule, for `snakemake --sdm conda` (relative to rules/, which holds the rules).
 CONDA_ENV = "../envs/ddb.yaml"
+def artifact(name):
+    """The path pattern of artifact ``name`` for a rule's input or output (ddb.paths.ARTIFACTS, the one place
+    that names artifact paths): the run's folder is the `ds` wildcard, the file's own wildcards stay."""
+    return f"{R}/{{ds}}/{ARTIFACTS[name]}"
+
+
+def run_artifact(run, name, **wildcards):
+    """The path of artifact ``name`` of ``run`` (a dataset, or <dataset>/seed-<s>), as a string."""
+    return str(artifact_path(R, run, name, **wildcards))
+
+
+# The tables and figures of the report rules (rules/report.smk, rules/tune.smk)
+REPORT_DIR = artifact("report_dir")
+
+
 # A run is one dataset at one seed (ddb.paths.run_name): the `ds` wildcard names a run, so every rule runs
 # per seed unchanged. The config's seed keeps the dataset's own folder; each other seed of `seeds` gets
 # <dataset>/seed-<s>, with the same entry.
@@ -87,7 +102,7 @@ STEP_MODULES = {
     "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py", "precision.py", "tuning.py",
                  "dfr.py"],
     "seed_summary": ["summary.py"],
-    "visualize": ["visualize.py", "inspect.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
+    "visualize": ["visualize.py", "inspect.py", "paths.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
     "tune_select": ["tuning.py"],
     "visualize_tune": ["visualize.py", "inspect.py", "tuning.py"],
 }
@@ -299,9 +314,9 @@ def ti_enabled(ds):
 def all_targets():
     """eval.json of each target dataset, and with `seeds` its summary over the seeds (which needs every
     seed's eval.json)."""
-    targets = [f"{R}/{ds}/eval.json" for ds in config["targets"]]
+    targets = [run_artifact(ds, "eval_json") for ds in config["targets"]]
     if config["seeds"]:
-        targets += [f"{R}/{ds}/summary.json" for ds in config["targets"]]
+        targets += [run_artifact(ds, "seed_summary") for ds in config["targets"]]
     return targets
 
 
@@ -514,7 +529,7 @@ def ddb_retrain_histories(wildcards):
 
 
 def tune_artifacts(ds):
-    """A tuned dataset's artifacts for `rule all`: each candidate's prune tables and model, the selection."""
+    """A tuned dataset's artifacts for the `all` rule. Each candidate's prune tables and model, the selection."""
     return ([path for cand in tune_candidates(ds) for path in candidate_prune_tables(ds, cand)]
             + [path for cand in tune_candidates(ds) for path in expand(rules.tune_retrain.output, ds=ds, cand=cand)]
             + expand(rules.tune_select.output, ds=ds))
@@ -522,4 +537,4 @@ def tune_artifacts(ds):
 
 def tune_reports():
     """report/tune.html of each tuned target (visualize_all)."""
-    return [f"{R}/{ds}/report/tune.html" for ds in config["targets"] if tuned(ds)]
+    return [f"{run_artifact(ds, 'report_dir')}/tune.html" for ds in config["targets"] if tuned(ds)]

@@ -2,8 +2,8 @@ rule prepare_dataset:
     input:
         sources=dataset_sources,
     output:
-        manifest=f"{R}/{{ds}}/data/manifest.parquet",
-        groups=f"{R}/{{ds}}/data/groups.parquet",
+        manifest=artifact("manifest"),
+        groups=artifact("groups"),
     wildcard_constraints:
         ds=BASE_RUN_PATTERN,
     params:
@@ -34,8 +34,8 @@ rule seed_run_data:
         manifest=lambda wc: expand(rules.prepare_dataset.output.manifest, ds=RUN_DATASETS[wc.ds]),
         groups=lambda wc: expand(rules.prepare_dataset.output.groups, ds=RUN_DATASETS[wc.ds]),
     output:
-        manifest=f"{R}/{{ds}}/data/manifest.parquet",
-        groups=f"{R}/{{ds}}/data/groups.parquet",
+        manifest=artifact("manifest"),
+        groups=artifact("groups"),
     wildcard_constraints:
         ds=SEED_RUN_PATTERN,
     log:

@@ -3,8 +3,8 @@ rule train_erm:
         manifest=rules.prepare_dataset.output.manifest,
         imported=imported_erm,
     output:
-        model=f"{R}/{{ds}}/erm/model.pt",
-        history=f"{R}/{{ds}}/erm/history.parquet",
+        model=artifact("erm_model"),
+        history=artifact("erm_history"),
     params:
         cfg=dataset_section("classes", "classifier", "erm", "class_balance"),
         seed=run_seed,
@@ -27,7 +27,7 @@ rule select_low_loss:
         manifest=rules.prepare_dataset.output.manifest,
         model=rules.train_erm.output.model,
     output:
-        f"{R}/{{ds}}/low_loss/{{cls}}.parquet",
+        artifact("low_loss"),
     params:
         cfg=dataset_section("classes", "classifier", "low_loss"),
         code=code_version("select_low_loss"),
@@ -48,7 +48,7 @@ rule mean_softmax:
     input:
         lambda wc: expand(rules.select_low_loss.output[0], ds=wc.ds, cls=classes_of(wc.ds)),
     output:
-        f"{R}/{{ds}}/psi.parquet",
+        artifact("psi"),
     params:
         cfg=dataset_section("classes"),
         code=code_version("mean_softmax"),

@@ -2,9 +2,9 @@ rule textual_inversion:
     input:
         manifest=rules.prepare_dataset.output.manifest,
     output:
-        embeds=f"{R}/{{ds}}/textual_inversion/{{cls}}/learned_embeds.safetensors",
-        samples=f"{R}/{{ds}}/textual_inversion/{{cls}}/samples.parquet",
-        loss=f"{R}/{{ds}}/textual_inversion/{{cls}}/loss.parquet",
+        embeds=artifact("ti_embeds"),
+        samples=artifact("ti_samples"),
+        loss=artifact("ti_loss"),
     params:
         cfg=dataset_section("classes", "minority_groups", "textual_inversion"),
         seed=run_seed,
@@ -28,8 +28,8 @@ rule mask:
         low_loss=generation_low_loss,
         mask_dir=mask_folder,
     output:
-        tar=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.tar",
-        index=f"{R}/{{ds}}/masks/{{src}}/shard-{{n}}.parquet",
+        tar=artifact("mask_tar"),
+        index=artifact("mask_index"),
     params:
         cfg=dataset_section("classes", "minority_groups", "masking", "generation"),
         shards=lambda wc: len(shards_of(wc.ds, wc.src)),
@@ -58,8 +58,8 @@ rule inpaint:
         low_loss=generation_low_loss,
         token=learned_token,
     output:
-        tar=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.tar",
-        index=f"{R}/{{ds}}/inpaint/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
+        tar=artifact("inpaint_tar"),
+        index=artifact("inpaint_index"),
     params:
         cfg=dataset_section("classes", "minority_groups", "inpainting", "generation"),
         shards=lambda wc: len(shards_of(wc.ds, wc.src)),
@@ -89,7 +89,7 @@ rule ig_score:
         index=rules.inpaint.output.index,
         masks=rules.mask.output.tar,
     output:
-        f"{R}/{{ds}}/ig/{{src}}_to_{{dst}}/shard-{{n}}.parquet",
+        artifact("ig_scores"),
     params:
         cfg=dataset_section("classifier", "ig"),
         code=code_version("ig_score"),
@@ -113,7 +113,7 @@ rule prune:
         scores=lambda wc: expand(rules.ig_score.output[0], ds=wc.ds, src=wc.src, dst=wc.dst, n=shards_of(wc.ds, wc.src)),
         psi=rules.mean_softmax.output[0],
     output:
-        f"{R}/{{ds}}/prune/{{src}}_to_{{dst}}.parquet",
+        artifact("prune"),
     params:
         cfg=dataset_section("prune"),
         code=code_version("prune"),

@@ -6,7 +6,6 @@
 
 # How much each grid shows (a seeded draw, so a rerun shows the same samples).
 VISUALIZE = {"rows_per_pair": 8, "gallery_per_side": 8}
-REPORT_DIR = f"{R}/{{ds}}/report"
 
 
 rule visualize:
@@ -23,7 +22,7 @@ rule visualize:
         # DDB's prune tables and history: with a `tune` section every candidate's (the grids show the selected one)
         prune=ddb_prune_tables,
         retrain_history=ddb_retrain_histories,
-        eval_json=f"{R}/{{ds}}/eval.json",
+        eval_json=artifact("eval_json"),
         eval_table=rules.evaluate.output.table,
     output:
         eval_html=report(f"{REPORT_DIR}/eval.html", caption="../report/eval.rst",
@@ -69,6 +68,6 @@ rule visualize:
 
 rule visualize_all:
     input:
-        [f"{R}/{ds}/report/eval.html" for ds in config["targets"]],
+        [f"{run_artifact(ds, 'report_dir')}/eval.html" for ds in config["targets"]],
         tune_reports(),  # report/tune.html of each tuned dataset (rules/tune.smk)
     default_target: False

@@ -8,8 +8,8 @@ rule retrain:
         prune=generated_inputs("prune"),
         generated=generated_inputs("tar"),
     output:
-        model=f"{R}/{{ds}}/retrain/model.pt",
-        history=f"{R}/{{ds}}/retrain/history.parquet",
+        model=artifact("retrain_model"),
+        history=artifact("retrain_history"),
     params:
         cfg=dataset_section("classes", "classifier", "retrain", "class_balance"),
         seed=run_seed,
@@ -34,11 +34,11 @@ rule dfr:
         manifest=rules.prepare_dataset.output.manifest,
         model=rules.train_erm.output.model,
     output:
-        model=f"{R}/{{ds}}/dfr/model.pt",
-        selection=f"{R}/{{ds}}/dfr/selection.parquet",
-        halves=f"{R}/{{ds}}/dfr/halves.parquet",
-        coefficients=f"{R}/{{ds}}/dfr/coefficients.parquet",
-        features=f"{R}/{{ds}}/dfr/features.parquet",
+        model=artifact("dfr_model"),
+        selection=artifact("dfr_selection"),
+        halves=artifact("dfr_halves"),
+        coefficients=artifact("dfr_coefficients"),
+        features=artifact("dfr_features"),
     params:
         cfg=dataset_section("classifier", "dfr"),
         seed=run_seed,
@@ -67,9 +67,9 @@ rule evaluate:
         # DFR's model where the dataset's `dfr` section is enabled (eval.json then has a `dfr` entry)
         dfr=lambda wc: expand(rules.dfr.output.model, ds=wc.ds)[0] if DATASETS[wc.ds]["dfr"]["enabled"] else [],
     output:
-        json=report(f"{R}/{{ds}}/eval.json", caption="../report/eval_json.rst", category="1. evaluate",
+        json=report(artifact("eval_json"), caption="../report/eval_json.rst", category="1. evaluate",
                     subcategory="{ds}"),
-        table=f"{R}/{{ds}}/eval.parquet",
+        table=artifact("eval_table"),
     params:
         cfg=dataset_section("classifier", "retrain"),
         # the entry's `random:` models: eval.json marks a rehearsal (ddb.models.loading.random_models_of)

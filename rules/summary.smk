@@ -1,9 +1,9 @@
 rule seed_summary:
     input:
-        evals=lambda wc: [f"{R}/{run}/eval.json" for run in runs_of(wc.ds)],
+        evals=lambda wc: [run_artifact(run, "eval_json") for run in runs_of(wc.ds)],
     output:
-        json=f"{R}/{{ds}}/summary.json",
-        table=f"{R}/{{ds}}/summary.parquet",
+        json=artifact("seed_summary"),
+        table=artifact("seed_summary_table"),
     wildcard_constraints:
         ds=BASE_RUN_PATTERN,
     params:

@@ -15,7 +15,7 @@ localrules: tune_prune, tune_select, visualize_tune
 # prune with the candidate's thresholds P (inputs, script, code version: rule prune's)
 use rule prune as tune_prune with:
     output:
-        f"{R}/{{ds}}/tune/{{cand}}/prune/{{src}}_to_{{dst}}.parquet",
+        artifact("tune_prune"),
     params:
         cfg=tune_section("prune"),
     benchmark:
@@ -32,8 +32,8 @@ use rule retrain as tune_retrain with:
         prune=tune_prune_tables,
         generated=generated_inputs("tar"),
     output:
-        model=f"{R}/{{ds}}/tune/{{cand}}/retrain/model.pt",
-        history=f"{R}/{{ds}}/tune/{{cand}}/retrain/history.parquet",
+        model=artifact("tune_model"),
+        history=artifact("tune_history"),
     params:
         cfg=tune_section("classes", "classifier", "retrain", "class_balance"),
     benchmark:
@@ -48,8 +48,8 @@ rule tune_select:
         histories=tune_outputs("history"),
         prune=tune_outputs("prune"),
     output:
-        table=f"{R}/{{ds}}/tune/candidates.parquet",
-        selected=f"{R}/{{ds}}/tune/selected.json",
+        table=artifact("tune_candidates"),
+        selected=artifact("tune_selected"),
     params:
         candidates=lambda wc: tune_candidate_values(wc.ds),
         classes=lambda wc: classes_of(wc.ds),
@@ -71,9 +71,9 @@ rule visualize_tune:
         table=rules.tune_select.output.table,
         selected=rules.tune_select.output.selected,
     output:
-        html=report(f"{R}/{{ds}}/report/tune.html", caption="../report/tune.rst", category="2. retrain",
+        html=report(f"{REPORT_DIR}/tune.html", caption="../report/tune.rst", category="2. retrain",
                     subcategory="{ds}"),
-        csv=f"{R}/{{ds}}/report/tune.csv",
+        csv=f"{REPORT_DIR}/tune.csv",
     params:
         code=code_version("visualize_tune"),
     benchmark:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .paths import RunPaths
 from .pruning import REASONS  # pandas only: inspect stays torch-free
 
 NOT_RUN = "not run yet"
@@ -73,6 +74,7 @@ class Results:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.paths = RunPaths(self.root)  # every path below comes from ddb.paths
         self.name = self.root.resolve().name
         self._classes: list[str] | None = None
         self._tables: dict[Path, pd.DataFrame] = {}
@@ -81,33 +83,35 @@ class Results:
     # --- fixed paths
     @property
     def manifest(self) -> Path:
-        return self.root / "data" / "manifest.parquet"
+        return self.paths.path("manifest")
 
     @property
     def erm_history(self) -> Path:
-        return self.root / "erm" / "history.parquet"
+        return self.paths.path("erm_history")
 
     @property
     def psi(self) -> Path:
-        return self.root / "psi.parquet"
+        return self.paths.path("psi")
 
     @property
     def retrain_history(self) -> Path:
         """DDB's retraining history: retrain/, or with tuning the selected candidate's (ddb_root)."""
-        return self.ddb_root / "retrain" / "history.parquet"
+        candidate = self.ddb_candidate
+        return (self.paths.path("tune_history", cand=candidate) if candidate
+                else self.paths.path("retrain_history"))
 
     # --- tuning (ddb.tuning): with a `tune` section DDB's prune tables and model are a candidate's
     @property
     def tune_dir(self) -> Path:
-        return self.root / "tune"
+        return self.paths.path("tune_candidates").parent
 
     @property
     def tune_candidates(self) -> Path:
-        return self.tune_dir / "candidates.parquet"
+        return self.paths.path("tune_candidates")
 
     @property
     def tune_selection(self) -> Path:
-        return self.tune_dir / "selected.json"
+        return self.paths.path("tune_selected")
 
     @property
     def ddb_candidate(self) -> str | None:
@@ -133,36 +137,38 @@ class Results:
 
     @property
     def dfr_selection(self) -> Path:
-        return self.root / "dfr" / "selection.parquet"
+        return self.paths.path("dfr_selection")
 
     @property
     def dfr_halves(self) -> Path:
-        return self.root / "dfr" / "halves.parquet"
+        return self.paths.path("dfr_halves")
 
     @property
     def dfr_coefficients(self) -> Path:
-        return self.root / "dfr" / "coefficients.parquet"
+        return self.paths.path("dfr_coefficients")
 
     @property
     def eval_json(self) -> Path:
-        return self.root / "eval.json"
+        return self.paths.path("eval_json")
 
     @property
     def eval_table(self) -> Path:
-        return self.root / "eval.parquet"
+        return self.paths.path("eval_table")
 
     @property
     def report_dir(self) -> Path:
-        return self.root / "report"
+        return self.paths.path("report_dir")
 
     def ti_dir(self, cls: str) -> Path:
-        return self.root / "textual_inversion" / cls
+        return self.paths.path("ti_embeds", cls=cls).parent
 
     def low_loss(self, cls: str) -> Path:
-        return self.root / "low_loss" / f"{cls}.parquet"
+        return self.paths.path("low_loss", cls=cls)
 
     def prune_table(self, src: str, dst: str) -> Path:
-        return self.ddb_root / "prune" / f"{src}_to_{dst}.parquet"
+        candidate = self.ddb_candidate
+        return (self.paths.path("tune_prune", cand=candidate, src=src, dst=dst) if candidate
+                else self.paths.path("prune", src=src, dst=dst))
 
     def rel(self, path: Path) -> str:
         try:
@@ -224,15 +230,15 @@ class Results:
 
     def mask_shards(self, src: str) -> list[tuple[int, Path]]:
         """(n, tar) of the finished mask shards of ``src`` (a shard counts once its index is written)."""
-        folder = self.root / "masks" / src
+        folder = self.paths.folder("mask_tar", src=src)
         return [(n, tar) for n, tar in self._shards(folder, "tar") if tar.with_suffix(".parquet").exists()]
 
     def inpaint_shards(self, src: str, dst: str) -> list[tuple[int, Path]]:
-        folder = self.root / "inpaint" / f"{src}_to_{dst}"
+        folder = self.paths.folder("inpaint_tar", src=src, dst=dst)
         return [(n, tar) for n, tar in self._shards(folder, "tar") if tar.with_suffix(".parquet").exists()]
 
     def ig_shards(self, src: str, dst: str) -> list[tuple[int, Path]]:
-        return self._shards(self.root / "ig" / f"{src}_to_{dst}", "parquet")
+        return self._shards(self.paths.folder("ig_scores", src=src, dst=dst), "parquet")
 
     # --- reading
     def table(self, path: Path) -> pd.DataFrame:

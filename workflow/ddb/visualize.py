@@ -551,7 +551,7 @@ def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[st
     plot_textual_inversion(losses, out / "textual_inversion_loss.png")
     written["curves"] += [out / "retrain_curves.png", out / "textual_inversion_loss.png"]
 
-    model = erm_model if erm_model is not None else load_classifier(results.root / "erm" / "model.pt", device)[0]
+    model = erm_model if erm_model is not None else load_classifier(results.paths.path("erm_model"), device)[0]
     shown = []
     for src, dst in pairs:
         pair = f"{src}_to_{dst}"
