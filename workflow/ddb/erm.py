@@ -11,8 +11,7 @@ from tqdm.auto import tqdm
 from .datasets.loading import ImageDataset, class_balanced_sampler
 from .models.classifier import build_classifier, eval_transform, import_classifier, train_transform
 from .precision import classifier_precision
-from .resume import (TrainingCheckpoint, cpu_state_dict, generator_state, rng_state, set_generator_state,
-                     set_rng_state)
+from .resume import TrainingCheckpoint, restore_training_state, training_state
 from .seeding import derive_seed
 from .training import evaluate_groups, make_optimizer, require_finite, seeded_loader, train_sizes_of
 
@@ -57,12 +56,7 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
     history, start = [], 0
     state = resume.load() if resume is not None else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_generator_state(loader.generator, state["loader"])
-        set_generator_state(getattr(sampler, "generator", None), state["sampler"])
-        set_rng_state(state["rng"])
+        restore_training_state(state, model, optimizer, scaler, loader, sampler)
         history, start = list(state["history"]), state["epoch"]
         resume.announce(f"epoch {start}", f"{erm_cfg['epochs']} (epoch {start + 1} next)")
     for epoch in range(start + 1, erm_cfg["epochs"] + 1):
@@ -91,8 +85,6 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
                  history[-1]["loss"], history[-1]["train_accuracy"], metrics["worst_group_accuracy"],
                  metrics["mean_accuracy"])
         if resume is not None:
-            resume.save({"epoch": epoch, "model": cpu_state_dict(model), "optimizer": cpu_state_dict(optimizer),
-                         "scaler": scaler.state_dict(), "loader": generator_state(loader.generator),
-                         "sampler": generator_state(getattr(sampler, "generator", None)), "rng": rng_state(),
+            resume.save({"epoch": epoch, **training_state(model, optimizer, scaler, loader, sampler),
                          "history": history})
     return model.eval(), pd.DataFrame(history)

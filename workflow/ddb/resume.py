@@ -133,3 +133,21 @@ def _to_cpu(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_to_cpu(v) for v in value)
     return value
+
+
+def training_state(model, optimizer, scaler, loader, sampler) -> dict:
+    """What every classifier training loop (ERM, retraining) saves each epoch to resume bit for bit: the
+    weights, the optimizer and GradScaler, the loader's and the sampler's generators and the global RNGs."""
+    return {"model": cpu_state_dict(model), "optimizer": cpu_state_dict(optimizer), "scaler": scaler.state_dict(),
+            "loader": generator_state(loader.generator), "sampler": generator_state(getattr(sampler, "generator", None)),
+            "rng": rng_state()}
+
+
+def restore_training_state(state: dict, model, optimizer, scaler, loader, sampler) -> None:
+    """Put :func:`training_state`'s ``state`` back into the loop's objects."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    set_generator_state(loader.generator, state["loader"])
+    set_generator_state(getattr(sampler, "generator", None), state["sampler"])
+    set_rng_state(state["rng"])

@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 from .datasets.loading import ImageDataset, class_balanced_sampler
 from .models.classifier import eval_transform, reset_head, train_transform
 from .precision import classifier_precision
-from .resume import (TrainingCheckpoint, cpu_state_dict, generator_state, rng_state, set_generator_state,
-                     set_rng_state)
+from .resume import TrainingCheckpoint, restore_training_state, training_state
 from .seeding import derive_seed
 from .training import evaluate_groups, require_finite, seeded_loader, train_sizes_of
 
@@ -107,14 +106,9 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
     history, best_state, best_wga, best_epoch, start, stopped = [], None, -1.0, 0, 0, False
     state = resume.load() if resume is not None else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_generator_state(real_loader.generator, state["loader"])
-        set_generator_state(getattr(sampler, "generator", None), state["sampler"])
+        restore_training_state(state, model, optimizer, scaler, real_loader, sampler)
         for c, served in state["generated_served"].items():
             generated_batches[c].served = served
-        set_rng_state(state["rng"])
         history, start, stopped = list(state["history"]), state["epoch"], state["stopped"]
         best_wga, best_epoch = state["best_wga"], state["best_epoch"]
         # the best epoch's weights: saved apart only when they are not the last epoch's
@@ -167,11 +161,9 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
                      "epoch %d kept", cfg["patience"], epoch, cfg["epochs"], best_epoch)
             stopped = True
         if resume is not None:
-            resume.save({"epoch": epoch, "model": cpu_state_dict(model), "optimizer": cpu_state_dict(optimizer),
-                         "scaler": scaler.state_dict(), "loader": generator_state(real_loader.generator),
-                         "sampler": generator_state(getattr(sampler, "generator", None)),
+            resume.save({"epoch": epoch, **training_state(model, optimizer, scaler, real_loader, sampler),
                          "generated_served": {c: b.served for c, b in generated_batches.items()},
-                         "rng": rng_state(), "history": history, "stopped": stopped, "best_wga": best_wga,
+                         "history": history, "stopped": stopped, "best_wga": best_wga,
                          "best_epoch": best_epoch,
                          "best_state": None if best_epoch == epoch else {k: v.cpu() for k, v in best_state.items()}})
     history = pd.DataFrame(history)
