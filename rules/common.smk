@@ -45,8 +45,9 @@ def run_artifact(run, name, **wildcards):
     return str(artifact_path(R, run, name, **wildcards))
 
 
-# The tables and figures of the report rules (rules/report.smk, rules/tune.smk)
-REPORT_DIR = artifact("report_dir")
+def artifact_folder(name):
+    """The folder pattern that holds artifact ``name`` (a rule's directory() output)."""
+    return f"{R}/{{ds}}/{Path(ARTIFACTS[name]).parent.as_posix()}"
 
 
 # A run is one dataset at one seed (ddb.paths.run_name): the `ds` wildcard names a run, so every rule runs
@@ -358,13 +359,13 @@ def print_eval_summaries():
     from ddb.tuning import describe_selection
 
     for ds in config["targets"]:
-        target = Path(R) / ds / "eval.json"
+        target = artifact_path(R, ds, "eval_json")
         if target.exists():
             summary = json.loads(target.read_text())
             tuned_line = describe_selection(summary)  # which tuned candidate DDB is (rules/tune.smk)
             print(f"\n{format_comparison(summary)}" + (f"\n{tuned_line}" if tuned_line else "") + "\n")
     for ds in config["datasets"]:
-        summary_path = Path(R) / ds / "summary.json"
+        summary_path = artifact_path(R, ds, "seed_summary")
         # only where this invocation wrote it: the table of a summary made by an earlier run would mislead
         if config["seeds"] and summary_path.exists() and summary_path.stat().st_mtime >= STARTED:
             print(f"\n{format_summary(json.loads(summary_path.read_text()))}\n")
@@ -373,7 +374,7 @@ def print_eval_summaries():
 def check_dataset_roots():
     """Refuse to mix results of two different dataset roots under one results folder."""
     for name, entry in DATASETS.items():
-        recorded = Path(R) / name / "data" / "root.txt"
+        recorded = artifact_path(R, name, "dataset_root")
         if recorded.exists() and not config["allow_root_change"]:
             previous = recorded.read_text().strip()
             if previous != entry["root"]:
@@ -537,4 +538,4 @@ def tune_artifacts(ds):
 
 def tune_reports():
     """report/tune.html of each tuned target (visualize_all)."""
-    return [f"{run_artifact(ds, 'report_dir')}/tune.html" for ds in config["targets"] if tuned(ds)]
+    return [run_artifact(ds, "report_tune_html") for ds in config["targets"] if tuned(ds)]

@@ -25,27 +25,27 @@ rule visualize:
         eval_json=artifact("eval_json"),
         eval_table=rules.evaluate.output.table,
     output:
-        eval_html=report(f"{REPORT_DIR}/eval.html", caption="../report/eval.rst",
+        eval_html=report(artifact("report_eval_html"), caption="../report/eval.rst",
                          category="1. evaluate", subcategory="{ds}"),
-        eval_csv=f"{REPORT_DIR}/eval.csv",
-        retrain_curves=report(f"{REPORT_DIR}/retrain_curves.png", caption="../report/retrain_curves.rst",
+        eval_csv=artifact("report_eval_csv"),
+        retrain_curves=report(artifact("report_retrain_curves"), caption="../report/retrain_curves.rst",
                               category="2. retrain", subcategory="{ds}"),
-        prune_html=report(f"{REPORT_DIR}/prune.html", caption="../report/prune.rst",
+        prune_html=report(artifact("report_prune_html"), caption="../report/prune.rst",
                           category="3. prune", subcategory="{ds}",
                           labels={"pair": "all pairs", "figure": "counts per pair and reason"}),
-        prune_csv=f"{REPORT_DIR}/prune_counts.csv",
-        kept_vs_pruned=report(directory(f"{REPORT_DIR}/kept_vs_pruned"), patterns=["{pair}.png"],
+        prune_csv=artifact("report_prune_csv"),
+        kept_vs_pruned=report(directory(artifact_folder("report_kept_vs_pruned")), patterns=["{pair}.png"],
                               caption="../report/kept_vs_pruned.rst", category="3. prune", subcategory="{ds}",
                               labels={"pair": "{pair}", "figure": "kept vs pruned sample"}),
-        pairs=report(directory(f"{REPORT_DIR}/pairs"), patterns=["{pair}.png"], caption="../report/pairs.rst",
+        pairs=report(directory(artifact_folder("report_pairs")), patterns=["{pair}.png"], caption="../report/pairs.rst",
                      category="4. mask, inpaint, ig_score", subcategory="{ds}",
                      labels={"pair": "{pair}", "figure": "source | mask | generated | IG"}),
-        psi_html=report(f"{REPORT_DIR}/psi.html", caption="../report/psi.rst",
+        psi_html=report(artifact("report_psi_html"), caption="../report/psi.rst",
                         category="5. select_low_loss, mean_softmax", subcategory="{ds}"),
-        psi_csv=f"{REPORT_DIR}/psi.csv",
-        ti_curve=report(f"{REPORT_DIR}/textual_inversion_loss.png", caption="../report/textual_inversion.rst",
+        psi_csv=artifact("report_psi_csv"),
+        ti_curve=report(artifact("report_ti_curve"), caption="../report/textual_inversion.rst",
                         category="6. textual_inversion", subcategory="{ds}"),
-        grid_samples=f"{REPORT_DIR}/grid_samples.csv",
+        grid_samples=artifact("report_grid_samples"),
     params:
         cfg=dataset_section("classes", "classifier", "inpainting", "ig"),
         pairs=lambda wc: [list(pair) for pair in pairs_of(wc.ds)],
@@ -68,6 +68,6 @@ rule visualize:
 
 rule visualize_all:
     input:
-        [f"{run_artifact(ds, 'report_dir')}/eval.html" for ds in config["targets"]],
+        [run_artifact(ds, "report_eval_html") for ds in config["targets"]],
         tune_reports(),  # report/tune.html of each tuned dataset (rules/tune.smk)
     default_target: False

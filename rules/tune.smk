@@ -71,9 +71,9 @@ rule visualize_tune:
         table=rules.tune_select.output.table,
         selected=rules.tune_select.output.selected,
     output:
-        html=report(f"{REPORT_DIR}/tune.html", caption="../report/tune.rst", category="2. retrain",
+        html=report(artifact("report_tune_html"), caption="../report/tune.rst", category="2. retrain",
                     subcategory="{ds}"),
-        csv=f"{REPORT_DIR}/tune.csv",
+        csv=artifact("report_tune_csv"),
     params:
         code=code_version("visualize_tune"),
     benchmark:

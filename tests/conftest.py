@@ -14,6 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from ddb.paths import RunPaths, artifact_path  # noqa: E402
+
 # The demo, shrunk so the whole DAG (24 jobs) runs in about a minute on 2 CPU cores.
 SMALL_DEMO = {
     "format": "synthetic",
@@ -36,6 +38,16 @@ SMALL_DEMO = {
 def small_config(**dataset_overrides) -> dict:
     demo = {**SMALL_DEMO, **dataset_overrides}
     return {"seed": 0, "targets": ["demo"], "datasets": {"demo": demo}}
+
+
+def run_paths(workdir: Path, run: str = "demo") -> RunPaths:
+    """The artifacts of ``run`` in a workflow directory (results/<run>/), by their ddb.paths names."""
+    return RunPaths(Path(workdir) / "results" / run)
+
+
+def target(name: str, run: str = "demo", **wildcards) -> str:
+    """Artifact ``name`` of ``run`` as a Snakemake target, relative to the workflow directory."""
+    return artifact_path("results", run, name, **wildcards).as_posix()
 
 
 def write_config(workdir: Path, config: dict) -> Path:

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from conftest import SMALL_DEMO, planned_jobs, run_snakemake, small_config, write_config
+from conftest import SMALL_DEMO, planned_jobs, run_paths, run_snakemake, small_config, write_config
 
 from _reliability import changed_files, snapshot
 
@@ -128,12 +128,13 @@ def test_no_generation_survives_pruning_retrains_on_real_data_and_says_so(demo_c
     for name in ("landbird", "waterbird"):
         assert (f"no generated sample labelled {name} survived pruning: its term L_gen adds 0 and retraining "
                 "continues with the real data") in output
-    pruned = pd.concat([pd.read_parquet(p) for p in (demo_copy / "results/demo/prune").glob("*.parquet")])
+    paths = run_paths(demo_copy)
+    pruned = pd.concat([pd.read_parquet(p) for p in paths.glob("prune")])
     assert not pruned["keep"].any() and set(pruned["reason"]) <= {"low_ig", "still_source", "no_mask"}
-    history = pd.read_parquet(demo_copy / "results/demo/retrain/history.parquet")
+    history = pd.read_parquet(paths.path("retrain_history"))
     assert (history[["loss_gen_0", "loss_gen_1"]] == 0).all().all()
     assert history["loss"].notna().all()
-    assert (demo_copy / "results/demo/eval.json").exists()
+    assert paths.path("eval_json").exists()
 
 
 def test_disk_full_write_is_one_message_and_keeps_the_previous_file(tmp_path, monkeypatch, capfd):

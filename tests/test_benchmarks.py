@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import run_paths
+
 REPO = Path(__file__).resolve().parents[1]
 NUMBER = r"[0-9][0-9,]*\.[0-9]+"
 
@@ -93,5 +95,5 @@ def test_rehearsal_quick_runs_the_dag_and_prints_each_rule_and_the_table4_compar
     for dataset, hours in (("Waterbirds", "1.0"), ("CelebA", "5.0"), ("MetaShift", "0.5")):
         assert re.search(rf"^{dataset}\s+\d+\s+\d+\s+\d+\s+{re.escape(hours)}\s+missing$", out, re.MULTILINE), out
     assert "REHEARSAL (classifier.weights random:tiny)" in out
-    report = (tmp_path / "results" / "rehearsal" / "eval.json").read_text()
+    report = run_paths(tmp_path, "rehearsal").path("eval_json").read_text()
     assert '"rehearsal": true' in report

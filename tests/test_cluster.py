@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from conftest import target
 from test_profile import REPO, TARGET, cluster_env, workdir  # noqa: F401 (workdir is a fixture)
 
 sys.path.insert(0, str(REPO / "workflow"))
@@ -207,7 +208,7 @@ def test_too_many_cpus_stop_the_run_before_anything_is_submitted(workdir, tmp_pa
                             sbatch=f"echo \"$@\" >> {submitted}; echo 1", squeue="exit 0")
     env = cluster_env(DDB_SLURM_ACCOUNT="none", DDB_SLURM_PARTITION="debug")
     env["PATH"] = os.pathsep.join([str(bin_dir), env["PATH"]])
-    result = slurm_run(workdir, env, targets=(TARGET, "results/small/eval.json"))
+    result = slurm_run(workdir, env, targets=(TARGET, target("eval_json", "small")))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "rule train_erm (dataset waterbirds) asks for 8 CPUs, 32000 MB memory, 1 GPU (a100)" in output

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_paths, target
 from ddb.dfr import (DEFAULT_C_GRID, balanced_subsample, check_validation_groups, feature_columns, fit_dfr,
                      predict, split_halves)
 from ddb.errors import DDBError
@@ -180,32 +181,32 @@ def test_the_dfr_rule_on_the_demo(demo_run):
     from ddb.models.classifier import eval_transform, load_classifier
     from ddb.training import predict_logits
 
-    results = demo_run / "results" / "demo"
-    report = json.loads((results / "eval.json").read_text())
+    paths = run_paths(demo_run)
+    report = json.loads((paths.path("eval_json")).read_text())
     assert list(report)[:4] == ["dataset", "erm", "dfr", "ddb"]
     assert set(report["dfr"]) == set(report["erm"]) == {"worst_group_accuracy", "mean_accuracy",
                                                         "weighted_mean_accuracy", "group_accuracy", "group_size"}
     assert report["dfr"]["worst_group_accuracy"] == min(report["dfr"]["group_accuracy"].values())
-    table = pd.read_parquet(results / "eval.parquet")
+    table = pd.read_parquet(paths.path("eval_table"))
     rows = table[table["model"] == "dfr"].set_index("group")
     assert rows["accuracy"].to_dict() == report["dfr"]["group_accuracy"]
     printed = format_comparison(report)
     assert printed.splitlines()[0].split()[-3:] == ["ERM", "DFR", "DDB"]
     assert "DFR" in (demo_run / "snakemake.out").read_text()  # the table printed at the end of the run
 
-    manifest = pd.read_parquet(results / "data/manifest.parquet")
+    manifest = pd.read_parquet(paths.path("manifest"))
     val = manifest[manifest["split"] == "val"]
-    feats = pd.read_parquet(results / "dfr/features.parquet")
+    feats = pd.read_parquet(paths.path("dfr_features"))
     assert sorted(feats["sample_id"]) == sorted(val["sample_id"]) and set(feats["half"]) == {"fit", "select"}
     assert (feats.groupby("group")["half"].value_counts().unstack() == 4).all().all()  # 8 per group, 4 + 4
-    selection = pd.read_parquet(results / "dfr/selection.parquet")
+    selection = pd.read_parquet(paths.path("dfr_selection"))
     chosen = selection[selection["selected"]]
     assert len(chosen) == 1 and chosen["val_worst_group_accuracy"].iloc[0] == selection["val_worst_group_accuracy"].max()
-    halves = pd.read_parquet(results / "dfr/halves.parquet")
+    halves = pd.read_parquet(paths.path("dfr_halves"))
     assert halves["n_val"].tolist() == [8, 8, 8, 8] and halves["n_fit_balanced"].tolist() == [4, 4, 4, 4]
 
     # dfr/model.pt is ERM's backbone with the averaged regression (standardisation folded in) as its head
-    coefficients = pd.read_parquet(results / "dfr/coefficients.parquet")
+    coefficients = pd.read_parquet(paths.path("dfr_coefficients"))
     assert coefficients.loc[coefficients["part"] == "subsample", "subsample"].nunique() == 20
     columns = feature_columns(sum(c.startswith("f") and c[1:].isdigit() for c in coefficients.columns))
     part = coefficients.set_index("part")
@@ -213,8 +214,8 @@ def test_the_dfr_rule_on_the_demo(demo_run):
     x = (feats[columns].to_numpy(np.float64) - part.loc["scaler_mean", columns].to_numpy(np.float64)) \
         / part.loc["scaler_scale", columns].to_numpy(np.float64)
     expected = predict(x, average[columns].to_numpy(np.float64), average["intercept"].to_numpy(np.float64))
-    dfr_model, meta = load_classifier(results / "dfr/model.pt")
-    erm_model, _ = load_classifier(results / "erm/model.pt")
+    dfr_model, meta = load_classifier(paths.path("dfr_model"))
+    erm_model, _ = load_classifier(paths.path("erm_model"))
     for name, tensor in erm_model.state_dict().items():
         if not name.startswith("fc."):
             assert torch.equal(tensor, dfr_model.state_dict()[name]), name
@@ -228,4 +229,4 @@ def test_the_dfr_rule_on_the_demo(demo_run):
 def test_a_damaged_dfr_artifact_names_its_rule():
     from ddb.io import rule_of
 
-    assert rule_of("results/demo/dfr/features.parquet") == rule_of("results/demo/dfr/model.pt") == "dfr"
+    assert rule_of(target("dfr_features")) == rule_of(target("dfr_model")) == "dfr"

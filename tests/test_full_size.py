@@ -32,6 +32,7 @@ from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_compo
 from ddb.models.loading import check_random_refs, hub_source, is_local, random_models_of  # noqa: E402
 from ddb.models.random_init import (build_seeded, known_random_models, parameter_count,  # noqa: E402
                                     random_manifest, read_config)
+from ddb.paths import RunPaths  # noqa: E402
 from ddb.textual_inversion import learn_token, save_embeddings  # noqa: E402
 
 SEED = 0
@@ -149,8 +150,8 @@ def test_a_rehearsal_is_marked_in_eval_json_and_its_printout(tmp_path):
 
     results = tmp_path / "results" / "x"
     results.mkdir(parents=True)
-    (results / "eval.json").write_text(json.dumps(report))
-    table.to_parquet(results / "eval.parquet")
+    RunPaths(results).path("eval_json").write_text(json.dumps(report))
+    table.to_parquet(RunPaths(results).path("eval_table"))
     assert "REHEARSAL" in format_overview(Results(results), [])
     assert step_table(Results(results), "evaluate")[0].startswith("REHEARSAL")
     from ddb.visualize import write_eval_tables

@@ -23,10 +23,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, small_config
+from conftest import REPO, run_paths, small_config
 from PIL import Image
 
 from ddb.errors import DDBError
+from ddb.paths import RunPaths
 
 WORKFLOW = str(REPO / "workflow")
 LONG_ID = "waterbird_" + "x" * 186 + "_0042"  # 200 characters: its member name is 204
@@ -123,7 +124,7 @@ def test_a_200_character_sample_id_round_trips_through_a_shard(tmp_path):
     def compute(ids):
         return [(i, pixels[i], {"sample_id": i, "area": 1.0}) for i in ids]
 
-    tar = tmp_path / "masks" / "landbird" / "shard-0.tar"
+    tar = RunPaths(tmp_path).path("mask_tar", src="landbird", n=0)
     index = process_shard(list(pixels), compute, 1, tar, tar.with_suffix(".parquet"))
     assert index["sample_id"].tolist() == [LONG_ID, "short"]
     shard = ImageShard(tar)
@@ -189,7 +190,7 @@ HOLDER = """
 @pytest.fixture
 def busy_shard(tmp_path):
     """A process in the middle of shard ``inpaint/landbird_to_waterbird/shard-0.tar``: it holds the lock."""
-    tar = tmp_path / "inpaint" / "landbird_to_waterbird" / "shard-0.tar"
+    tar = RunPaths(tmp_path).path("inpaint_tar", src="landbird", dst="waterbird", n=0)
     tar.parent.mkdir(parents=True)
     go = tmp_path / "go"
     holder = run_python(HOLDER, str(tar), str(go))
@@ -314,10 +315,11 @@ def test_load_image_decompression_bomb_and_unreadable_files(tmp_path, monkeypatc
         load_image(big)
 
 
-def shard_of(tmp_path: Path, folder: str, items) -> Path:
+def shard_of(tmp_path: Path, name: str, items, **wildcards) -> Path:
+    """Image shard ``name`` (mask_tar or inpaint_tar) number 0 of the demo run, holding ``items``."""
     from ddb.io import write_image_shard
 
-    tar = tmp_path / "results" / "demo" / folder / "shard-0.tar"
+    tar = run_paths(tmp_path).path(name, n=0, **wildcards)
     write_image_shard(items, tar, pd.DataFrame({"sample_id": [i for i, _ in items]}), tar.with_suffix(".parquet"))
     return tar
 
@@ -327,7 +329,8 @@ def test_corrupt_png_in_a_shard_names_the_shard_and_the_sample(tmp_path):
 
     good = png_bytes(np.full((8, 8), 3, np.uint8))
     broken = good[:40] + bytes(len(good) - 40)  # header intact, image data zeroed
-    tar = shard_of(tmp_path, "inpaint/landbird_to_waterbird", [("good", good), ("bad", broken), ("junk", b"junk")])
+    tar = shard_of(tmp_path, "inpaint_tar", [("good", good), ("bad", broken), ("junk", b"junk")], src="landbird",
+                   dst="waterbird")
     shard = ImageShard(tar)
     assert np.asarray(shard.image("good")).max() == 3
     for sample_id in ("bad", "junk"):
@@ -342,7 +345,7 @@ def test_corrupt_png_in_a_shard_names_the_shard_and_the_sample(tmp_path):
 def test_truncated_tar_names_it_and_the_rule_that_remakes_it(tmp_path, cut):
     from ddb.io import ImageShard
 
-    tar = shard_of(tmp_path, "masks/landbird", [("a", bytes(700)), ("b", bytes(700))])
+    tar = shard_of(tmp_path, "mask_tar", [("a", bytes(700)), ("b", bytes(700))], src="landbird")
     data = tar.read_bytes()  # headers at 0 and 1536, data at 512 and 2048, end blocks at 3072
     size = {"in the first header": 100, "in a member's data": 900, "at the second header": 1536,
             "in the second header": 1636, "before the end blocks": 3072, "empty": 0}[cut]
@@ -378,7 +381,7 @@ def test_remake_hint_names_each_artifacts_rule():
 def test_truncated_or_corrupt_parquet_names_it(tmp_path, damage):
     from ddb.io import read_parquet, write_parquet
 
-    table = tmp_path / "results" / "demo" / "prune" / "landbird_to_waterbird.parquet"
+    table = run_paths(tmp_path).path("prune", src="landbird", dst="waterbird")
     write_parquet(pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)], "ig": np.arange(50.0)}), table)
     data = table.read_bytes()
     table.write_bytes({"truncated": data[: len(data) // 2],
@@ -481,14 +484,14 @@ def test_root_txt_is_written_atomically(tmp_path, monkeypatch, in_process_step):
         return atomic_path(path)
 
     monkeypatch.setattr(io, "atomic_path", recording)
-    data = tmp_path / "results" / "demo" / "data"
+    paths = run_paths(tmp_path)
     snakemake = fake_snakemake(tmp_path, "prepare_dataset", params=Params(cfg=cfg, seed=0), config=config,
                                wildcards=Wildcards(ds="demo"),
-                               output=SimpleNamespace(manifest=str(data / "manifest.parquet"),
-                                                      groups=str(data / "groups.parquet")))
+                               output=SimpleNamespace(manifest=str(paths.path("manifest")),
+                                                      groups=str(paths.path("groups"))))
     runpy.run_path(str(REPO / "scripts" / "prepare_dataset.py"), init_globals={"snakemake": snakemake})
-    assert written[-3:] == ["groups.parquet", "manifest.parquet", "root.txt"]  # after the drawn images
-    assert (data / "root.txt").read_text() == f"{cfg['root']}\n"
+    assert written[-3:] == [paths.path(name).name for name in ("groups", "manifest", "dataset_root")]  # after the images
+    assert paths.path("dataset_root").read_text() == f"{cfg['root']}\n"
 
 
 def test_the_rename_is_made_durable_by_fsyncing_the_folder(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 from torchvision import transforms
 
-from conftest import run_snakemake
+from conftest import run_paths, run_snakemake
 from ddb.config import FORMAT_DEFAULTS, minority_group_name, validate_config
 from ddb.datasets import build_manifest, format_group_table
 from ddb.datasets.manifest import EXCLUDED, smallest_groups
@@ -27,6 +27,7 @@ from ddb.datasets.synthetic import draw_sample
 from ddb.errors import DDBError
 from ddb.io import ImageShard, read_parquet
 from ddb.models.classifier import IMAGENET_MEAN, IMAGENET_STD, build_classifier, eval_transform, import_classifier
+from ddb.paths import RunPaths
 from ddb.textual_inversion import choose_images
 
 CELEBA_NAMES = "Blond_Hair Male Young".split()
@@ -299,23 +300,25 @@ RESOURCES = {rule: {"threads": 1} for rule in ("train_erm", "textual_inversion",
                                                   "inpaint", "ig_score", "retrain", "evaluate")}
 
 
-def run_dag(workdir: Path, name: str, fmt: str, root: Path, **options) -> Path:
+def run_dag(workdir: Path, name: str, fmt: str, root: Path, **options) -> RunPaths:
     dataset = {"format": fmt, "root": str(root), **TINY_MODELS, **options}
     config = {"seed": 0, "targets": [name], "resources": {"rules": RESOURCES}, "datasets": {name: dataset}}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    run_snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "config.yaml"), "--", f"results/{name}/eval.json")
-    return workdir / "results" / name
+    results = run_paths(workdir, name)
+    run_snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "config.yaml"), "--",
+                  str(results.path("eval_json").relative_to(workdir)))
+    return results
 
 
-def redrawn_sources(results: Path, src: str, dst: str) -> pd.DataFrame:
-    return pd.concat([read_parquet(p) for p in sorted((results / "inpaint" / f"{src}_to_{dst}").glob("*.parquet"))])
+def redrawn_sources(results: RunPaths, src: str, dst: str) -> pd.DataFrame:
+    return pd.concat([read_parquet(p) for p in results.glob("inpaint_index", src=src, dst=dst)])
 
 
-def check_generation_from_low_loss(results: Path, classes: list[str], ks: list[int], per_source: int) -> None:
+def check_generation_from_low_loss(results: RunPaths, classes: list[str], ks: list[int], per_source: int) -> None:
     """The sources of each pair are D_i (the low-loss table of the source class), each drawn per_source times."""
     for i, src in enumerate(classes):
-        low_loss = read_parquet(results / "low_loss" / f"{src}.parquet")
+        low_loss = read_parquet(results.path("low_loss", cls=src))
         assert len(low_loss) == ks[i]
         for dst in classes:
             if dst == src:
@@ -324,7 +327,7 @@ def check_generation_from_low_loss(results: Path, classes: list[str], ks: list[i
             assert sorted(index["source_id"]) == sorted(list(low_loss["sample_id"]) * per_source)
             assert (index["y"] == classes.index(dst)).all()  # labelled with the target class
             assert index.groupby("source_id")["seed"].nunique().eq(per_source).all()  # a seed per draw
-            masks = pd.concat([read_parquet(p) for p in (results / "masks" / src).glob("*.parquet")])
+            masks = pd.concat([read_parquet(p) for p in results.glob("mask_index", src=src)])
             assert sorted(masks["sample_id"]) == sorted(low_loss["sample_id"])  # one mask per source
 
 
@@ -337,27 +340,28 @@ def test_the_dag_on_a_waterbirds_layout_redraws_d_i_from_the_named_minority_toke
     classes = ["landbird", "waterbird"]
     check_generation_from_low_loss(results, classes, [5, 4], per_source=2)
     # 2 sources (4 images) a shard, counted per source class from K: 3 shards of landbirds, 2 of waterbirds
-    for folder, shards in (("masks/landbird", 3), ("masks/waterbird", 2), ("inpaint/landbird_to_waterbird", 3),
-                           ("inpaint/waterbird_to_landbird", 2), ("ig/landbird_to_waterbird", 3)):
-        assert len(list((results / folder).glob("shard-*.parquet"))) == shards, folder
-    for index in (results / "inpaint").rglob("shard-*.parquet"):  # a source's draws share its shard
+    land, water = {"src": "landbird", "dst": "waterbird"}, {"src": "waterbird", "dst": "landbird"}
+    for name, wildcards, shards in (("mask_index", {"src": "landbird"}, 3), ("mask_index", {"src": "waterbird"}, 2),
+                                    ("inpaint_index", land, 3), ("inpaint_index", water, 2), ("ig_scores", land, 3)):
+        assert len(results.glob(name, **wildcards)) == shards, (name, wildcards)
+    for index in results.glob("inpaint_index"):  # a source's draws share its shard
         assert read_parquet(index).groupby("source_id").size().eq(2).all(), index
-    for tar in (results / "inpaint").rglob("shard-*.tar"):
+    for tar in results.glob("inpaint_tar"):
         assert len(ImageShard(tar)) <= 4
-    manifest = read_parquet(results / "data" / "manifest.parquet")
+    manifest = read_parquet(results.path("manifest"))
     for cls, group in (("landbird", "landbird_water"), ("waterbird", "waterbird_land")):
-        samples = read_parquet(results / "textual_inversion" / cls / "samples.parquet")
+        samples = read_parquet(results.path("ti_samples", cls=cls))
         assert set(samples["group"]) == {group}
     # generations without paste-back keep their source's size (40 x 30), so f's crop sees the same geometry
-    shard = next((results / "inpaint" / "landbird_to_waterbird").glob("*.tar"))
+    shard = results.glob("inpaint_tar", **land)[0]
     generated = ImageShard(shard)
     some = generated.ids()[0]
     source_id = some.split("_to_")[0]
     source_path = manifest.set_index("sample_id").loc[source_id, "path"]
     assert generated.image(some).size == Image.open(source_path).size == (40, 30)
-    model_meta = torch.load(results / "retrain" / "model.pt", weights_only=True)
+    model_meta = torch.load(results.path("retrain_model"), weights_only=True)
     assert model_meta["transform"] == "resize_center_crop"
-    report = json.loads((results / "eval.json").read_text())
+    report = json.loads(results.path("eval_json").read_text())
     assert set(report["ddb"]["group_accuracy"]) == {"landbird_land", "landbird_water", "waterbird_land",
                                                     "waterbird_water"}
 
@@ -366,18 +370,18 @@ def test_the_dag_on_a_celeba_layout_trains_on_the_subsample_and_learns_from_wome
     root = tmp_path / "data" / "celeba"
     make_celeba(root)
     results = run_dag(tmp_path / "run", "cel", "celeba", root, low_loss={"k": 3})
-    manifest = read_parquet(results / "data" / "manifest.parquet")
+    manifest = read_parquet(results.path("manifest"))
     assert manifest[manifest["split"] == "train"].groupby("y").size().tolist() == [9, 9]
     assert (manifest["split"] == EXCLUDED).sum() == 2
-    non_blond = read_parquet(results / "textual_inversion" / "non_blond" / "samples.parquet")
+    non_blond = read_parquet(results.path("ti_samples", cls="non_blond"))
     assert set(non_blond["group"]) == {"non_blond_female"}
     check_generation_from_low_loss(results, ["non_blond", "blond"], [3, 3], per_source=1)
     # D_i never reaches into the rows left out of the subsample
     excluded = set(manifest.loc[manifest["split"] == EXCLUDED, "sample_id"])
-    assert not excluded & set(read_parquet(results / "low_loss" / "non_blond.parquet")["sample_id"])
-    groups = read_parquet(results / "data" / "groups.parquet").set_index("group")
+    assert not excluded & set(read_parquet(results.path("low_loss", cls="non_blond"))["sample_id"])
+    groups = read_parquet(results.path("groups")).set_index("group")
     assert groups.loc["non_blond_female", "minority"] and not groups.loc["non_blond_male", "minority"]
-    assert json.loads((results / "eval.json").read_text())["ddb"]["worst_group_accuracy"] >= 0
+    assert json.loads(results.path("eval_json").read_text())["ddb"]["worst_group_accuracy"] >= 0
 
 
 def test_every_format_default_is_a_valid_entry():

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from ddb.inspect import Results
-from ddb.paths import ARTIFACTS, RunPaths, artifact_path
+from ddb.paths import ARTIFACTS, RunPaths, artifact_path, report_file, report_folder
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = r"(demo/seed-\d+|demo)"
@@ -19,7 +19,7 @@ RUN = r"(demo/seed-\d+|demo)"
 
 def pattern(template: str) -> re.Pattern:
     regex = re.escape(template)
-    for name in ("cls", "src", "dst", "cand", "n"):
+    for name in ("cls", "src", "dst", "cand", "n", "pair"):
         regex = regex.replace(re.escape("{" + name + "}"), r"[^/]+")
     return re.compile(regex)
 
@@ -35,13 +35,13 @@ def test_every_planned_output_is_a_named_artifact(tmp_path):
     outputs = {path.strip() for line in re.findall(r"^\s+output: (.+)$", result.stdout + result.stderr, re.M)
                for path in line.split(",")}
     assert len(outputs) > 50
-    templates = [pattern(template) for template in ARTIFACTS.values()]
+    # a directory() output (the report's grids) is the folder of a named artifact
+    folders = {str(Path(template).parent) for template in ARTIFACTS.values() if "{" in Path(template).name}
+    templates = [pattern(template) for template in [*ARTIFACTS.values(), *folders]]
     unnamed = []
     for path in outputs:
         match = re.fullmatch(rf"results/{RUN}/(.+)", path)
         relative = match.group(2) if match else path
-        if relative.startswith("report/"):  # the report's own files, under the named report_dir
-            continue
         if not any(t.fullmatch(relative) for t in templates):
             unnamed.append(path)
     assert not unnamed, unnamed
@@ -53,3 +53,44 @@ def test_inspect_reads_the_same_paths(tmp_path):
     assert results.low_loss("waterbird") == tmp_path / "demo" / "low_loss" / "waterbird.parquet"
     assert results.eval_json == RunPaths(tmp_path / "demo").path("eval_json")
     assert results.prune_table("landbird", "waterbird") == tmp_path / "demo" / "prune" / "landbird_to_waterbird.parquet"
+
+
+def touch(root: Path, *relative: str) -> None:
+    for name in relative:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+
+
+def test_find_reads_the_wildcards_back_from_the_files(tmp_path):
+    touch(tmp_path, "masks/non_blond/shard-10.tar", "masks/non_blond/shard-2.tar", "masks/blond/shard-0.tar",
+          "masks/blond/shard-0.parquet", "inpaint/non_blond_to_blond/shard-1.tar", "prune/non_blond_to_blond.parquet",
+          "tune/P1_1-g1_1/prune/blond_to_non_blond.parquet", "masks/blond/notes.txt")
+    paths = RunPaths(tmp_path)
+    # shard numbers sort as numbers; a class name may hold underscores; other files are not the artifact
+    assert paths.find("mask_tar") == [({"src": "blond", "n": "0"}, tmp_path / "masks/blond/shard-0.tar"),
+                                      ({"src": "non_blond", "n": "2"}, tmp_path / "masks/non_blond/shard-2.tar"),
+                                      ({"src": "non_blond", "n": "10"}, tmp_path / "masks/non_blond/shard-10.tar")]
+    assert paths.glob("mask_tar", src="blond") == [tmp_path / "masks/blond/shard-0.tar"]
+    assert paths.find("inpaint_tar") == [({"src": "non_blond", "dst": "blond", "n": "1"},
+                                          tmp_path / "inpaint/non_blond_to_blond/shard-1.tar")]
+    assert paths.find("prune") == [({"src": "non_blond", "dst": "blond"}, tmp_path / "prune/non_blond_to_blond.parquet")]
+    assert paths.find("ig_scores") == []
+    # DDB's own prune tables: the run's, or those of the selected candidate (the given wildcards are not repeated)
+    assert paths.ddb_find("prune", "P1_1-g1_1") == [({"src": "blond", "dst": "non_blond"},
+                                                    tmp_path / "tune/P1_1-g1_1/prune/blond_to_non_blond.parquet")]
+    assert paths.ddb_path("retrain_model", None) == tmp_path / "retrain/model.pt"
+    assert paths.ddb_path("retrain_model", "P0_0") == tmp_path / "tune/P0_0/retrain/model.pt"
+
+
+def test_folders_and_report_files(tmp_path):
+    paths = RunPaths(tmp_path)
+    assert paths.folder("mask_tar", src="blond") == tmp_path / "masks/blond"
+    assert paths.folder("inpaint_index", src="a", dst="b") == tmp_path / "inpaint/a_to_b"
+    assert paths.folder("psi") == tmp_path
+    report = paths.path("report_dir")
+    assert report_file(report, "report_pairs", pair="a_to_b") == paths.path("report_pairs", pair="a_to_b")
+    assert report_file(tmp_path / "elsewhere", "report_eval_html") == tmp_path / "elsewhere/eval.html"
+    assert report_folder(report, "report_kept_vs_pruned") == tmp_path / "report/kept_vs_pruned"
+    # every report file lies in the report folder
+    for name, template in ARTIFACTS.items():
+        assert name.startswith("report") == template.startswith(ARTIFACTS["report_dir"]), name

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from conftest import REPO, planned_jobs, run_snakemake, small_config, write_config
+from conftest import REPO, planned_jobs, run_paths, run_snakemake, small_config, write_config
 from ddb.io import ImageShard
 
 RULES = ["prepare_dataset", "train_erm", "textual_inversion", "select_low_loss", "mean_softmax", "mask",
@@ -27,25 +27,27 @@ def test_repo_default_target_is_the_demo_eval():
 
 
 def test_demo_run_writes_every_artifact(demo_run):
-    results = demo_run / "results" / "demo"
-    expected = ["data/manifest.parquet", "data/groups.parquet", "erm/model.pt", "erm/history.parquet", "psi.parquet",
-                "retrain/model.pt", "retrain/history.parquet", "eval.json", "eval.parquet"]
+    paths = run_paths(demo_run)
+    expected = [paths.path(name) for name in ("manifest", "groups", "erm_model", "erm_history", "psi", "retrain_model",
+                                              "retrain_history", "eval_json", "eval_table")]
     for cls in ("landbird", "waterbird"):
-        expected += [f"textual_inversion/{cls}/learned_embeds.safetensors", f"textual_inversion/{cls}/samples.parquet",
-                     f"textual_inversion/{cls}/loss.parquet", f"low_loss/{cls}.parquet"]
-        expected += [f"masks/{cls}/shard-{n}.{ext}" for n in (0, 1) for ext in ("tar", "parquet")]
-    for pair in ("landbird_to_waterbird", "waterbird_to_landbird"):
-        expected += [f"inpaint/{pair}/shard-{n}.{ext}" for n in (0, 1) for ext in ("tar", "parquet")]
-        expected += [f"ig/{pair}/shard-{n}.parquet" for n in (0, 1)] + [f"prune/{pair}.parquet"]
-    missing = [path for path in expected if not (results / path).is_file()]
+        expected += [paths.path(name, cls=cls) for name in ("ti_embeds", "ti_samples", "ti_loss", "low_loss")]
+        expected += [paths.path(name, src=cls, n=n) for n in (0, 1) for name in ("mask_tar", "mask_index")]
+    for src, dst in (("landbird", "waterbird"), ("waterbird", "landbird")):
+        expected += [paths.path(name, src=src, dst=dst, n=n) for n in (0, 1)
+                     for name in ("inpaint_tar", "inpaint_index", "ig_scores")]
+        expected.append(paths.path("prune", src=src, dst=dst))
+    assert len(expected) == 9 + 2 * 8 + 2 * 7
+    missing = [path for path in expected if not path.is_file()]
     assert not missing
-    assert not list(results.rglob("*.partial")) and not list(results.rglob(".*.tmp"))
+    assert not list(paths.root.rglob("*.partial")) and not list(paths.root.rglob(".*.tmp"))
 
 
 def test_eval_json_has_the_promised_shape_and_real_numbers(demo_run):
-    report = json.loads((demo_run / "results/demo/eval.json").read_text())
-    table = pd.read_parquet(demo_run / "results/demo/eval.parquet")
-    manifest = pd.read_parquet(demo_run / "results/demo/data/manifest.parquet")
+    paths = run_paths(demo_run)
+    report = json.loads(paths.path("eval_json").read_text())
+    table = pd.read_parquet(paths.path("eval_table"))
+    manifest = pd.read_parquet(paths.path("manifest"))
     test_sizes = manifest[manifest["split"] == "test"].groupby("group").size().to_dict()
     train_sizes = manifest[manifest["split"] == "train"].groupby("group").size().to_dict()
     assert report["dataset"] == "demo" and set(report) == {"dataset", "erm", "dfr", "ddb"}
@@ -68,16 +70,17 @@ def test_eval_json_has_the_promised_shape_and_real_numbers(demo_run):
 
 
 def test_generated_images_are_labelled_target_and_pruning_records_reasons(demo_run):
-    results = demo_run / "results/demo"
-    index = pd.read_parquet(results / "inpaint/landbird_to_waterbird/shard-0.parquet")
+    paths = run_paths(demo_run)
+    pair = {"src": "landbird", "dst": "waterbird"}
+    index = pd.read_parquet(paths.path("inpaint_index", **pair, n=0))
     assert (index["y"] == 1).all() and (index["source_y"] == 0).all()
-    shard = ImageShard(results / "inpaint/landbird_to_waterbird/shard-0.tar")
+    shard = ImageShard(paths.path("inpaint_tar", **pair, n=0))
     assert sorted(shard.ids()) == sorted(index.loc[index["has_image"], "sample_id"])
-    verdicts = pd.read_parquet(results / "prune/landbird_to_waterbird.parquet")
-    scores = pd.concat([pd.read_parquet(results / f"ig/landbird_to_waterbird/shard-{n}.parquet") for n in (0, 1)])
+    verdicts = pd.read_parquet(paths.path("prune", **pair))
+    scores = pd.concat([pd.read_parquet(paths.path("ig_scores", **pair, n=n)) for n in (0, 1)])
     assert sorted(verdicts["sample_id"]) == sorted(scores["sample_id"])
     assert set(verdicts["reason"]) <= {"kept", "still_source", "low_ig", "no_mask"}
-    history = pd.read_parquet(results / "retrain/history.parquet")
+    history = pd.read_parquet(paths.path("retrain_history"))
     assert history["selected"].sum() == 1 and {"loss_ce", "loss_gen_0", "loss_gen_1"} <= set(history.columns)
 
 
@@ -85,17 +88,15 @@ def test_a_step_runs_from_a_local_model_folder(demo_copy):
     """The "local path" route: the tiny inpainter saved with save_pretrained, then used by the inpaint rule."""
     from ddb.models.diffusion import save_tiny_pipeline
 
-    folder = demo_copy / "results/demo/inpaint/landbird_to_waterbird"
-    before = {n: np.asarray(ImageShard(folder / f"shard-{n}.tar").image(i), dtype=int)
-              for n in (0, 1) for i in ImageShard(folder / f"shard-{n}.tar").ids()}
+    shards = {n: run_paths(demo_copy).path("inpaint_tar", src="landbird", dst="waterbird", n=n) for n in (0, 1)}
+    before = {n: np.asarray(ImageShard(shards[n]).image(i), dtype=int) for n in shards for i in ImageShard(shards[n]).ids()}
     save_tiny_pipeline(demo_copy / "my_inpainter", seed=0)
     config = yaml.safe_load((demo_copy / "config.yaml").read_text())
     config["datasets"]["demo"]["inpainting"]["model"] = "my_inpainter"
     write_config(demo_copy, config)
     assert planned_jobs(demo_copy)["inpaint"] == 4
     run_snakemake(demo_copy, "--cores", "2")
-    after = {n: np.asarray(ImageShard(folder / f"shard-{n}.tar").image(i), dtype=int)
-             for n in (0, 1) for i in ImageShard(folder / f"shard-{n}.tar").ids()}
+    after = {n: np.asarray(ImageShard(shards[n]).image(i), dtype=int) for n in shards for i in ImageShard(shards[n]).ids()}
     # same weights through from_pretrained: the same images (float rounding may move a pixel by 1)
     assert len(after) == len(before) > 0
     assert max(np.abs(after[k] - before[k]).max() for k in before) <= 1
@@ -108,7 +109,7 @@ def test_the_default_demo_shows_ddb_lifting_worst_group_accuracy(tmp_path):
     config["targets"] = ["demo"]
     write_config(tmp_path, config)
     run_snakemake(tmp_path, "--cores", "2")
-    report = json.loads((tmp_path / "results/demo/eval.json").read_text())
+    report = json.loads(run_paths(tmp_path).path("eval_json").read_text())
     erm, ddb = report["erm"]["worst_group_accuracy"], report["ddb"]["worst_group_accuracy"]
     assert erm <= 0.1  # ERM learned the background
     assert ddb > erm and ddb - erm >= 0.15, (erm, ddb)

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import target
 from test_datasets_real import make_waterbirds
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET = "results/waterbirds/eval.json"
+TARGET = target("eval_json", "waterbirds")  # results/waterbirds/eval.json, the command the README gives
 GPU_RULES = {"train_erm", "textual_inversion", "select_low_loss", "mask", "inpaint", "ig_score", "retrain",
              "dfr", "evaluate"}
 LIGHT_RULES = {"prepare_dataset", "mean_softmax", "prune"}
@@ -151,7 +152,7 @@ def test_a_dataset_entry_scales_caps_and_sets_its_own_requests(workdir):
     config["targets"] = ["waterbirds", "small"]
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile", "slurm",
-               "-n", "--", TARGET, "results/small/eval.json"]
+               "-n", "--", TARGET, target("eval_json", "small")]
     env = cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="cpu", DDB_SLURM_GPU_PARTITION="gpu")
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     output = result.stdout + result.stderr

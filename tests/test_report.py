@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import run_snakemake
+from conftest import run_paths, run_snakemake, target
 
 pytestmark = pytest.mark.slow  # needs the demo run
 
@@ -52,17 +52,17 @@ def test_categories_by_step(report):
                                   "5. select_low_loss, mean_softmax", "6. textual_inversion"]
     assert all(list(sub) == ["demo"] for sub in categories.values())  # subcategory: the dataset
     assert sorted(categories["4. mask, inpaint, ig_score"]["demo"]) == [
-        "results/demo/report/pairs/landbird_to_waterbird.png", "results/demo/report/pairs/waterbird_to_landbird.png"]
-    assert "results/demo/report/prune.html" in categories["3. prune"]["demo"]
-    assert "results/demo/eval.json" in categories["1. evaluate"]["demo"]
+        target("report_pairs", pair="landbird_to_waterbird"), target("report_pairs", pair="waterbird_to_landbird")]
+    assert target("report_prune_html") in categories["3. prune"]["demo"]
+    assert target("eval_json") in categories["1. evaluate"]["demo"]
 
 
 def test_report_contains_the_eval_table(report, results):
     workdir, _ = report
-    entry = results["results/demo/report/eval.html"]
+    entry = results[target("report_eval_html")]
     assert entry["mime_type"] == "text/html" and "worst-group accuracy" in entry["caption"]
     table = embedded(entry["data_uri"]).decode()
-    evaluation = json.loads((workdir / "results/demo/eval.json").read_text())
+    evaluation = json.loads(run_paths(workdir).path("eval_json").read_text())
     assert "<table>" in table
     for model in ("erm", "ddb"):
         for key in ("worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy"):
@@ -75,16 +75,16 @@ def test_report_contains_prune_counts_and_psi(report, results):
     import pandas as pd
 
     workdir, _ = report
-    prune = embedded(results["results/demo/report/prune.html"]["data_uri"]).decode()
-    for path in sorted((workdir / "results/demo/prune").glob("*.parquet")):
+    prune = embedded(results[target("report_prune_html")]["data_uri"]).decode()
+    for pair, path in run_paths(workdir).find("prune"):
         table = pd.read_parquet(path)
-        src, dst = path.stem.split("_to_")
+        src, dst = pair["src"], pair["dst"]
         row = re.search(rf"<tr><td>{src} → {dst}</td>(.*?)</tr>", prune).group(1)
         cells = re.findall(r"<td>(.*?)</td>", row)
         assert cells[:2] == [str(len(table)), str(int(table["keep"].sum()))]
         assert cells[3:6] == [str(int((table["reason"] == r).sum())) for r in ("still_source", "low_ig", "no_mask")]
-    psi = embedded(results["results/demo/report/psi.html"]["data_uri"]).decode()
-    for row in pd.read_parquet(workdir / "results/demo/psi.parquet").to_dict("records"):
+    psi = embedded(results[target("report_psi_html")]["data_uri"]).decode()
+    for row in pd.read_parquet(run_paths(workdir).path("psi")).to_dict("records"):
         assert f"{row['psi']:.6f}" in psi
 
 
@@ -96,10 +96,10 @@ def test_report_contains_the_image_grids_and_curves(report, results):
         data = embedded(results[path]["data_uri"])
         assert data == (workdir / path).read_bytes()  # the very file, embedded
         assert Image.open(io.BytesIO(data)).format == "PNG"
-    grid = results["results/demo/report/pairs/landbird_to_waterbird.png"]
+    grid = results[target("report_pairs", pair="landbird_to_waterbird")]
     assert grid["labels"] == {"pair": "landbird_to_waterbird", "figure": "source | mask | generated | IG"}
     assert "IG heat map" in grid["caption"] and "landbird_to_waterbird" in grid["caption"]
-    assert "validation" in results["results/demo/report/retrain_curves.png"]["caption"]
+    assert "validation" in results[target("report_retrain_curves")]["caption"]
 
 
 def test_report_is_self_contained_and_described(report):
@@ -116,4 +116,4 @@ def test_plain_report_without_targets(report):
     workdir, _ = report
     run_snakemake(workdir, "--report", "results/all.html")
     results = js_object((workdir / "results/all.html").read_text(encoding="utf-8"), "results")
-    assert list(results) == ["results/demo/eval.json"]
+    assert list(results) == [target("eval_json")]

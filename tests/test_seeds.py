@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_paths, target
 from ddb.paths import run_name, split_run
 from ddb.summary import format_summary, summarize
 
@@ -68,7 +69,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_each_seed_runs_the_whole_dag_in_its_own_folder(seeds_workdir):
-    result = snakemake(seeds_workdir, "-n", "--", "results/demo/summary.json")
+    result = snakemake(seeds_workdir, "-n", "--", target("seed_summary"))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", output.split("Job stats:")[1].split("total")[0], re.M))
@@ -79,8 +80,8 @@ def test_each_seed_runs_the_whole_dag_in_its_own_folder(seeds_workdir):
     assert counts["seed_summary"] == "1"
     assert int(counts["inpaint"]) % 3 == 0
     for run in ("demo", "demo/seed-1", "demo/seed-2"):
-        assert f"results/{run}/erm/model.pt" in output
-        assert f"results/{run}/eval.json" in output
+        assert target("erm_model", run) in output
+        assert target("eval_json", run) in output
 
 
 def test_the_seed_param_differs_per_run(seeds_workdir):
@@ -102,16 +103,16 @@ def test_the_seed_param_differs_per_run(seeds_workdir):
 def test_the_summary_rule_writes_json_table_and_prints_it(seeds_workdir):
     values = {"demo": report(0.1, 0.5, 0.9), "demo/seed-1": report(0.3, 0.6, 0.8), "demo/seed-2": report(0.2, 0.4, 0.6)}
     for run, content in values.items():
-        path = seeds_workdir / "results" / run / "eval.json"
+        path = run_paths(seeds_workdir, run).path("eval_json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content))
-    result = snakemake(seeds_workdir, "--allowed-rules", "seed_summary", "--", "results/demo/summary.json")
+    result = snakemake(seeds_workdir, "--allowed-rules", "seed_summary", "--", target("seed_summary"))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    summary = json.loads((seeds_workdir / "results/demo/summary.json").read_text())
+    summary = json.loads(run_paths(seeds_workdir).path("seed_summary").read_text())
     assert summary["seeds"] == [0, 1, 2]
     assert summary["methods"]["erm"]["worst_group_accuracy"]["mean"] == pytest.approx(0.2)
     assert summary["methods"]["erm"]["worst_group_accuracy"]["std"] == pytest.approx(0.1)
-    table = pd.read_parquet(seeds_workdir / "results/demo/summary.parquet")
+    table = pd.read_parquet(run_paths(seeds_workdir).path("seed_summary_table"))
     assert len(table) == 3 * 3 * 3
     assert "demo: test accuracy over 3 seed(s) [0, 1, 2], mean ± std" in output

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import SMALL_DEMO, planned_jobs, run_snakemake, small_config, write_config
+from conftest import SMALL_DEMO, planned_jobs, run_paths, run_snakemake, small_config, target, write_config
 
 from _reliability import (artifacts, assert_same_artifact, changed_files, copy_workflow, planned, snakemake,
                           snapshot)
@@ -39,7 +39,7 @@ def test_edited_parameter_reruns_its_step_and_descendants(demo_copy, section, ch
 
 
 def test_edited_input_file_reruns_its_readers_and_descendants(demo_copy):
-    psi = demo_copy / "results/demo/psi.parquet"
+    psi = run_paths(demo_copy).path("psi")
     psi.touch()  # a newer file with the same bytes: Snakemake compares checksums, nothing to do
     assert planned_jobs(demo_copy, "--rerun-triggers", "mtime") == {}
     table = pd.read_parquet(psi)
@@ -77,19 +77,19 @@ def test_edited_code_reruns_only_that_step_and_descendants(demo_copy, workflow_c
 def test_deleted_shard_reruns_alone_and_comes_back_identical(demo_run, demo_copy):
     """Also the concurrency check: the demo ran with --cores 2; this shard and everything after it are
     recomputed with --cores 1 and must come back the same (Parquet tables equal, other files byte for byte)."""
-    shard = "results/demo/inpaint/landbird_to_waterbird/shard-1"
-    for suffix in (".tar", ".parquet"):
-        (demo_copy / f"{shard}{suffix}").unlink()
+    pair = {"src": "landbird", "dst": "waterbird"}
+    shard = [target(name, **pair, n=1) for name in ("inpaint_index", "inpaint_tar")]
+    for path in shard:
+        (demo_copy / path).unlink()
     assert planned_jobs(demo_copy) == {"inpaint": 1, "ig_score": 1, "prune": 1, "retrain": 1, "evaluate": 1,
                                        "all": 1}
     before = snapshot(demo_copy)
     run_snakemake(demo_copy, "--cores", "1")
     changes = changed_files(before, snapshot(demo_copy))
     assert changes["removed"] == []
-    assert changes["added"] == [f"{shard}.parquet", f"{shard}.tar"]
-    rerun = {"results/demo/ig/landbird_to_waterbird/shard-1.parquet", "results/demo/prune/landbird_to_waterbird.parquet",
-             "results/demo/retrain/model.pt", "results/demo/retrain/history.parquet", "results/demo/eval.json",
-             "results/demo/eval.parquet"}
+    assert changes["added"] == shard
+    rerun = {target("ig_scores", **pair, n=1), target("prune", **pair), target("retrain_model"),
+             target("retrain_history"), target("eval_json"), target("eval_table")}
     assert set(changes["modified"]) <= rerun  # bytes may differ only where Parquet metadata is rewritten
     for name in artifacts(demo_copy):
         assert_same_artifact(demo_copy / "results" / name, demo_run / "results" / name)

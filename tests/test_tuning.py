@@ -10,14 +10,16 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, planned_jobs, run_snakemake, write_config
+from conftest import REPO, planned_jobs, run_paths, run_snakemake, write_config
 from ddb.config import load_config, validate_config
 from ddb.errors import DDBError
+from ddb.paths import ARTIFACTS, RunPaths
 from ddb.tuning import (NAME_PATTERN, candidate_name, candidate_record, candidate_sections, candidates, select,
                         selected_model, selection)
 
@@ -145,7 +147,7 @@ def test_selection_and_the_model_evaluate_reads(tmp_path):
     assert chosen["candidates"] == ["P0_0-g1_1", "P1_1-g1_1"]
     path = tmp_path / "selected.json"
     path.write_text(json.dumps(chosen))
-    models = [str(tmp_path / f"tune/{name}/retrain/model.pt") for name in chosen["candidates"]]
+    models = [str(RunPaths(tmp_path).path("tune_model", cand=name)) for name in chosen["candidates"]]
     model, tuned = selected_model([str(path)], models)
     assert model == models[1] and tuned["selected"] == "P1_1-g1_1" and tuned["thresholds"] == [0.0, 0.0]
     assert selected_model([], ["results/demo/retrain/model.pt"]) == ("results/demo/retrain/model.pt", None)
@@ -197,18 +199,20 @@ def test_generation_runs_once_and_each_candidate_prunes_and_retrains(tuned_run):
     others = lambda planned: {rule: n for rule, n in planned.items() if rule not in ("all", "evaluate")
                               and not rule.startswith("tune_")}
     assert others(jobs) == others(before)
-    results = workdir / "results/demo"
-    for step in ("masks", "inpaint", "ig"):  # one set of shards, none per candidate
-        assert not list((results / "tune").rglob(f"{step}/*"))
-    assert len(list(results.glob("masks/*/shard-*.tar"))) == 4 and len(list(results.glob("inpaint/*/shard-*.tar"))) == 4
-    psi = pd.read_parquet(results / "psi.parquet")
+    paths = run_paths(workdir)
+    for name in NAMES:  # one set of shards, none per candidate: a candidate's folder holds prune/ and retrain/
+        found = {p.relative_to(paths.path("tune_candidate_dir", cand=name)).parts[0]
+                 for p in paths.path("tune_candidate_dir", cand=name).rglob("*")}
+        assert found == {Path(ARTIFACTS["prune"]).parts[0], Path(ARTIFACTS["retrain_model"]).parts[0]}, found
+    assert len(paths.glob("mask_tar")) == 4 and len(paths.glob("inpaint_tar")) == 4
+    psi = pd.read_parquet(paths.path("psi"))
     for name, thresholds in zip(NAMES, TWO["thresholds"]):
-        for pair in ("landbird_to_waterbird", "waterbird_to_landbird"):
-            table = pd.read_parquet(results / f"tune/{name}/prune/{pair}.parquet")
+        for src, dst in (("landbird", "waterbird"), ("waterbird", "landbird")):
+            table = pd.read_parquet(paths.path("tune_prune", cand=name, src=src, dst=dst))
             assert sorted(set(table["threshold"])) == sorted({thresholds[int(y)] for y in table["y"]})
             assert set(table["psi_source"]) <= set(psi["psi"])
-        assert (results / f"tune/{name}/retrain/model.pt").is_file()
-        history = pd.read_parquet(results / f"tune/{name}/retrain/history.parquet")
+        assert paths.path("tune_model", cand=name).is_file()
+        history = pd.read_parquet(paths.path("tune_history", cand=name))
         assert history["selected"].sum() == 1 and not [c for c in history.columns if "test" in c]
 
 
@@ -216,34 +220,34 @@ def test_generation_runs_once_and_each_candidate_prunes_and_retrains(tuned_run):
 def test_the_best_validation_wga_is_selected_and_only_it_is_evaluated_on_test(tuned_run, monkeypatch):
     workdir = tuned_run[0]
     monkeypatch.chdir(workdir)  # the manifest's image paths are relative to the working directory
-    results = workdir / "results/demo"
-    table = pd.read_parquet(results / "tune/candidates.parquet")
+    paths = run_paths(workdir)
+    table = pd.read_parquet(paths.path("tune_candidates"))
     assert table["candidate"].tolist() == NAMES
     expected = []
     for order, name in enumerate(NAMES):
-        history = pd.read_parquet(results / f"tune/{name}/retrain/history.parquet")
+        history = pd.read_parquet(paths.path("tune_history", cand=name))
         best = history.loc[history["selected"]].iloc[0]
-        kept = sum(int(pd.read_parquet(path)["keep"].sum()) for path in results.glob(f"tune/{name}/prune/*.parquet"))
+        kept = sum(int(pd.read_parquet(path)["keep"].sum()) for path in paths.glob("tune_prune", cand=name))
         row = table.set_index("candidate").loc[name]
         assert row["val_worst_group_accuracy"] == best["val_worst_group_accuracy"] and row["kept_total"] == kept
         expected.append((-best["val_worst_group_accuracy"], kept, order, name))
     winner = min(expected)[-1]
     assert table.loc[table["selected"], "candidate"].tolist() == [winner]
-    chosen = json.loads((results / "tune/selected.json").read_text())
+    chosen = json.loads(paths.path("tune_selected").read_text())
     assert chosen["selected"] == winner and chosen["thresholds"] == TWO["thresholds"][NAMES.index(winner)]
 
     # eval.json: DDB is the winner, recorded with its values; eval.parquet has one DDB model's rows
-    report = json.loads((results / "eval.json").read_text())
+    report = json.loads(paths.path("eval_json").read_text())
     assert report["tune"]["selected"] == winner and report["tune"]["candidates"] == NAMES
-    rows = pd.read_parquet(results / "eval.parquet")
-    manifest = pd.read_parquet(results / "data/manifest.parquet")
+    rows = pd.read_parquet(paths.path("eval_table"))
+    manifest = pd.read_parquet(paths.path("manifest"))
     n_groups = manifest.loc[manifest["split"] == "test", "group"].nunique()
     assert (rows["model"] == "ddb").sum() == n_groups
     # the test accuracies are the winner's model's (evaluate loaded it, and no other candidate's)
     from ddb.models.classifier import eval_transform, load_classifier
     from ddb.training import evaluate_groups, train_sizes_of
 
-    model, meta = load_classifier(results / f"tune/{winner}/retrain/model.pt")
+    model, meta = load_classifier(paths.path("tune_model", cand=winner))
     metrics, _ = evaluate_groups(model, manifest[manifest["split"] == "test"],
                                  eval_transform(meta["image_size"], meta.get("transform", "stretch")), 32, "cpu",
                                  train_sizes_of(manifest))
@@ -263,7 +267,8 @@ def test_inspect_and_the_report_show_every_candidate(tuned_run):
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         return result.stdout
 
-    table = pd.read_parquet(workdir / "results/demo/tune/candidates.parquet").set_index("candidate")
+    paths = run_paths(workdir)
+    table = pd.read_parquet(paths.path("tune_candidates")).set_index("candidate")
     winner = table.index[table["selected"]][0]
     out = inspect("--step", "tune")
     for name in NAMES:
@@ -276,10 +281,12 @@ def test_inspect_and_the_report_show_every_candidate(tuned_run):
     tune_line = next(line for line in overview.splitlines() if line.startswith("tune "))
     assert f"2 candidates, selected {winner}" in tune_line
     prune_line = next(line for line in overview.splitlines() if line.startswith("prune "))
-    assert f"tune/{winner}/prune/" in prune_line and f"tuned candidate {winner}" in prune_line
+    assert str(paths.folder("tune_prune", cand=winner).relative_to(paths.root)) + "/" in prune_line
+    assert f"tuned candidate {winner}" in prune_line
 
-    run_snakemake(workdir, "--cores", "1", "results/demo/report/tune.html")
-    html = (workdir / "results/demo/report/tune.html").read_text()
+    html_path = paths.path("report_tune_html")
+    run_snakemake(workdir, "--cores", "1", str(html_path.relative_to(workdir)))
+    html = html_path.read_text()
     assert all(name in html for name in NAMES) and f"Selected: {winner}" in html
 
 

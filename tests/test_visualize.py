@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import SMALL_DEMO, run_snakemake
+from conftest import SMALL_DEMO, run_paths, run_snakemake, target
+from ddb.paths import ARTIFACTS, report_file
+from ddb.visualize import grid_name
 
 pytestmark = pytest.mark.slow  # needs the demo run
 
@@ -29,22 +31,23 @@ def visualized(demo_run, tmp_path_factory) -> tuple[Path, float]:
     workdir = tmp_path_factory.mktemp("visualized") / "run"
     shutil.copytree(demo_run, workdir, symlinks=True)
     start = time.perf_counter()
-    run_snakemake(workdir, "--cores", "2", "results/demo/report/eval.html")
+    run_snakemake(workdir, "--cores", "2", target("report_eval_html"))
     return workdir, time.perf_counter() - start
 
 
 @pytest.fixture(scope="module")
 def report_dir(visualized) -> Path:
-    return visualized[0] / "results" / "demo" / "report"
+    return run_paths(visualized[0]).path("report_dir")
 
 
 @pytest.fixture(scope="module")
 def shown(report_dir) -> pd.DataFrame:
-    return pd.read_csv(report_dir / "grid_samples.csv")
+    return pd.read_csv(report_file(report_dir, "report_grid_samples"))
 
 
 def verdicts(workdir: Path, pair: str) -> pd.DataFrame:
-    return pd.read_parquet(workdir / "results" / "demo" / "prune" / f"{pair}.parquet")
+    src, dst = pair.split("_to_")
+    return pd.read_parquet(run_paths(workdir).path("prune", src=src, dst=dst))
 
 
 def test_visualize_ran_cleanly(visualized):
@@ -56,9 +59,10 @@ def test_visualize_ran_cleanly(visualized):
 
 
 def test_expected_files(report_dir):
-    expected = {"eval.html", "eval.csv", "prune.html", "prune_counts.csv", "psi.html", "psi.csv",
-                "retrain_curves.png", "textual_inversion_loss.png", "grid_samples.csv",
-                *[f"pairs/{p}.png" for p in PAIRS], *[f"kept_vs_pruned/{p}.png" for p in PAIRS]}
+    # every report file ddb.paths names (tune.html only with a `tune` section), a grid per pair
+    names = [name for name in ARTIFACTS if name.startswith("report_") and name != "report_dir" and "tune" not in name]
+    expected = {grid_name(name, pair) for name in names for pair in PAIRS}
+    assert len(expected) == 9 + 2 * len(PAIRS)
     found = {p.relative_to(report_dir).as_posix() for p in report_dir.rglob("*")
              if p.is_file() and not p.name.startswith(".")}  # Snakemake marks directory outputs with a dotfile
     assert found == expected
@@ -73,10 +77,10 @@ def test_pair_grids_have_one_row_of_four_tiles_per_shown_sample(visualized, repo
         expect_pruned = min(n_pruned, ROWS_PER_PAIR // 2)
         expect_kept = min(n_kept, ROWS_PER_PAIR - expect_pruned)
         expect_pruned = min(n_pruned, ROWS_PER_PAIR - expect_kept)
-        rows = shown[shown["grid"] == f"pairs/{pair}.png"].sort_values("row")
+        rows = shown[shown["grid"] == grid_name("report_pairs", pair)].sort_values("row")
         assert len(rows) == expect_kept + expect_pruned
         assert rows["keep"].tolist() == [True] * expect_kept + [False] * expect_pruned  # kept first
-        with Image.open(report_dir / "pairs" / f"{pair}.png") as image:
+        with Image.open(report_file(report_dir, "report_pairs", pair=pair)) as image:
             width, height = image.size
         # 4 tile columns + the caption column; title, headings, then one row of tiles per sample
         assert width == PAD + 4 * (TILE + PAD) + CAPTION_W
@@ -91,12 +95,12 @@ def test_galleries_show_kept_beside_pruned(visualized, report_dir, shown):
         with_image = table[table["reason"] != "no_mask"]
         n_kept = min(int(with_image["keep"].sum()), GALLERY_PER_SIDE)
         n_pruned = min(int((~with_image["keep"]).sum()), GALLERY_PER_SIDE)
-        tiles = shown[shown["grid"] == f"kept_vs_pruned/{pair}.png"]
+        tiles = shown[shown["grid"] == grid_name("report_kept_vs_pruned", pair)]
         assert int(tiles["keep"].sum()) == n_kept and int((~tiles["keep"]).sum()) == n_pruned
         assert (tiles.loc[tiles["keep"], "col"] < GALLERY_COLS).all()       # kept: left half
         assert (tiles.loc[~tiles["keep"], "col"] >= GALLERY_COLS).all()     # pruned: right half
         rows = -(-max(n_kept, n_pruned, 1) // GALLERY_COLS)
-        with Image.open(report_dir / "kept_vs_pruned" / f"{pair}.png") as image:
+        with Image.open(report_file(report_dir, "report_kept_vs_pruned", pair=pair)) as image:
             assert image.size == (PAD + 2 * GALLERY_COLS * (TILE + PAD) + GAP,
                                   TITLE_H + HEADER_H + rows * (TILE + CAPTION_H + PAD) + PAD)
         # each reason that occurs gets at least one tile on the pruned side
@@ -116,37 +120,37 @@ def test_captions_figures_are_the_prune_tables(visualized, shown):
 
 
 def test_recomputed_attributions_reproduce_rho(shown):
-    rows = shown[shown["grid"].str.startswith("pairs/")]
+    rows = shown[shown["grid"].isin([grid_name("report_pairs", pair) for pair in PAIRS])]
     assert len(rows) and rows["rho_recomputed"].notna().all()
     np.testing.assert_allclose(rows["rho_recomputed"], rows["rho"], rtol=1e-3, atol=1e-4)
 
 
 def test_tables_match_the_artifacts(visualized, report_dir):
-    demo = visualized[0] / "results" / "demo"
-    report = json.loads((demo / "eval.json").read_text())
-    table = pd.read_csv(report_dir / "eval.csv").set_index("group")
+    paths = run_paths(visualized[0])
+    report = json.loads(paths.path("eval_json").read_text())
+    table = pd.read_csv(report_file(report_dir, "report_eval_csv")).set_index("group")
     for group, accuracy in report["erm"]["group_accuracy"].items():
         assert table.loc[group, "erm"] == pytest.approx(accuracy)
         assert table.loc[group, "ddb"] == pytest.approx(report["ddb"]["group_accuracy"][group])
     assert table.loc["worst_group_accuracy", "ddb"] == pytest.approx(report["ddb"]["worst_group_accuracy"])
-    html = (report_dir / "eval.html").read_text()
+    html = report_file(report_dir, "report_eval_html").read_text()
     assert f"{report['ddb']['worst_group_accuracy']:.3f}" in html and "(worst)" in html
 
-    counts = pd.read_csv(report_dir / "prune_counts.csv").set_index("pair")
+    counts = pd.read_csv(report_file(report_dir, "report_prune_csv")).set_index("pair")
     for pair in PAIRS:
-        verdict = pd.read_parquet(demo / "prune" / f"{pair}.parquet")
+        verdict = verdicts(visualized[0], pair)
         assert counts.loc[pair, "generated"] == len(verdict)
         assert counts.loc[pair, "kept"] == int(verdict["keep"].sum())
         for reason in ("still_source", "low_ig", "no_mask"):
             assert counts.loc[pair, reason] == int((verdict["reason"] == reason).sum())
 
-    psi = pd.read_parquet(demo / "psi.parquet")
-    np.testing.assert_allclose(pd.read_csv(report_dir / "psi.csv")["psi"], psi["psi"], rtol=1e-5)
+    psi = pd.read_parquet(paths.path("psi"))
+    np.testing.assert_allclose(pd.read_csv(report_file(report_dir, "report_psi_csv"))["psi"], psi["psi"], rtol=1e-5)
 
 
 def test_curves_are_pngs(report_dir):
-    for name, size in (("retrain_curves.png", (1100, 400)), ("textual_inversion_loss.png", (700, 400))):
-        with Image.open(report_dir / name) as image:
+    for name, size in (("report_retrain_curves", (1100, 400)), ("report_ti_curve", (700, 400))):
+        with Image.open(report_file(report_dir, name)) as image:
             assert image.format == "PNG" and image.size == size
 
 
@@ -173,15 +177,15 @@ def test_grids_are_deterministic(visualized, report_dir, tmp_path):
             os.chdir(cwd)
     finally:
         torch.set_num_threads(previous)
-    again = pd.read_csv(tmp_path / "grid_samples.csv")
-    first = pd.read_csv(report_dir / "grid_samples.csv")
+    again = pd.read_csv(report_file(tmp_path, "report_grid_samples"))
+    first = pd.read_csv(report_file(report_dir, "report_grid_samples"))
     assert again[["grid", "row", "col", "sample_id"]].equals(first[["grid", "row", "col", "sample_id"]])
     for pair in PAIRS:
-        for kind in ("pairs", "kept_vs_pruned"):
-            a = np.asarray(Image.open(report_dir / kind / f"{pair}.png"))
-            b = np.asarray(Image.open(tmp_path / kind / f"{pair}.png"))
+        for kind in ("report_pairs", "report_kept_vs_pruned"):
+            a = np.asarray(Image.open(report_file(report_dir, kind, pair=pair)))
+            b = np.asarray(Image.open(report_file(tmp_path, kind, pair=pair)))
             assert a.shape == b.shape
-            assert (a != b).any(axis=-1).mean() < 0.001, f"{kind}/{pair}.png differs"
+            assert (a != b).any(axis=-1).mean() < 0.001, f"{grid_name(kind, pair)} differs"
 
 
 def test_inspect_lists_the_grids_and_the_tile_of_a_sample(visualized, shown):
@@ -190,6 +194,6 @@ def test_inspect_lists_the_grids_and_the_tile_of_a_sample(visualized, shown):
     workdir, _ = visualized
     out = inspect(workdir, "results/demo").stdout
     assert "6 PNG" in line_of(out, "visualize")
-    row = shown[shown["grid"] == "pairs/landbird_to_waterbird.png"].iloc[0]
+    row = shown[shown["grid"] == grid_name("report_pairs", PAIRS[0])].iloc[0]
     trace = inspect(workdir, "results/demo", "--sample", row["sample_id"]).stdout
-    assert "report/pairs/landbird_to_waterbird.png" in trace and f"row {int(row['row']) + 1}" in trace
+    assert ARTIFACTS["report_pairs"].format(pair=PAIRS[0]) in trace and f"row {int(row['row']) + 1}" in trace

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import RunPaths
+from .paths import ARTIFACTS, RunPaths
 from .pruning import REASONS  # pandas only: inspect stays torch-free
 
 NOT_RUN = "not run yet"
@@ -66,8 +66,6 @@ def resolve_step(name: str) -> str:
 # The artifact layout of one dataset's results folder
 # ---------------------------------------------------------------------------------------------------
 
-_SHARD = re.compile(r"shard-(\d+)\.(tar|parquet)$")
-
 
 class Results:
     """Paths of every artifact under ``results/NAME`` (conventions.md), and what is there now."""
@@ -95,10 +93,8 @@ class Results:
 
     @property
     def retrain_history(self) -> Path:
-        """DDB's retraining history: retrain/, or with tuning the selected candidate's (ddb_root)."""
-        candidate = self.ddb_candidate
-        return (self.paths.path("tune_history", cand=candidate) if candidate
-                else self.paths.path("retrain_history"))
+        """DDB's retraining history: retrain/, or with tuning the selected candidate's."""
+        return self.paths.ddb_path("retrain_history", self.ddb_candidate)
 
     # --- tuning (ddb.tuning): with a `tune` section DDB's prune tables and model are a candidate's
     @property
@@ -126,14 +122,9 @@ class Results:
                     name = json.loads(self.tune_selection.read_text()).get("selected")
             except (OSError, ValueError, AttributeError):
                 name = None
-            self._ddb_candidate.append(name if name and (self.tune_dir / str(name)).is_dir() else None)
+            found = name and self.paths.path("tune_candidate_dir", cand=str(name)).is_dir()
+            self._ddb_candidate.append(name if found else None)
         return self._ddb_candidate[0]
-
-    @property
-    def ddb_root(self) -> Path:
-        """Where DDB's prune/ and retrain/ lie: the dataset's folder, or tune/<selected candidate>/."""
-        candidate = self.ddb_candidate
-        return self.tune_dir / candidate if candidate else self.root
 
     @property
     def dfr_selection(self) -> Path:
@@ -159,16 +150,11 @@ class Results:
     def report_dir(self) -> Path:
         return self.paths.path("report_dir")
 
-    def ti_dir(self, cls: str) -> Path:
-        return self.paths.path("ti_embeds", cls=cls).parent
-
     def low_loss(self, cls: str) -> Path:
         return self.paths.path("low_loss", cls=cls)
 
     def prune_table(self, src: str, dst: str) -> Path:
-        candidate = self.ddb_candidate
-        return (self.paths.path("tune_prune", cand=candidate, src=src, dst=dst) if candidate
-                else self.paths.path("prune", src=src, dst=dst))
+        return self.paths.ddb_path("prune", self.ddb_candidate, src=src, dst=dst)
 
     def rel(self, path: Path) -> str:
         try:
@@ -190,9 +176,8 @@ class Results:
                 classes = self.table(self.psi).sort_values("class")["class_name"].astype(str).tolist()
             if not classes:
                 found = set()
-                for folder in ("masks", "low_loss", "textual_inversion"):
-                    for entry in (self.root / folder).glob("*"):
-                        found.add(entry.stem if entry.is_file() else entry.name)
+                for name, key in (("mask_tar", "src"), ("low_loss", "cls"), ("ti_embeds", "cls")):
+                    found |= {wildcards[key] for wildcards, _ in self.paths.find(name)}
                 classes = sorted(found)
             self._classes = classes
         return self._classes
@@ -210,35 +195,27 @@ class Results:
     def pairs(self) -> list[tuple[str, str]]:
         """Ordered class pairs (src, dst) that any generation step has written."""
         found = set()
-        for folder in ("inpaint", "ig"):
-            for entry in (self.root / folder).glob("*_to_*"):
-                if entry.is_dir() and (pair := self._split_pair(entry.name)):
+        for name in ("inpaint_tar", "inpaint_index", "ig_scores", "prune"):
+            for wildcards, _ in self.paths.ddb_find(name, self.ddb_candidate):
+                if pair := self._split_pair(f"{wildcards['src']}_to_{wildcards['dst']}"):
                     found.add(pair)
-        for entry in (self.ddb_root / "prune").glob("*_to_*.parquet"):
-            if pair := self._split_pair(entry.stem):
-                found.add(pair)
         order = {c: i for i, c in enumerate(self.classes())}
         return sorted(found, key=lambda p: (order.get(p[0], 99), order.get(p[1], 99), p))
 
-    @staticmethod
-    def _shards(folder: Path, ext: str) -> list[tuple[int, Path]]:
-        shards = []
-        for path in folder.glob(f"shard-*.{ext}"):
-            if match := _SHARD.search(path.name):
-                shards.append((int(match.group(1)), path))
-        return sorted(shards)
+    def _shards(self, name: str, **wildcards) -> list[tuple[int, Path]]:
+        return [(int(found["n"]), path) for found, path in self.paths.find(name, **wildcards)]
 
     def mask_shards(self, src: str) -> list[tuple[int, Path]]:
         """(n, tar) of the finished mask shards of ``src`` (a shard counts once its index is written)."""
-        folder = self.paths.folder("mask_tar", src=src)
-        return [(n, tar) for n, tar in self._shards(folder, "tar") if tar.with_suffix(".parquet").exists()]
+        return [(n, tar) for n, tar in self._shards("mask_tar", src=src)
+                if self.paths.path("mask_index", src=src, n=n).exists()]
 
     def inpaint_shards(self, src: str, dst: str) -> list[tuple[int, Path]]:
-        folder = self.paths.folder("inpaint_tar", src=src, dst=dst)
-        return [(n, tar) for n, tar in self._shards(folder, "tar") if tar.with_suffix(".parquet").exists()]
+        return [(n, tar) for n, tar in self._shards("inpaint_tar", src=src, dst=dst)
+                if self.paths.path("inpaint_index", src=src, dst=dst, n=n).exists()]
 
     def ig_shards(self, src: str, dst: str) -> list[tuple[int, Path]]:
-        return self._shards(self.paths.folder("ig_scores", src=src, dst=dst), "parquet")
+        return self._shards("ig_scores", src=src, dst=dst)
 
     # --- reading
     def table(self, path: Path) -> pd.DataFrame:
@@ -372,22 +349,24 @@ def summarize_step(results: Results, step: str) -> StepSummary:
                            status="error")
 
 
-_ARTIFACT = {
-    "prepare_dataset": "data/manifest.parquet",
-    "train_erm": "erm/history.parquet",
-    "textual_inversion": "textual_inversion/{cls}/loss.parquet",
-    "select_low_loss": "low_loss/{cls}.parquet",
-    "mean_softmax": "psi.parquet",
-    "mask": "masks/{src}/shard-{n}.tar",
-    "inpaint": "inpaint/{src}_to_{dst}/shard-{n}.tar",
-    "ig_score": "ig/{src}_to_{dst}/shard-{n}.parquet",
-    "prune": "prune/{src}_to_{dst}.parquet",
-    "retrain": "retrain/history.parquet",
-    "tune": "tune/candidates.parquet",
-    "dfr": "dfr/selection.parquet",
-    "evaluate": "eval.json",
-    "visualize": "report/",
+# the artifact each step's summary line names (ddb.paths)
+_STEP_ARTIFACT = {
+    "prepare_dataset": "manifest",
+    "train_erm": "erm_history",
+    "textual_inversion": "ti_loss",
+    "select_low_loss": "low_loss",
+    "mean_softmax": "psi",
+    "mask": "mask_tar",
+    "inpaint": "inpaint_tar",
+    "ig_score": "ig_scores",
+    "prune": "prune",
+    "retrain": "retrain_history",
+    "tune": "tune_candidates",
+    "dfr": "dfr_selection",
+    "evaluate": "eval_json",
+    "visualize": "report_dir",
 }
+_ARTIFACT = {step: ARTIFACTS[name] for step, name in _STEP_ARTIFACT.items()}
 
 
 def _require(path: Path) -> Path:
@@ -406,7 +385,7 @@ def _summary_prepare_dataset(results: Results) -> StepSummary:
         inner = ", ".join(f"{g} {int(n)}" for g, n in groups.items())
         parts.append(f"{split} {int(groups.sum())} ({inner})" if split == "train" else f"{split} {int(groups.sum())}")
     data = {split: {g: int(n) for g, n in counts[split].items()} for split in splits}
-    return StepSummary("prepare_dataset", "data/manifest.parquet", rows=len(manifest), figure=" · ".join(parts),
+    return StepSummary("prepare_dataset", _ARTIFACT["prepare_dataset"], rows=len(manifest), figure=" · ".join(parts),
                        status="done", data={"groups": data})
 
 
@@ -415,7 +394,7 @@ def _summary_train_erm(results: Results) -> StepSummary:
     best = history.loc[history["val_worst_group_accuracy"].idxmax()]
     figure = (f"{len(history)} epochs · final loss {fmt(history['loss'].iloc[-1])} · best val WGA "
               f"{fmt(best['val_worst_group_accuracy'])} (epoch {int(best['epoch'])})")
-    return StepSummary("train_erm", "erm/history.parquet", rows=len(history), figure=figure, status="done",
+    return StepSummary("train_erm", _ARTIFACT["train_erm"], rows=len(history), figure=figure, status="done",
                        data={"epochs": len(history), "best_val_wga": float(best["val_worst_group_accuracy"]),
                              "best_epoch": int(best["epoch"])})
 
@@ -423,12 +402,12 @@ def _summary_train_erm(results: Results) -> StepSummary:
 def _summary_textual_inversion(results: Results) -> StepSummary:
     parts, rows, data, missing = [], 0, {}, []
     for cls in results.classes():
-        loss_path = results.ti_dir(cls) / "loss.parquet"
+        loss_path = results.paths.path("ti_loss", cls=cls)
         if not loss_path.exists():
             missing.append(cls)
             continue
         loss = results.table(loss_path)
-        samples_path = results.ti_dir(cls) / "samples.parquet"
+        samples_path = results.paths.path("ti_samples", cls=cls)
         images = len(results.table(samples_path)) if samples_path.exists() else None
         rows += len(loss)
         data[cls] = {"images": images, "steps": len(loss), "first_loss": float(loss["loss"].iloc[0]),
@@ -465,7 +444,7 @@ def _summary_mean_softmax(results: Results) -> StepSummary:
     psi = results.table(_require(results.psi))
     parts = [f"{r['class_name']} K={int(r['k'])} Ψ={r['psi']:.4f}" for r in psi.to_dict("records")]
     data = {str(r["class_name"]): {"k": int(r["k"]), "psi": float(r["psi"])} for r in psi.to_dict("records")}
-    return StepSummary("mean_softmax", "psi.parquet", rows=len(psi), figure=" · ".join(parts), status="done",
+    return StepSummary("mean_softmax", _ARTIFACT["mean_softmax"], rows=len(psi), figure=" · ".join(parts), status="done",
                        data=data)
 
 
@@ -658,7 +637,7 @@ def _summary_evaluate(results: Results) -> StepSummary:
     if report.get("rehearsal"):
         parts.insert(0, "REHEARSAL (random weights)")
         data["rehearsal"] = True
-    return StepSummary("evaluate", "eval.json", rows=rows, figure=" · ".join(parts), status="done", data=data)
+    return StepSummary("evaluate", _ARTIFACT["evaluate"], rows=rows, figure=" · ".join(parts), status="done", data=data)
 
 
 def _summary_visualize(results: Results) -> StepSummary:
@@ -723,12 +702,12 @@ def _table_train_erm(results):
 def _table_textual_inversion(results):
     rows = []
     for cls in results.classes():
-        loss_path = results.ti_dir(cls) / "loss.parquet"
+        loss_path = results.paths.path("ti_loss", cls=cls)
         if not loss_path.exists():
             rows.append([cls, NOT_RUN, "", "", "", "", ""])
             continue
         loss = results.table(loss_path)
-        samples_path = results.ti_dir(cls) / "samples.parquet"
+        samples_path = results.paths.path("ti_samples", cls=cls)
         samples = results.table(samples_path) if samples_path.exists() else pd.DataFrame()
         groups = ", ".join(sorted(samples["group"].unique())) if "group" in samples else "-"
         rows.append([cls, len(samples), groups, len(loss), float(loss["loss"].iloc[0]), float(loss["loss"].iloc[-1]),
@@ -905,7 +884,7 @@ def _table_dfr(results):
 def _table_evaluate(results):
     report = results.eval_report() if results.eval_json.exists() else None
     if report is None:
-        raise FileNotFoundError("eval.json")
+        raise FileNotFoundError(_ARTIFACT["evaluate"])
     table = results.table(results.eval_table) if results.eval_table.exists() else None
     columns, rows = eval_rows(report, table)
     title = (f"test accuracy, {eval_title(report)} ({report.get('dataset', results.name)}; eval.json, eval.parquet; "
@@ -989,7 +968,7 @@ def trace_sample(results: Results, sample_id: str) -> Trace:
               f" · image {row['path']}")
 
     # textual inversion: was this image one the token of its class learned from?
-    samples_path = results.ti_dir(cls) / "samples.parquet"
+    samples_path = results.paths.path("ti_samples", cls=cls)
     if samples_path.exists():
         samples = results.table(samples_path)
         used = source_id in set(samples["sample_id"].astype(str))
@@ -1011,10 +990,10 @@ def trace_sample(results: Results, sample_id: str) -> Trace:
     psi = results.table(results.psi) if results.psi.exists() else None
     if psi is not None:
         value = psi.loc[psi["class"] == y, "psi"]
-        trace.add("mean_softmax", "psi.parquet",
+        trace.add("mean_softmax", _ARTIFACT["mean_softmax"],
                   f"Ψ of its class {cls} = {float(value.iloc[0]):.4f}" if len(value) else f"no Ψ for class {y}")
     else:
-        trace.add("mean_softmax", "psi.parquet", NOT_RUN)
+        trace.add("mean_softmax", _ARTIFACT["mean_softmax"], NOT_RUN)
 
     if row["split"] != "train":
         trace.add("mask", "-", f"not a generation source (split {row['split']}): DDB redraws training images only")
@@ -1105,7 +1084,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
         trace.add("retrain", results.rel(results.retrain_history),
                   arrow + (f"{gid} trained on, labelled {dst} (γ term of class {dst})" if verdict["keep"]
                            else f"{gid} not used (pruned)"))
-    shown = results.report_dir / "grid_samples.csv"
+    shown = results.paths.path("report_grid_samples")
     if shown.exists():
         grid = pd.read_csv(shown)
         hits = grid[grid["sample_id"].astype(str) == gid]
@@ -1130,7 +1109,7 @@ def _trace_eval(results: Results, trace: Trace, row: dict) -> None:
         parts = [f"{m.upper()} {fmt(report[m]['group_accuracy'].get(row['group']))}"
                  for m in eval_models(report) if m != "dfr"]
         baseline = f" (DFR {fmt(report['dfr']['group_accuracy'].get(row['group']))})" if "dfr" in report else ""
-        trace.add("evaluate", "eval.json", f"its group {row['group']}: test accuracy " + " → ".join(parts) + baseline)
+        trace.add("evaluate", _ARTIFACT["evaluate"], f"its group {row['group']}: test accuracy " + " → ".join(parts) + baseline)
 
 
 def format_trace(results: Results, trace: Trace) -> str:
@@ -1147,6 +1126,16 @@ class NotAResultsFolder(ValueError):
     pass
 
 
+def _is_run(folder: Path) -> bool:
+    """Whether ``folder`` is a run's folder: its dataset has been prepared there."""
+    return RunPaths(folder).folder("manifest").is_dir()
+
+
+def _has_artifacts(folder: Path) -> bool:
+    """Whether any step has written into ``folder`` (the top-level entry of any artifact exists)."""
+    return any((folder / Path(template).parts[0]).exists() for template in ARTIFACTS.values())
+
+
 def open_results(path: str | Path) -> Results:
     """A Results for ``path``; NotAResultsFolder (one line) when it does not exist or is the parent folder."""
     path = Path(path)
@@ -1156,14 +1145,12 @@ def open_results(path: str | Path) -> Results:
         raise NotAResultsFolder(f"{path}: not a folder; pass a dataset's results folder such as results/demo")
     records = path.resolve().name
     if records in ("logs", "benchmarks") and (path / "prepare_dataset").is_dir():  # <results>/logs/<step>/..., not a dataset's folder
-        datasets = sorted(p.name for p in path.parent.iterdir() if p.is_dir() and (p / "data").is_dir())
+        datasets = sorted(p.name for p in path.parent.iterdir() if p.is_dir() and _is_run(p))
         raise NotAResultsFolder(f"{path} holds the jobs' {records} ({path}/<step>/<dataset>...), not a dataset's "
                                 "results: pass a dataset's results folder"
                                 + (f", e.g. {path.parent / datasets[0]}" if datasets else ""))
-    known = {"data", "erm", "textual_inversion", "low_loss", "masks", "inpaint", "ig", "prune", "retrain", "dfr", "tune",
-             "report", "psi.parquet", "eval.json"}
-    if not any((path / k).exists() for k in known):
-        inner = sorted(p.name for p in path.iterdir() if p.is_dir() and (p / "data").is_dir())
+    if not _has_artifacts(path):
+        inner = sorted(p.name for p in path.iterdir() if p.is_dir() and _is_run(p))
         if inner:
             raise NotAResultsFolder(f"{path} holds the results of {len(inner)} dataset(s): pass one of "
                                     + ", ".join(str(path / name) for name in inner))

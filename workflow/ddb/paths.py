@@ -20,6 +20,7 @@ from pathlib import Path
 ARTIFACTS = {
     "manifest": "data/manifest.parquet",
     "groups": "data/groups.parquet",
+    "dataset_root": "data/root.txt",  # the dataset root the manifest was drawn from (prepare_dataset)
     "erm_model": "erm/model.pt",
     "erm_history": "erm/history.parquet",
     "low_loss": "low_loss/{cls}.parquet",
@@ -43,17 +44,36 @@ ARTIFACTS = {
     "tune_prune": "tune/{cand}/prune/{src}_to_{dst}.parquet",
     "tune_model": "tune/{cand}/retrain/model.pt",
     "tune_history": "tune/{cand}/retrain/history.parquet",
+    "tune_candidate_dir": "tune/{cand}",
     "tune_candidates": "tune/candidates.parquet",
     "tune_selected": "tune/selected.json",
     "eval_json": "eval.json",
     "eval_table": "eval.parquet",
+    # the report (rules/report.smk, rules/tune.smk): tables, curves and grids a person opens first
     "report_dir": "report",
+    "report_eval_html": "report/eval.html",
+    "report_eval_csv": "report/eval.csv",
+    "report_retrain_curves": "report/retrain_curves.png",
+    "report_prune_html": "report/prune.html",
+    "report_prune_csv": "report/prune_counts.csv",
+    "report_kept_vs_pruned": "report/kept_vs_pruned/{pair}.png",
+    "report_pairs": "report/pairs/{pair}.png",
+    "report_psi_html": "report/psi.html",
+    "report_psi_csv": "report/psi.csv",
+    "report_ti_curve": "report/textual_inversion_loss.png",
+    "report_grid_samples": "report/grid_samples.csv",
+    "report_tune_html": "report/tune.html",
+    "report_tune_csv": "report/tune.csv",
     # a dataset's summary over its seeds lies in the folder of the config's seed run
     "seed_summary": "summary.json",
     "seed_summary_table": "summary.parquet",
 }
 
+# DDB's own prune tables and model: with a `tune` section, those of the selected candidate (ddb.tuning)
+TUNED_ARTIFACTS = {"prune": "tune_prune", "retrain_model": "tune_model", "retrain_history": "tune_history"}
+
 SEED_FOLDER = "seed-{seed}"
+_WILDCARD = re.compile(r"\{(\w+)\}")
 _SEED_RUN = re.compile(r"^(?P<dataset>[^/]+)/seed-(?P<seed>\d+)$")
 
 
@@ -84,5 +104,71 @@ class RunPaths:
         return self.root / ARTIFACTS[name].format(**wildcards)
 
     def folder(self, name: str, **wildcards) -> Path:
-        """The folder that holds artifact ``name`` (its wildcards left out where the file name holds them)."""
-        return self.path(name, **{"n": 0, **wildcards}).parent
+        """The folder that holds artifact ``name``: only the wildcards of its folder part are needed
+        (``folder("mask_tar", src="landbird")`` is masks/landbird)."""
+        return self.root / Path(ARTIFACTS[name]).parent.as_posix().format(**wildcards)
+
+    def ddb_path(self, name: str, candidate: str | None = None, **wildcards) -> Path:
+        """DDB's ``prune`` / ``retrain_model`` / ``retrain_history``: the run's own, or with ``candidate``
+        (a tuned run's selected candidate) the one under tune/<candidate>/."""
+        name, wildcards = _ddb_artifact(name, candidate, wildcards)
+        return self.path(name, **wildcards)
+
+    def ddb_find(self, name: str, candidate: str | None = None, **wildcards) -> list[tuple[dict[str, str], Path]]:
+        """:meth:`find` for DDB's own artifact ``name`` (see :meth:`ddb_path`)."""
+        name, wildcards = _ddb_artifact(name, candidate, wildcards)
+        return self.find(name, **wildcards)
+
+    def find(self, name: str, **wildcards) -> list[tuple[dict[str, str], Path]]:
+        """The files of artifact ``name`` that exist, the wildcards not given matching anything:
+        ``[({wildcard: value}, path)]`` sorted by path (shard numbers as numbers)."""
+        template = ARTIFACTS[name]
+        pattern, regex, position = "", "", 0
+        for match in _WILDCARD.finditer(template):
+            literal = template[position:match.start()]
+            pattern += _glob_escape(literal)
+            regex += re.escape(literal)
+            key = match.group(1)
+            if key in wildcards:
+                pattern += _glob_escape(str(wildcards[key]))
+                regex += re.escape(str(wildcards[key]))
+            else:
+                pattern += "*"
+                # a shard number is digits; a class name may hold underscores, so src stops at the first _to_
+                regex += rf"(?P<{key}>\d+)" if key == "n" else rf"(?P<{key}>[^/]+?)"
+            position = match.end()
+        pattern += _glob_escape(template[position:])
+        regex = re.compile(regex + re.escape(template[position:]))
+        found = []
+        for path in self.root.glob(pattern):
+            if match := regex.fullmatch(path.relative_to(self.root).as_posix()):
+                found.append((match.groupdict(), path))
+        return sorted(found, key=lambda item: [int(v) if k == "n" else v for k, v in item[0].items()])
+
+    def glob(self, name: str, **wildcards) -> list[Path]:
+        """The existing files of artifact ``name`` (see :meth:`find`), sorted."""
+        return [path for _, path in self.find(name, **wildcards)]
+
+
+def report_file(report_dir: str | os.PathLike, name: str, **wildcards) -> Path:
+    """Report file ``name`` (a ``report_*`` artifact) inside ``report_dir``, wherever that folder lies."""
+    return Path(report_dir) / _in_report(name).format(**wildcards)
+
+
+def report_folder(report_dir: str | os.PathLike, name: str) -> Path:
+    """The folder inside ``report_dir`` that holds report file ``name`` (the grids' pairs/, kept_vs_pruned/)."""
+    return Path(report_dir) / Path(_in_report(name)).parent
+
+
+def _in_report(name: str) -> str:
+    return Path(ARTIFACTS[name]).relative_to(ARTIFACTS["report_dir"]).as_posix()
+
+
+def _ddb_artifact(name: str, candidate: str | None, wildcards: dict) -> tuple[str, dict]:
+    if candidate and name in TUNED_ARTIFACTS:
+        return TUNED_ARTIFACTS[name], {"cand": candidate, **wildcards}
+    return name, wildcards
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)

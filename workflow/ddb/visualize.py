@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .inspect import REASONS, Results, eval_models, eval_rows, eval_title, fmt, prune_counts
 from .io import ImageShard, atomic_path, load_image, read_parquet, write_png
+from .paths import report_file, report_folder
 from .seeding import derive_seed
 
 # ---- geometry (pixels)
@@ -450,6 +451,11 @@ def html_table(title: str, columns: list[str], rows: list[list], note: str = "",
             + (f"<p>{html.escape(note)}</p>" if note else "") + "</body></html>\n")
 
 
+def grid_name(name: str, pair: str) -> str:
+    """A grid's path inside report/ (grid_samples.csv's ``grid`` column)."""
+    return report_file("", name, pair=pair).as_posix()
+
+
 def _write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -473,13 +479,13 @@ def write_eval_tables(results: Results, out: Path) -> None:
                                 "Δ = DDB − ERM. Train-weighted mean weights each group by its share of the training set."
                                 + (" DFR: ERM's last layer refit on group-balanced validation data (the baseline; "
                                    "dfr/selection.parquet has its C grid)." if "dfr" in report else ""),
-                           row_classes=[""] * n_groups + ["summary"] * 3), out / "eval.html")
+                           row_classes=[""] * n_groups + ["summary"] * 3), report_file(out, "report_eval_html"))
     models = eval_models(report)
     csv_rows = [{"group": g, **{m: report[m]["group_accuracy"][g] for m in models}}
                 for g in sorted(report[models[0]]["group_accuracy"])]
     for key in ("worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy"):
         csv_rows.append({"group": key, **{m: report[m][key] for m in models}})
-    _write_csv(pd.DataFrame(csv_rows), out / "eval.csv")
+    _write_csv(pd.DataFrame(csv_rows), report_file(out, "report_eval_csv"))
 
 
 def write_prune_tables(results: Results, out: Path) -> pd.DataFrame:
@@ -494,8 +500,8 @@ def write_prune_tables(results: Results, out: Path) -> pd.DataFrame:
     _write_text(html_table(f"{results.name}: pruning per class pair and reason", columns, rows,
                            note="still_source: softmax of the source class ≥ Ψ_src; low_ig: ρ ≤ P_dst; "
                                 "no_mask: the masker found nothing to redraw.",
-                           row_classes=[""] * (len(rows) - 1) + ["summary"]), out / "prune.html")
-    _write_csv(counts, out / "prune_counts.csv")
+                           row_classes=[""] * (len(rows) - 1) + ["summary"]), report_file(out, "report_prune_html"))
+    _write_csv(counts, report_file(out, "report_prune_csv"))
     return counts
 
 
@@ -505,8 +511,8 @@ def write_psi_tables(results: Results, out: Path) -> None:
     _write_text(html_table(f"{results.name}: Ψ per class", ["class", "name", "K", "Ψ"], rows,
                            note="Ψ_c: mean softmax of class c over its K lowest-loss training samples. A generation "
                                 "from class c whose softmax of c stays ≥ Ψ_c is pruned (still_source)."),
-                out / "psi.html")
-    _write_csv(psi, out / "psi.csv")
+                report_file(out, "report_psi_html"))
+    _write_csv(psi, report_file(out, "report_psi_csv"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -534,22 +540,22 @@ def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[st
     manifest = read_parquet(results.manifest, ["sample_id", "path"])
     source_paths = dict(zip(manifest["sample_id"], manifest["path"]))
     out = Path(out_dir)
-    (out / "pairs").mkdir(parents=True, exist_ok=True)
-    (out / "kept_vs_pruned").mkdir(parents=True, exist_ok=True)
+    for name in ("report_pairs", "report_kept_vs_pruned"):  # the rule's directory() outputs, even if empty
+        report_folder(out, name).mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"tables": [], "curves": [], "pairs": [], "galleries": []}
 
     write_eval_tables(results, out)
     counts = write_prune_tables(results, out).set_index("pair")
     write_psi_tables(results, out)
-    written["tables"] += [out / n for n in ("eval.html", "eval.csv", "prune.html", "prune_counts.csv",
-                                            "psi.html", "psi.csv")]
+    written["tables"] += [report_file(out, name) for name in ("report_eval_html", "report_eval_csv", "report_prune_html",
+                                                              "report_prune_csv", "report_psi_html", "report_psi_csv")]
 
     erm = read_parquet(results.erm_history) if results.erm_history.exists() else None
-    plot_training_curves(read_parquet(results.retrain_history), erm, classes, out / "retrain_curves.png")
-    losses = {cls: read_parquet(results.ti_dir(cls) / "loss.parquet") for cls in classes
-              if (results.ti_dir(cls) / "loss.parquet").exists()}
-    plot_textual_inversion(losses, out / "textual_inversion_loss.png")
-    written["curves"] += [out / "retrain_curves.png", out / "textual_inversion_loss.png"]
+    plot_training_curves(read_parquet(results.retrain_history), erm, classes, report_file(out, "report_retrain_curves"))
+    losses = {cls: read_parquet(results.paths.path("ti_loss", cls=cls)) for cls in classes
+              if results.paths.path("ti_loss", cls=cls).exists()}
+    plot_textual_inversion(losses, report_file(out, "report_ti_curve"))
+    written["curves"] += [report_file(out, "report_retrain_curves"), report_file(out, "report_ti_curve")]
 
     model = erm_model if erm_model is not None else load_classifier(results.paths.path("erm_model"), device)[0]
     shown = []
@@ -570,24 +576,24 @@ def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[st
         rho, attributions = recompute_attributions(model, images, rows, image_size=image_size, ig_cfg=ig_cfg,
                                                    device=device, transform=transform)
         grid, records = draw_pair_grid(src, dst, rows, images, attributions, pair_counts)
-        write_png(grid, out / "pairs" / f"{pair}.png")
+        write_png(grid, report_file(out, "report_pairs", pair=pair))
         for record, value in zip(records, rho):
-            shown.append({"grid": f"pairs/{pair}.png", **record, "rho_recomputed": float(value)})
-        written["pairs"].append(out / "pairs" / f"{pair}.png")
+            shown.append({"grid": grid_name("report_pairs", pair), **record, "rho_recomputed": float(value)})
+        written["pairs"].append(report_file(out, "report_pairs", pair=pair))
 
         candidates = verdicts[verdicts["reason"] != "no_mask"]
         kept = _seeded_order(candidates[candidates["keep"]], seed, pair, "gallery").head(gallery_per_side)
         pruned = _round_robin(candidates[~candidates["keep"]], gallery_per_side, seed, pair, "gallery")
         gallery, records = draw_gallery(src, dst, kept.sort_values("sample_id"),
                                         pruned.sort_values(["reason", "sample_id"]), images, pair_counts)
-        write_png(gallery, out / "kept_vs_pruned" / f"{pair}.png")
-        shown += [{"grid": f"kept_vs_pruned/{pair}.png", **record, "rho_recomputed": np.nan} for record in records]
-        written["galleries"].append(out / "kept_vs_pruned" / f"{pair}.png")
+        write_png(gallery, report_file(out, "report_kept_vs_pruned", pair=pair))
+        shown += [{"grid": grid_name("report_kept_vs_pruned", pair), **record, "rho_recomputed": np.nan} for record in records]
+        written["galleries"].append(report_file(out, "report_kept_vs_pruned", pair=pair))
 
     columns = ["grid", "row", "col", "sample_id", "source_id", "keep", "reason", "rho", "rho_recomputed",
                "p_source", "psi_source", "ratio", "threshold"]
-    _write_csv(pd.DataFrame(shown, columns=columns), out / "grid_samples.csv")
-    written["tables"].append(out / "grid_samples.csv")
+    _write_csv(pd.DataFrame(shown, columns=columns), report_file(out, "report_grid_samples"))
+    written["tables"].append(report_file(out, "report_grid_samples"))
     return written
 
 
