@@ -89,10 +89,11 @@ def run_variant(name: str, seeds: list[int], cores: int, root: Path) -> dict:
         shutil.copytree(root / start_from, workdir, symlinks=True)  # keeps mtimes and Snakemake's metadata
     workdir.mkdir(parents=True, exist_ok=True)
     write_config(workdir, changes, seeds)
+    target = lambda artifact: artifact_path("results", "demo", artifact).as_posix()  # noqa: E731
     variant = {"name": name, "changes": changes,
-               "seconds_first_seed": snakemake(workdir, "results/demo/eval.json", cores)}
+               "seconds_first_seed": snakemake(workdir, target("eval_json"), cores)}
     if len(seeds) > 1:
-        variant["seconds_other_seeds"] = snakemake(workdir, "results/demo/summary.json", cores)
+        variant["seconds_other_seeds"] = snakemake(workdir, target("seed_summary"), cores)
         summary = json.loads(artifact_path(workdir / "results", "demo", "seed_summary").read_text())
         variant["summary"] = summary["methods"]
     variant["per_seed"] = [seed_row(workdir, seed, seeds[0]) for seed in seeds]

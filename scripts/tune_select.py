@@ -1,23 +1,17 @@
 """Rule tune_select: every candidate's validation figures and kept counts; the best validation WGA wins."""
-from pathlib import Path
-
 from ddb.io import read_parquet, write_json, write_parquet
+from ddb.paths import wildcards_of
 from ddb.scripting import run_step
 from ddb.tuning import candidate_record, select, selection
-
-
-def candidate_of(path, depth):
-    """The candidate folder a path lies in: tune/<candidate>/retrain/history.parquet (depth 2)."""
-    return Path(path).parents[depth - 1].name
 
 
 @run_step
 def main(snakemake):
     classes = snakemake.params.classes
-    histories = {candidate_of(path, 2): path for path in snakemake.input.histories}
+    histories = {wildcards_of("tune_history", path)["cand"]: path for path in snakemake.input.histories}
     prune_tables = {}
     for path in snakemake.input.prune:
-        prune_tables.setdefault(candidate_of(path, 2), []).append(path)
+        prune_tables.setdefault(wildcards_of("tune_prune", path)["cand"], []).append(path)
     records = [candidate_record(candidate, [read_parquet(p) for p in prune_tables.get(candidate["name"], [])],
                                 read_parquet(histories[candidate["name"]]), classes)
                for candidate in snakemake.params.candidates]

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ddb.inspect import Results
-from ddb.paths import ARTIFACTS, RunPaths, artifact_path, report_file, report_folder
+from ddb.paths import ARTIFACTS, RunPaths, artifact_path, report_file, report_folder, run_folder_of, wildcards_of
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = r"(demo/seed-\d+|demo)"
@@ -35,8 +36,8 @@ def test_every_planned_output_is_a_named_artifact(tmp_path):
     outputs = {path.strip() for line in re.findall(r"^\s+output: (.+)$", result.stdout + result.stderr, re.M)
                for path in line.split(",")}
     assert len(outputs) > 50
-    # a directory() output (the report's grids) is the folder of a named artifact
-    folders = {str(Path(template).parent) for template in ARTIFACTS.values() if "{" in Path(template).name}
+    # the directory() outputs: the report's grid folders
+    folders = {str(Path(ARTIFACTS[name]).parent) for name in ("report_pairs", "report_kept_vs_pruned")}
     templates = [pattern(template) for template in [*ARTIFACTS.values(), *folders]]
     unnamed = []
     for path in outputs:
@@ -64,7 +65,7 @@ def touch(root: Path, *relative: str) -> None:
 def test_find_reads_the_wildcards_back_from_the_files(tmp_path):
     touch(tmp_path, "masks/non_blond/shard-10.tar", "masks/non_blond/shard-2.tar", "masks/blond/shard-0.tar",
           "masks/blond/shard-0.parquet", "inpaint/non_blond_to_blond/shard-1.tar", "prune/non_blond_to_blond.parquet",
-          "tune/P1_1-g1_1/prune/blond_to_non_blond.parquet", "masks/blond/notes.txt")
+          "tune/P1_1-g1_1/prune/blond_to_non_blond.parquet", "masks/blond/notes.txt", "tune/selected.json")
     paths = RunPaths(tmp_path)
     # shard numbers sort as numbers; a class name may hold underscores; other files are not the artifact
     assert paths.find("mask_tar") == [({"src": "blond", "n": "0"}, tmp_path / "masks/blond/shard-0.tar"),
@@ -75,11 +76,33 @@ def test_find_reads_the_wildcards_back_from_the_files(tmp_path):
                                           tmp_path / "inpaint/non_blond_to_blond/shard-1.tar")]
     assert paths.find("prune") == [({"src": "non_blond", "dst": "blond"}, tmp_path / "prune/non_blond_to_blond.parquet")]
     assert paths.find("ig_scores") == []
+    # a folder artifact finds folders only: tune/selected.json is no candidate
+    assert paths.find("tune_candidate_dir") == [({"cand": "P1_1-g1_1"}, tmp_path / "tune/P1_1-g1_1")]
+    with pytest.raises(KeyError, match="no wildcard sr"):
+        paths.find("mask_tar", sr="blond")  # a misspelt wildcard is an error, not "every shard"
+    # read back from a single path
+    shard = tmp_path / "masks/non_blond/shard-10.tar"
+    assert paths.match("mask_tar", shard) == {"src": "non_blond", "n": "10"}
+    assert paths.match("mask_index", shard) is None and paths.match("psi", tmp_path / "psi.parquet") == {}
+    seed_run = Path("results/demo/seed-1/tune/P1_1-g1_1/retrain/model.pt")
+    assert wildcards_of("tune_model", seed_run) == {"cand": "P1_1-g1_1"}
+    assert run_folder_of("tune_model", seed_run) == Path("results/demo/seed-1")
+    assert wildcards_of("tune_model", "results/demo/retrain/model.pt") is None
     # DDB's own prune tables: the run's, or those of the selected candidate (the given wildcards are not repeated)
     assert paths.ddb_find("prune", "P1_1-g1_1") == [({"src": "blond", "dst": "non_blond"},
                                                     tmp_path / "tune/P1_1-g1_1/prune/blond_to_non_blond.parquet")]
     assert paths.ddb_path("retrain_model", None) == tmp_path / "retrain/model.pt"
     assert paths.ddb_path("retrain_model", "P0_0") == tmp_path / "tune/P0_0/retrain/model.pt"
+
+
+def test_find_takes_names_literally(tmp_path):
+    touch(tmp_path, "masks/a[1]?/shard-0.tar", "masks/a1x/shard-0.tar", "prune/pro_to_con_to_anti.parquet")
+    paths = RunPaths(tmp_path)
+    # glob characters in a given name match themselves only
+    assert paths.glob("mask_tar", src="a[1]?") == [tmp_path / "masks/a[1]?/shard-0.tar"]
+    assert len(paths.glob("mask_tar")) == 2
+    # a name may hold "_to_" when the other end is given (src alone stops at the first "_to_")
+    assert paths.find("prune", dst="anti") == [({"src": "pro_to_con"}, tmp_path / "prune/pro_to_con_to_anti.parquet")]
 
 
 def test_folders_and_report_files(tmp_path):

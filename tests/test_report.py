@@ -76,7 +76,9 @@ def test_report_contains_prune_counts_and_psi(report, results):
 
     workdir, _ = report
     prune = embedded(results[target("report_prune_html")]["data_uri"]).decode()
-    for pair, path in run_paths(workdir).find("prune"):
+    found = run_paths(workdir).find("prune")
+    assert len(found) == 2
+    for pair, path in found:
         table = pd.read_parquet(path)
         src, dst = pair["src"], pair["dst"]
         row = re.search(rf"<tr><td>{src} → {dst}</td>(.*?)</tr>", prune).group(1)

@@ -203,7 +203,8 @@ def test_generation_runs_once_and_each_candidate_prunes_and_retrains(tuned_run):
     for name in NAMES:  # one set of shards, none per candidate: a candidate's folder holds prune/ and retrain/
         found = {p.relative_to(paths.path("tune_candidate_dir", cand=name)).parts[0]
                  for p in paths.path("tune_candidate_dir", cand=name).rglob("*")}
-        assert found == {Path(ARTIFACTS["prune"]).parts[0], Path(ARTIFACTS["retrain_model"]).parts[0]}, found
+        folder = Path(ARTIFACTS["tune_candidate_dir"])
+        assert found == {Path(ARTIFACTS[name]).relative_to(folder).parts[0] for name in ("tune_prune", "tune_model")}, found
     assert len(paths.glob("mask_tar")) == 4 and len(paths.glob("inpaint_tar")) == 4
     psi = pd.read_parquet(paths.path("psi"))
     for name, thresholds in zip(NAMES, TWO["thresholds"]):

@@ -233,15 +233,23 @@ class Results:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def shard_index(self, tar: Path) -> Path:
+        """The Parquet index beside a mask or inpaint shard ``tar`` of this run."""
+        for tar_name, index_name in (("mask_tar", "mask_index"), ("inpaint_tar", "inpaint_index")):
+            if (wildcards := self.paths.match(tar_name, tar)) is not None:
+                return self.paths.path(index_name, **wildcards)
+        raise ValueError(f"{tar} is not a mask or inpaint shard of {self.root}")
+
+    def _index_of_shards(self, shards: list[tuple[int, Path]]) -> pd.DataFrame:
+        """The shards' index tables, one frame, each row with its shard's tar (``shard``)."""
+        tars = {self.shard_index(tar): tar for _, tar in shards}
+        return self.concat(list(tars), shard=lambda index: self.rel(tars[index]))
+
     def mask_index(self, src: str) -> pd.DataFrame:
-        shards = self.mask_shards(src)
-        return self.concat([tar.with_suffix(".parquet") for _, tar in shards],
-                           shard=lambda p: self.rel(p.with_suffix(".tar")))
+        return self._index_of_shards(self.mask_shards(src))
 
     def inpaint_index(self, src: str, dst: str) -> pd.DataFrame:
-        shards = self.inpaint_shards(src, dst)
-        return self.concat([tar.with_suffix(".parquet") for _, tar in shards],
-                           shard=lambda p: self.rel(p.with_suffix(".tar")))
+        return self._index_of_shards(self.inpaint_shards(src, dst))
 
     def ig_table(self, src: str, dst: str) -> pd.DataFrame:
         return self.concat([p for _, p in self.ig_shards(src, dst)], shard=lambda p: self.rel(p))
@@ -366,7 +374,9 @@ _STEP_ARTIFACT = {
     "evaluate": "eval_json",
     "visualize": "report_dir",
 }
-_ARTIFACT = {step: ARTIFACTS[name] for step, name in _STEP_ARTIFACT.items()}
+# a folder artifact is shown with its trailing slash
+_ARTIFACT = {step: ARTIFACTS[name] + ("" if Path(ARTIFACTS[name]).suffix else "/")
+             for step, name in _STEP_ARTIFACT.items()}
 
 
 def _require(path: Path) -> Path:
@@ -647,8 +657,9 @@ def _summary_visualize(results: Results) -> StepSummary:
         raise FileNotFoundError(folder)
     pngs = [p for p in files if p.suffix == ".png"]
     tables = [p for p in files if p.suffix in (".html", ".csv")]
-    figure = f"{len(pngs)} PNG ({', '.join(results.rel(p).removeprefix('report/') for p in pngs)}) · {len(tables)} tables"
-    return StepSummary("visualize", "report/", rows=None, images=len(pngs), figure=figure, status="done",
+    names = ", ".join(p.relative_to(folder).as_posix() for p in pngs)
+    figure = f"{len(pngs)} PNG ({names}) · {len(tables)} tables"
+    return StepSummary("visualize", _ARTIFACT["visualize"], rows=None, images=len(pngs), figure=figure, status="done",
                        data={"files": [results.rel(p) for p in files]})
 
 
@@ -743,14 +754,14 @@ def _table_mask(results):
     rows = []
     for cls in results.classes():
         for n, tar in results.mask_shards(cls):
-            index = results.table(tar.with_suffix(".parquet"))
+            index = results.table(results.shard_index(tar))
             detected = index[index["detected"].astype(bool)]
             rows.append([cls, results.rel(tar), len(index), len(detected), len(index) - len(detected),
                          tar_members(tar), float(detected["area"].mean()) if len(detected) else float("nan")])
     if not rows:
         raise FileNotFoundError("masks")
     rows.append(["total", "", *[sum(r[i] for r in rows) for i in (2, 3, 4, 5)], ""])
-    return ("masks per source class and shard (masks/{src}/shard-{n}.tar + .parquet)",
+    return (f"masks per source class and shard ({ARTIFACTS['mask_tar']} + .parquet)",
             ["class", "shard", "sources", "detected", "no detection", "PNGs", "mean area"], rows)
 
 
@@ -758,14 +769,14 @@ def _table_inpaint(results):
     rows = []
     for src, dst in results.pairs():
         for n, tar in results.inpaint_shards(src, dst):
-            index = results.table(tar.with_suffix(".parquet"))
+            index = results.table(results.shard_index(tar))
             prompt = str(index["prompt"].iloc[0]) if len(index) else "-"
             rows.append([f"{src}→{dst}", results.rel(tar), len(index), int(index["has_image"].sum()),
                          tar_members(tar), prompt])
     if not rows:
         raise FileNotFoundError("inpaint")
     rows.append(["total", "", *[sum(r[i] for r in rows) for i in (2, 3, 4)], ""])
-    return ("generated images per class pair and shard (inpaint/{src}_to_{dst}/shard-{n}.tar + .parquet)",
+    return (f"generated images per class pair and shard ({ARTIFACTS['inpaint_tar']} + .parquet)",
             ["pair", "shard", "sources", "generated", "PNGs", "prompt"], rows)
 
 
@@ -782,7 +793,7 @@ def _table_ig_score(results):
                      float(scored["p_target"].mean())])
     if not rows:
         raise FileNotFoundError("ig")
-    return ("Integrated Gradients per class pair (ig/{src}_to_{dst}/shard-{n}.parquet)",
+    return (f"Integrated Gradients per class pair ({ARTIFACTS['ig_scores']})",
             ["pair", "rows", "scored", "mean ρ", "median ρ", "min ρ", "max ρ", "mean |δ|", "mean p_src",
              "mean p_tgt"], rows)
 
@@ -796,7 +807,7 @@ def _table_prune(results):
             for r in counts.to_dict("records")]
     total, kept = int(counts["generated"].sum()), int(counts["kept"].sum())
     rows.append(["total", total, kept, pct(kept, total), *[int(counts[r].sum()) for r in REASONS[1:]], "", ""])
-    return ("pruning verdicts per class pair and reason (prune/{src}_to_{dst}.parquet)",
+    return (f"pruning verdicts per class pair and reason ({results.rel(results.prune_table('{src}', '{dst}'))})",
             ["pair", "generated", "kept", "kept %", *REASONS[1:], "Ψ_src", "P_dst"], rows)
 
 
@@ -905,7 +916,7 @@ def _table_visualize(results):
         rows.append([results.rel(path), path.stat().st_size, size])
     if not rows:
         raise FileNotFoundError(folder)
-    return ("files written by visualize (report/)", ["file", "bytes", "pixels"], rows)
+    return (f"files written by visualize ({_ARTIFACT['visualize']})", ["file", "bytes", "pixels"], rows)
 
 
 def format_step(results: Results, step: str) -> str:
@@ -963,7 +974,7 @@ def trace_sample(results: Results, sample_id: str) -> Trace:
     trace = Trace(sample_id, source_id)
     y = int(row["y"])
     cls = classes[y] if y < len(classes) else str(y)
-    trace.add("prepare_dataset", "data/manifest.parquet",
+    trace.add("prepare_dataset", _ARTIFACT["prepare_dataset"],
               f"split {row['split']} · y {y} ({cls}) · spurious {row.get('spurious', '-')} · group {row['group']}"
               f" · image {row['path']}")
 
@@ -1007,7 +1018,7 @@ def trace_sample(results: Results, sample_id: str) -> Trace:
         index = results.mask_index(cls)
         mask_row = _find_row(index, "sample_id", source_id)
         if mask_row is None:
-            trace.add("mask", f"masks/{cls}/", f"not a generation source (not in the {len(index)} sources of "
+            trace.add("mask", _folder(results, "mask_tar", src=cls), f"not a generation source (not in the {len(index)} sources of "
                                                f"{len(shards)} mask shard(s): generation.sources and "
                                                f"max_sources_per_class choose them)")
         elif mask_row["detected"]:
@@ -1048,7 +1059,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
     if shards:
         gen = _find_row(results.inpaint_index(src, dst), "sample_id", gid)
         if gen is None:
-            trace.add("inpaint", f"inpaint/{src}_to_{dst}/", arrow + f"{gid} not in the index")
+            trace.add("inpaint", _folder(results, "inpaint_tar", src=src, dst=dst), arrow + f"{gid} not in the index")
         elif gen["has_image"]:
             trace.add("inpaint", gen["shard"], arrow + f"{gid}.png · label {dst} (y {int(gen['y'])}) · "
                                                f"prompt {gen['prompt']!r} · seed {int(gen['seed'])}")
@@ -1060,7 +1071,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
     if results.ig_shards(src, dst):
         score = _find_row(results.ig_table(src, dst), "sample_id", gid)
         if score is None:
-            trace.add("ig_score", f"ig/{src}_to_{dst}/", arrow + f"{gid} not scored")
+            trace.add("ig_score", _folder(results, "ig_scores", src=src, dst=dst), arrow + f"{gid} not scored")
         elif score["has_image"]:
             trace.add("ig_score", score["shard"], arrow + f"ρ {score['rho']:.4f} · δ {score['delta']:.4f} · "
                                                   f"p({src}) {score['p_source']:.4f} · p({dst}) {score['p_target']:.4f}")
@@ -1078,7 +1089,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
         else:
             trace.add("prune", results.rel(path), arrow + verdict_text(verdict, src, dst))
     else:
-        trace.add("prune", _ARTIFACT["prune"].format(src=src, dst=dst), arrow + NOT_RUN)
+        trace.add("prune", results.rel(results.prune_table(src, dst)), arrow + NOT_RUN)
 
     if results.retrain_history.exists() and verdict is not None:
         trace.add("retrain", results.rel(results.retrain_history),
@@ -1089,7 +1100,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
         grid = pd.read_csv(shown)
         hits = grid[grid["sample_id"].astype(str) == gid]
         for hit in hits.to_dict("records"):
-            trace.add("visualize", f"report/{hit['grid']}", arrow + f"shown in row {int(hit['row']) + 1}, "
+            trace.add("visualize", results.rel(results.report_dir / hit["grid"]), arrow + f"shown in row {int(hit['row']) + 1}, "
                                                                f"column {int(hit['col']) + 1}")
 
 
@@ -1124,6 +1135,11 @@ def format_trace(results: Results, trace: Trace) -> str:
 
 class NotAResultsFolder(ValueError):
     pass
+
+
+def _folder(results: Results, name: str, **wildcards) -> str:
+    """The folder of artifact ``name`` as a trace shows it: relative to the run, with a trailing slash."""
+    return results.rel(results.paths.folder(name, **wildcards)) + "/"
 
 
 def _is_run(folder: Path) -> bool:

@@ -16,7 +16,8 @@ import os
 import re
 from pathlib import Path
 
-# artifact -> path inside a run's folder; {cls}, {src}, {dst}, {n} and {cand} are the rules' wildcards
+# artifact -> path inside a run's folder; {cls}, {src}, {dst}, {n} and {cand} are the rules' wildcards,
+# {pair} ("<src>_to_<dst>") names the report's grid files
 ARTIFACTS = {
     "manifest": "data/manifest.parquet",
     "groups": "data/groups.parquet",
@@ -120,34 +121,68 @@ class RunPaths:
         return self.find(name, **wildcards)
 
     def find(self, name: str, **wildcards) -> list[tuple[dict[str, str], Path]]:
-        """The files of artifact ``name`` that exist, the wildcards not given matching anything:
-        ``[({wildcard: value}, path)]`` sorted by path (shard numbers as numbers)."""
-        template = ARTIFACTS[name]
-        pattern, regex, position = "", "", 0
-        for match in _WILDCARD.finditer(template):
-            literal = template[position:match.start()]
-            pattern += _glob_escape(literal)
-            regex += re.escape(literal)
-            key = match.group(1)
-            if key in wildcards:
-                pattern += _glob_escape(str(wildcards[key]))
-                regex += re.escape(str(wildcards[key]))
-            else:
-                pattern += "*"
-                # a shard number is digits; a class name may hold underscores, so src stops at the first _to_
-                regex += rf"(?P<{key}>\d+)" if key == "n" else rf"(?P<{key}>[^/]+?)"
-            position = match.end()
-        pattern += _glob_escape(template[position:])
-        regex = re.compile(regex + re.escape(template[position:]))
+        """The existing files (folders, for a folder artifact) of artifact ``name``, the wildcards not given
+        matching anything: ``[({wildcard: value}, path)]``, sorted by those values in the template's order
+        (shard numbers as numbers). A wildcard the template does not have is a KeyError."""
+        pattern, regex = _template_patterns(name, wildcards)
+        is_folder = not Path(ARTIFACTS[name]).suffix  # tune/{cand} must not match tune/selected.json
         found = []
         for path in self.root.glob(pattern):
-            if match := regex.fullmatch(path.relative_to(self.root).as_posix()):
+            if (match := regex.fullmatch(path.relative_to(self.root).as_posix())) and path.is_dir() == is_folder:
                 found.append((match.groupdict(), path))
         return sorted(found, key=lambda item: [int(v) if k == "n" else v for k, v in item[0].items()])
 
     def glob(self, name: str, **wildcards) -> list[Path]:
-        """The existing files of artifact ``name`` (see :meth:`find`), sorted."""
+        """The existing paths of artifact ``name`` (see :meth:`find`)."""
         return [path for _, path in self.find(name, **wildcards)]
+
+    def match(self, name: str, path: str | os.PathLike) -> dict[str, str] | None:
+        """The wildcards of ``path`` if it is artifact ``name`` of this run (``{}`` for one without
+        wildcards), else None."""
+        try:
+            relative = Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+        found = _template_patterns(name, {})[1].fullmatch(relative)
+        return found.groupdict() if found else None
+
+
+def wildcards_of(name: str, path: str | os.PathLike) -> dict[str, str] | None:
+    """The wildcards of ``path`` read as artifact ``name`` of whatever run folder it lies in (a rule's
+    input, where the run's folder is not at hand); None if the path does not end like the artifact."""
+    found = re.search(r"(?:^|/)" + _template_patterns(name, {})[1].pattern + r"$", Path(path).as_posix())
+    return found.groupdict() if found else None
+
+
+def run_folder_of(name: str, path: str | os.PathLike) -> Path:
+    """The run folder that holds ``path``, artifact ``name`` of it (a rule's input or output)."""
+    if wildcards_of(name, path) is None:
+        raise ValueError(f"{path} is not artifact {name!r} ({ARTIFACTS[name]})")
+    return Path(path).parents[len(Path(ARTIFACTS[name]).parts) - 1]
+
+
+def _template_patterns(name: str, wildcards: dict) -> tuple[str, re.Pattern]:
+    """A glob pattern and a regex (wildcards as named groups) for artifact ``name``, ``wildcards`` filled in."""
+    template = ARTIFACTS[name]
+    unknown = set(wildcards) - set(_WILDCARD.findall(template))
+    if unknown:
+        raise KeyError(f"artifact {name!r} ({template}) has no wildcard {', '.join(sorted(unknown))}")
+    pattern, regex, position = "", "", 0
+    for match in _WILDCARD.finditer(template):
+        literal = template[position:match.start()]
+        pattern += _glob_escape(literal)
+        regex += re.escape(literal)
+        key = match.group(1)
+        if key in wildcards:
+            pattern += _glob_escape(str(wildcards[key]))
+            regex += re.escape(str(wildcards[key]))
+        else:
+            pattern += "*"
+            # a shard number is digits; a class name may hold underscores, so src stops at the first _to_
+            regex += rf"(?P<{key}>\d+)" if key == "n" else rf"(?P<{key}>[^/]+?)"
+        position = match.end()
+    pattern += _glob_escape(template[position:])
+    return pattern, re.compile(regex + re.escape(template[position:]))
 
 
 def report_file(report_dir: str | os.PathLike, name: str, **wildcards) -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DDBError
+from .paths import wildcards_of
 
 SELECTION_RULE = "best validation WGA; ties: fewer kept generated images, then the order given"
 # the key of each candidate list in `tune`, and the entry's own value it replaces
@@ -233,7 +234,7 @@ def selected_model(selection_paths, model_paths) -> tuple[str, dict | None]:
             raise DDBError("evaluate", f"{len(models)} DDB models and no tuning selection", "report this as a bug")
         return str(models[0]), None
     chosen = read_selection(selection_paths[0])
-    matches = [str(p) for p in models if Path(p).parent.parent.name == chosen["selected"]]
+    matches = [str(p) for p in models if (wildcards_of("tune_model", p) or {}).get("cand") == chosen["selected"]]
     if len(matches) != 1:
         raise DDBError(selection_paths[0], f"selects {chosen['selected']!r}, which is not among the candidate "
                        f"models {[str(p) for p in models]}", "delete it and rerun snakemake: tune_select remakes it")

@@ -11,7 +11,7 @@
 * ``grid_samples.csv``: which sample sits in which tile of which grid, with its figures.
 * ``tune.html/.csv`` (rule ``visualize_tune``, for a dataset with a ``tune`` section): every candidate's
   P, γ, kept images per class and validation figures, the selected one marked. With tuning, the grids,
-  curves and prune tables above show the selected candidate's (``Results.ddb_root``).
+  curves and prune tables above show the selected candidate's (``Results.ddb_candidate``).
 
 Every grid has a fixed geometry (constants below; :func:`pair_grid_size`, :func:`gallery_size`), so
 the number of tiles can be read back from the PNG's size.
@@ -614,7 +614,7 @@ def write_tune_tables(table_path: str | Path, selection_path: str | Path, html_p
     columns, rows = tune_rows(table, classes or [])
     selected = [r[-1] == "*" for r in rows]
     rows = [r[:-1] + ["selected" if s else ""] for r, s in zip(rows, selected)]
-    dataset = chosen.get("dataset", Path(table_path).parents[1].name)
+    dataset = chosen["dataset"]
     _write_text(html_table(f"{dataset}: P and γ tuned on validation", columns, rows,
                            note=f"Selected: {chosen['selected']} ({chosen['rule']}); only its model is evaluated on "
                                 "test (eval.json). kept c: generated images labelled c that its pruning kept, of "
