@@ -103,7 +103,7 @@ def test_a_step_runs_from_a_local_model_folder(demo_copy):
 
 
 def test_the_default_demo_shows_ddb_lifting_worst_group_accuracy(tmp_path):
-    """The repo's own demo config, from scratch, as `snakemake --cores 2` runs it (5 minutes on 2 cores: benchmarks/demo_runs.py)."""
+    """The repo's own demo config, from scratch, as `snakemake --cores 2` runs it (5 minutes on 2 cores)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["datasets"] = {"demo": config["datasets"]["demo"]}
     config["targets"] = ["demo"]
