@@ -36,6 +36,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from ddb.paths import RunPaths, artifact_path  # noqa: E402
+
 
 def run_demo(workdir: Path, cores: int, changes: dict | None = None, start_from: Path | None = None) -> float:
     """The repo's demo in ``workdir`` (a copy of ``start_from`` if given, so only changed steps rerun)."""
@@ -50,7 +52,8 @@ def run_demo(workdir: Path, cores: int, changes: dict | None = None, start_from:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     start = time.time()
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                             str(workdir), "--cores", str(cores), "--rerun-incomplete", "results/demo/eval.json"],
+                             str(workdir), "--cores", str(cores), "--rerun-incomplete",
+                             artifact_path("results", "demo", "eval_json").as_posix()],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{workdir}: snakemake failed\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
@@ -64,19 +67,18 @@ def pairs(cfg: dict) -> list[tuple[str, str]]:
     return [(names[i], names[j]) for i, j in class_pairs(names)]
 
 
-def ddb_candidates(results: Path, cfg: dict) -> tuple[list[tuple[str, Path, list[float]]], Path]:
-    """(name, prune folder, thresholds) of every DDB candidate, and the DDB model evaluate read: with a
-    `tune` section (rules/tune.smk) each candidate's and the selected one's, else the plain prune/retrain."""
+def ddb_candidates(results: RunPaths, cfg: dict) -> tuple[list[tuple[str | None, list[float]]], Path]:
+    """(tuning candidate, thresholds) of every DDB candidate, and the DDB model evaluate read: with a
+    `tune` section (rules/tune.smk) each candidate and the selected one's model, else (None, the entry's P)
+    and the plain retrain model."""
     import pandas as pd
 
-    selected = results / "tune" / "selected.json"
+    selected = results.path("tune_selected")
     if not selected.exists():
-        return [("prune", results / "prune", cfg["prune"]["thresholds"])], results / "retrain" / "model.pt"
-    table = pd.read_parquet(results / "tune" / "candidates.parquet")
-    candidates = [(row["candidate"], results / "tune" / row["candidate"] / "prune", list(row["thresholds"]))
-                  for row in table.to_dict("records")]
-    chosen = json.loads(selected.read_text())["selected"]
-    return candidates, results / "tune" / chosen / "retrain" / "model.pt"
+        return [(None, cfg["prune"]["thresholds"])], results.path("retrain_model")
+    table = pd.read_parquet(results.path("tune_candidates"))
+    candidates = [(row["candidate"], list(row["thresholds"])) for row in table.to_dict("records")]
+    return candidates, results.ddb_path("retrain_model", json.loads(selected.read_text())["selected"])
 
 
 def fixed_model_comparison(workdir: Path) -> None:
@@ -96,15 +98,15 @@ def fixed_model_comparison(workdir: Path) -> None:
 
     os.chdir(workdir)  # the manifest's paths are relative to the run's working directory
     workdir = Path(".")
-    results = workdir / "results" / "demo"
+    results = RunPaths(workdir / "results" / "demo")
     cfg = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()))["datasets"]["demo"]
     # the thread count of the demo's jobs (resources.max.threads): float sums split by thread
     torch.set_num_threads(max(1, min(cfg["resources"]["max"].get("threads", 2), os.cpu_count() or 1)))
     bf16 = Precision("cpu", torch.bfloat16)
     size, recipe = cfg["classifier"]["image_size"], cfg["classifier"]["transform"]
-    manifest = read_parquet(results / "data" / "manifest.parquet")
+    manifest = read_parquet(results.path("manifest"))
     candidates, ddb_model = ddb_candidates(results, cfg)
-    erm, _ = load_classifier(results / "erm" / "model.pt")
+    erm, _ = load_classifier(results.path("erm_model"))
     ddb, _ = load_classifier(ddb_model)
     print(f"Part 1: the float32 run's models and images, recomputed under bf16 autocast ({Path.cwd()}; "
           f"torch threads {torch.get_num_threads()})\n")
@@ -115,7 +117,7 @@ def fixed_model_comparison(workdir: Path) -> None:
     for y, name in enumerate(cfg["classes"]):
         rows = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
         k = cfg["low_loss"]["k"][y]
-        reference = read_parquet(results / "low_loss" / f"{name}.parquet")
+        reference = read_parquet(results.path("low_loss", cls=name))
         losses = per_sample_losses(erm, rows, size, cfg["low_loss"]["batch_size"], "cpu", recipe, bf16)
         fp32 = per_sample_losses(erm, rows, size, cfg["low_loss"]["batch_size"], "cpu", recipe, FP32)
         tables[y] = select_low_loss(losses, k)
@@ -133,7 +135,7 @@ def fixed_model_comparison(workdir: Path) -> None:
                 f"{r['sample_id']} (loss {r['loss_fp32']:.6f} / {r['loss_bf16']:.6f})"
                 for r in rows_swapped.to_dict("records")))
     psi = mean_softmax(tables, cfg["classes"])
-    psi_fp32 = read_parquet(results / "psi.parquet")
+    psi_fp32 = read_parquet(results.path("psi"))
     print("Ψ float32 " + ", ".join(f"{v:.5f}" for v in psi_fp32["psi"]) + "   bf16 "
           + ", ".join(f"{v:.5f}" for v in psi["psi"]) + "\n")
 
@@ -142,16 +144,17 @@ def fixed_model_comparison(workdir: Path) -> None:
     print(f"{'pair (thresholds P)':<34}{'images':>7}{'max |Δρ|':>10}{'max |ρ|':>9}{'max |Δp_src|':>14}"
           f"{'kept fp32':>11}{'kept bf16':>11}{'flipped':>9}")
     flips, scored = [], {}
-    for (src, dst), (candidate, folder, thresholds) in [(p, c) for c in candidates for p in pairs(cfg)]:
+    for (src, dst), (candidate, thresholds) in [(p, c) for c in candidates for p in pairs(cfg)]:
         pair = f"{src}_to_{dst}"
         if pair not in scored:  # IG once per pair, whatever the candidates' thresholds
             scores, reference = [], []
-            for ig_path in sorted((results / "ig" / pair).glob("shard-*.parquet")):
-                n = ig_path.stem
-                index = read_parquet(results / "inpaint" / pair / f"{n}.parquet")
-                scores.append(score_shard(erm, index, ImageShard(results / "inpaint" / pair / f"{n}.tar"),
-                                          ImageShard(results / "masks" / src / f"{n}.tar"), sources, image_size=size,
-                                          ig_cfg=cfg["ig"], device="cpu", transform=recipe, precision=bf16))
+            for found, ig_path in results.find("ig_scores", src=src, dst=dst):
+                shard = {"src": src, "dst": dst, "n": found["n"]}
+                index = read_parquet(results.path("inpaint_index", **shard))
+                scores.append(score_shard(erm, index, ImageShard(results.path("inpaint_tar", **shard)),
+                                          ImageShard(results.path("mask_tar", src=src, n=found["n"])), sources,
+                                          image_size=size, ig_cfg=cfg["ig"], device="cpu", transform=recipe,
+                                          precision=bf16))
                 reference.append(read_parquet(ig_path))
             scored[pair] = pd.concat(scores, ignore_index=True), pd.concat(reference, ignore_index=True)
         scores, reference = scored[pair]
@@ -159,7 +162,7 @@ def fixed_model_comparison(workdir: Path) -> None:
         both = both[both["has_image_fp32"]]
         d_rho = np.abs(both["rho_fp32"] - both["rho_bf16"])
         verdicts = prune(scores, psi, thresholds, cfg["prune"]["enabled"])
-        verdicts_fp32 = read_parquet(folder / f"{pair}.parquet")
+        verdicts_fp32 = read_parquet(results.ddb_path("prune", candidate, src=src, dst=dst))
         joined = verdicts_fp32.merge(verdicts, on="sample_id", suffixes=("_fp32", "_bf16"))
         flipped = joined[(joined["keep_fp32"] != joined["keep_bf16"])
                          | (joined["reason_fp32"] != joined["reason_bf16"])]
@@ -176,7 +179,7 @@ def fixed_model_comparison(workdir: Path) -> None:
     print()
 
     # ---- evaluate
-    report = json.loads((results / "eval.json").read_text())
+    report = json.loads(results.path("eval_json").read_text())
     test = manifest[manifest["split"] == "test"]
     dataset = ImageDataset.from_manifest(test, eval_transform(size, recipe))
     print(f"{'test':<6}{'WGA fp32':>10}{'WGA bf16':>10}{'mean fp32':>11}{'mean bf16':>11}{'predictions changed':>21}")
@@ -200,23 +203,21 @@ def end_to_end(fp32: Path, bf16: Path, cores: int) -> None:
     seconds = run_demo(bf16, cores, {"classifier": {"precision": "bf16"}}, start_from=fp32)
     print(f"Part 2: the demo with classifier.precision: bf16 (ERM, low loss, IG, retraining, evaluation; "
           f"{seconds:.0f} s), against float32\n")
-    reports = {name: json.loads((path / "results/demo/eval.json").read_text()) for name, path in
-               (("fp32", fp32), ("bf16", bf16))}
+    runs = {"fp32": RunPaths(fp32 / "results" / "demo"), "bf16": RunPaths(bf16 / "results" / "demo")}
+    reports = {name: json.loads(run.path("eval_json").read_text()) for name, run in runs.items()}
     print(f"{'model':<6}{'WGA fp32':>10}{'WGA bf16':>10}{'mean fp32':>11}{'mean bf16':>11}")
     for model in ("erm", "ddb"):
         print(f"{model:<6}{reports['fp32'][model]['worst_group_accuracy']:>10.4f}"
               f"{reports['bf16'][model]['worst_group_accuracy']:>10.4f}"
               f"{reports['fp32'][model]['mean_accuracy']:>11.4f}{reports['bf16'][model]['mean_accuracy']:>11.4f}")
-    results = fp32 / "results/demo"
-    selected = {name: json.loads(p.read_text())["selected"] for name, p in
-                (("fp32", results / "tune/selected.json"), ("bf16", bf16 / "results/demo/tune/selected.json"))
-                if p.exists()}
+    selected = {name: json.loads(run.path("tune_selected").read_text())["selected"] for name, run in runs.items()
+                if run.path("tune_selected").exists()}
     if selected:
         print(f"tuned DDB candidate selected: {selected.get('fp32')} (fp32), {selected.get('bf16')} (bf16)")
     # the plain prune tables, or every tuned candidate's (rules/tune.smk)
-    for path in sorted(results.glob("prune/*.parquet")) + sorted(results.glob("tune/*/prune/*.parquet")):
-        relative = path.relative_to(results)
-        a, b = pd.read_parquet(path), pd.read_parquet(bf16 / "results/demo" / relative)
+    for path in runs["fp32"].glob("prune") + runs["fp32"].glob("tune_prune"):
+        relative = path.relative_to(runs["fp32"].root)
+        a, b = pd.read_parquet(path), pd.read_parquet(runs["bf16"].root / relative)
         joined = a.merge(b, on="sample_id", suffixes=("_fp32", "_bf16"))
         print(f"{str(relative.with_suffix('')):<45} kept {int(a['keep'].sum())} (fp32) / {int(b['keep'].sum())} "
               f"(bf16) of {len(a)}, {int((joined['keep_fp32'] != joined['keep_bf16']).sum())} verdicts differ")
@@ -373,7 +374,7 @@ def main() -> None:
         gpu_timing()
         return gpu_resume_check()
     args.workdir = args.workdir.resolve()
-    if not (args.workdir / "results/demo/eval.json").exists():
+    if not artifact_path(args.workdir / "results", "demo", "eval_json").exists():
         print(f"running the float32 demo in {args.workdir} ...", flush=True)
         print(f"  {run_demo(args.workdir, args.cores):.0f} s\n")
     fixed_model_comparison(args.workdir)
