@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ddb.paths import RunPaths, artifact_path  # noqa: E402  (standard library only: safe before the checks)
+
 DATASET = "rehearsal"
 # Python packages a rule imports; a checkout with only torch installed lacks them (docs/cluster.md).
 REQUIRED = ["snakemake", "torchvision", "diffusers", "transformers", "captum", "pandas", "pyarrow", "jsonschema",
@@ -103,7 +105,8 @@ def check_packages() -> list[str]:
 
 def snakemake_command(workdir: Path, cores: int, gpus: int, extra: list[str]) -> list[str]:
     # the target first: --resources and --quiet take several values and would swallow it
-    return [sys.executable, "-m", "snakemake", f"results/{DATASET}/eval.json", "--snakefile", str(REPO / "Snakefile"),
+    return [sys.executable, "-m", "snakemake", artifact_path("results", DATASET, "eval_json").as_posix(),
+            "--snakefile", str(REPO / "Snakefile"),
             "--directory", str(workdir), "--cores", str(cores), "--rerun-incomplete", *extra,
             "--resources", f"gpu={gpus}"]
 
@@ -246,7 +249,7 @@ def detected_masks(results: Path) -> tuple[int, int]:
     import pandas as pd
 
     total = detected = 0
-    for path in (results / DATASET / "masks").rglob("shard-*.parquet"):
+    for path in RunPaths(results / DATASET).glob("mask_index"):
         index = pd.read_parquet(path, columns=["detected"])
         total += len(index)
         detected += int(index["detected"].sum())
@@ -341,7 +344,7 @@ def main(argv=None) -> int:
     print(f"masks: {detected} of {total} sources detected")
     gpu_seen = next((r["gpu"] for r in rules.values() if r.get("gpu")), None)
     print_projection(rules, gpu_seen or gpu_name, args.quick)
-    report = json.loads((results / DATASET / "eval.json").read_text())
+    report = json.loads(artifact_path(results, DATASET, "eval_json").read_text())
     from ddb.evaluate import rehearsal_banner
 
     print(f"\n{rehearsal_banner(report) or 'eval.json: not marked as a rehearsal'}")
