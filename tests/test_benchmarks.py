@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from conftest import run_paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,5 +97,9 @@ def test_rehearsal_quick_runs_the_dag_and_prints_each_rule_and_the_table4_compar
     for dataset, hours in (("Waterbirds", "1.0"), ("CelebA", "5.0"), ("MetaShift", "0.5")):
         assert re.search(rf"^{dataset}\s+\d+\s+\d+\s+\d+\s+{re.escape(hours)}\s+missing$", out, re.MULTILINE), out
     assert "REHEARSAL (classifier.weights random:tiny)" in out
-    report = run_paths(tmp_path, "rehearsal").path("eval_json").read_text()
+    run = run_paths(tmp_path, "rehearsal")
+    sources = sum(len(pd.read_parquet(path)) for path in run.glob("mask_index"))
+    detected = re.search(r"^masks: (\d+) of (\d+) sources detected$", out, re.MULTILINE)
+    assert detected and int(detected.group(2)) == sources > 0, out
+    report = run.path("eval_json").read_text()
     assert '"rehearsal": true' in report
