@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -116,3 +117,15 @@ def test_the_summary_rule_writes_json_table_and_prints_it(seeds_workdir):
     table = pd.read_parquet(run_paths(seeds_workdir).path("seed_summary_table"))
     assert len(table) == 3 * 3 * 3
     assert "demo: test accuracy over 3 seed(s) [0, 1, 2], mean ± std" in output
+
+    # `ddb inspect` shows the same table under the config seed's run, and names a seed's run as such
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    inspect = lambda *args: subprocess.run([sys.executable, "-m", "ddb", "inspect", *args], cwd=seeds_workdir,  # noqa: E731
+                                           capture_output=True, text=True, env=env, timeout=120)
+    overview = inspect("results/demo")
+    assert overview.returncode == 0, overview.stderr
+    assert format_summary(summary) in overview.stdout and "results/demo/seed-<s>/" in overview.stdout
+    assert json.loads(inspect("results/demo", "--json").stdout)["seed_summary"] == summary
+    seed_run = inspect("results/demo/seed-1")
+    assert seed_run.returncode == 0 and "dataset demo/seed-1" in seed_run.stdout.splitlines()[0]
+    assert "mean ± std" not in seed_run.stdout  # the summary lies with the config seed's run only

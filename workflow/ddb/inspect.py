@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import ARTIFACTS, RunPaths
+from .paths import ARTIFACTS, RunPaths, run_of_folder
 from .pruning import REASONS  # pandas only: inspect stays torch-free
 
 NOT_RUN = "not run yet"
@@ -73,7 +73,7 @@ class Results:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.paths = RunPaths(self.root)  # every path below comes from ddb.paths
-        self.name = self.root.resolve().name
+        self.name = run_of_folder(self.root)  # the dataset, or <dataset>/seed-<s> for another seed's run
         self._classes: list[str] | None = None
         self._tables: dict[Path, pd.DataFrame] = {}
         self._ddb_candidate: list[str | None] = []  # found once (ddb_candidate)
@@ -253,6 +253,15 @@ class Results:
 
     def ig_table(self, src: str, dst: str) -> pd.DataFrame:
         return self.concat([p for _, p in self.ig_shards(src, dst)], shard=lambda p: self.rel(p))
+
+    def seed_summary(self) -> dict | None:
+        """summary.json of a dataset run over `seeds` (mean ± std per method), None where there is none
+        or it cannot be read."""
+        path = self.paths.path("seed_summary")
+        try:
+            return json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError):
+            return None
 
     def eval_report(self) -> dict:
         return json.loads(self.eval_json.read_text())
@@ -668,7 +677,13 @@ def format_overview(results: Results, summaries: list[StepSummary]) -> str:
     title = f"{results.root}: dataset {results.name}" + (f", classes {', '.join(classes)}" if classes else "")
     table = format_table(["step", "artifact", "rows", "images", "key figure"], [s.as_row() for s in summaries])
     rehearsal = results.rehearsal()
-    return f"{title}\n{rehearsal}\n\n{table}" if rehearsal else f"{title}\n\n{table}"
+    text = f"{title}\n{rehearsal}\n\n{table}" if rehearsal else f"{title}\n\n{table}"
+    if (summary := results.seed_summary()) is not None:  # a dataset run over `seeds`: the table of the paper
+        from .summary import format_summary
+
+        text += (f"\n\n{format_summary(summary)}\n(summary.json; the steps above are the config seed's run, the "
+                 f"other seeds' runs are {results.root}/seed-<s>/)")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1175,4 +1190,5 @@ def open_results(path: str | Path) -> Results:
 
 def overview_json(results: Results, summaries: list[StepSummary]) -> dict:
     return {"results": str(results.root), "dataset": results.name, "classes": results.classes(),
-            "rehearsal": results.rehearsal() is not None, "steps": [asdict(s) for s in summaries]}
+            "rehearsal": results.rehearsal() is not None, "steps": [asdict(s) for s in summaries],
+            "seed_summary": results.seed_summary()}

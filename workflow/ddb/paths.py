@@ -84,6 +84,15 @@ def run_name(dataset: str, seed: int, base_seed: int) -> str:
     return dataset if int(seed) == int(base_seed) else f"{dataset}/{SEED_FOLDER.format(seed=int(seed))}"
 
 
+def run_of_folder(folder: str | os.PathLike) -> str:
+    """The run a run folder holds, read from its path: ``demo`` for results/demo, ``demo/seed-1`` for
+    results/demo/seed-1 (a dataset name is an identifier, so it never looks like a seed folder)."""
+    folder = Path(folder).resolve()
+    if re.fullmatch(SEED_FOLDER.format(seed=r"\d+"), folder.name):
+        return f"{folder.parent.name}/{folder.name}"
+    return folder.name
+
+
 def split_run(run: str) -> tuple[str, int | None]:
     """(dataset, seed) of a run name; seed None for the config's own seed run."""
     match = _SEED_RUN.match(run)
