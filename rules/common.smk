@@ -463,7 +463,6 @@ def tune_candidate_values(ds):
 
 def tune_name_pattern():
     """The `cand` wildcard: exactly the configured candidates (any name of their form if none tunes)."""
-    import re
     from ddb.tuning import NAME_PATTERN
 
     names = sorted({name for ds in DATASETS for name in tune_candidates(ds)})

@@ -18,12 +18,14 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
 from .paths import ARTIFACTS, RunPaths, run_of_folder
 from .pruning import REASONS  # pandas only: inspect stays torch-free
+from .tuning import selected_epoch
 
 NOT_RUN = "not run yet"
 
@@ -76,7 +78,6 @@ class Results:
         self.name = run_of_folder(self.root)  # the dataset, or <dataset>/seed-<s> for another seed's run
         self._classes: list[str] | None = None
         self._tables: dict[Path, pd.DataFrame] = {}
-        self._ddb_candidate: list[str | None] = []  # found once (ddb_candidate)
 
     # --- fixed paths
     @property
@@ -109,22 +110,20 @@ class Results:
     def tune_selection(self) -> Path:
         return self.paths.path("tune_selected")
 
-    @property
+    @cached_property
     def ddb_candidate(self) -> str | None:
         """The tuned candidate that is DDB: the one eval.json names (``tune.selected``), else, before evaluate
         ran, tune/selected.json's; None for a run without tuning (eval.json without ``tune``)."""
-        if not self._ddb_candidate:
+        name = None
+        try:
+            if self.eval_json.exists():
+                name = (self.eval_report().get("tune") or {}).get("selected")
+            elif self.tune_selection.exists():
+                name = json.loads(self.tune_selection.read_text()).get("selected")
+        except (OSError, ValueError, AttributeError):
             name = None
-            try:
-                if self.eval_json.exists():
-                    name = (self.eval_report().get("tune") or {}).get("selected")
-                elif self.tune_selection.exists():
-                    name = json.loads(self.tune_selection.read_text()).get("selected")
-            except (OSError, ValueError, AttributeError):
-                name = None
-            found = name and self.paths.path("tune_candidate_dir", cand=str(name)).is_dir()
-            self._ddb_candidate.append(name if found else None)
-        return self._ddb_candidate[0]
+        found = name and self.paths.path("tune_candidate_dir", cand=str(name)).is_dir()
+        return name if found else None
 
     @property
     def dfr_selection(self) -> Path:
@@ -559,26 +558,27 @@ def _summary_prune(results: Results) -> StepSummary:
             **{r: int(counts[r].sum()) for r in REASONS[1:]},
             "pairs": {r["pair"]: {k: r[k] for k in ("generated", "kept", *REASONS[1:])}
                       for r in counts.to_dict("records")}}
-    if results.ddb_candidate:  # tuned: the selected candidate's tables
-        figure += f" · tuned candidate {results.ddb_candidate}"
-        data["candidate"] = results.ddb_candidate
+    figure = _mark_candidate(results, figure, data)
     return StepSummary("prune", results.rel(results.prune_table("{src}", "{dst}")), rows=total, figure=figure,
                        status="done", data=data)
 
 
+def _mark_candidate(results: Results, figure: str, data: dict) -> str:
+    """A tuned run's prune and retrain lines are the selected candidate's: say which (in ``data`` too)."""
+    if results.ddb_candidate:
+        data["candidate"] = results.ddb_candidate
+        return f"{figure} · tuned candidate {results.ddb_candidate}"
+    return figure
+
+
 def _summary_retrain(results: Results) -> StepSummary:
     history = results.table(_require(results.retrain_history))
-    if "selected" in history and history["selected"].any():
-        chosen = history[history["selected"].astype(bool)].iloc[0]
-    else:
-        chosen = history.loc[history["val_worst_group_accuracy"].idxmax()]
-    figure = (f"{len(history)} epochs · selected epoch {int(chosen['epoch'])} · val WGA "
+    chosen = selected_epoch(history)  # the epoch retrain kept, as tune_select reads it
+    figure = (f"{len(history)} epochs · selected epoch {chosen['epoch']} · val WGA "
               f"{fmt(chosen['val_worst_group_accuracy'])} · val mean {fmt(chosen['val_mean_accuracy'])}")
-    data = {"epochs": len(history), "selected_epoch": int(chosen["epoch"]),
-            "val_wga": float(chosen["val_worst_group_accuracy"])}
-    if results.ddb_candidate:  # tuned: the selected candidate's model
-        figure += f" · tuned candidate {results.ddb_candidate}"
-        data["candidate"] = results.ddb_candidate
+    data = {"epochs": len(history), "selected_epoch": chosen["epoch"],
+            "val_wga": chosen["val_worst_group_accuracy"]}
+    figure = _mark_candidate(results, figure, data)
     return StepSummary("retrain", results.rel(results.retrain_history), rows=len(history), figure=figure,
                        status="done", data=data)
 

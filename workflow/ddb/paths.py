@@ -74,8 +74,9 @@ ARTIFACTS = {
 TUNED_ARTIFACTS = {"prune": "tune_prune", "retrain_model": "tune_model", "retrain_history": "tune_history"}
 
 SEED_FOLDER = "seed-{seed}"
+_SEED_FOLDER = SEED_FOLDER.format(seed=r"(?P<seed>\d+)")  # SEED_FOLDER as a regex
+_SEED_RUN = re.compile(rf"^(?P<dataset>[^/]+)/{_SEED_FOLDER}$")
 _WILDCARD = re.compile(r"\{(\w+)\}")
-_SEED_RUN = re.compile(r"^(?P<dataset>[^/]+)/seed-(?P<seed>\d+)$")
 
 
 def run_name(dataset: str, seed: int, base_seed: int) -> str:
@@ -88,7 +89,7 @@ def run_of_folder(folder: str | os.PathLike) -> str:
     """The run a run folder holds, read from its path: ``demo`` for results/demo, ``demo/seed-1`` for
     results/demo/seed-1 (a dataset name is an identifier, so it never looks like a seed folder)."""
     folder = Path(folder).resolve()
-    if re.fullmatch(SEED_FOLDER.format(seed=r"\d+"), folder.name):
+    if re.fullmatch(_SEED_FOLDER, folder.name):
         return f"{folder.parent.name}/{folder.name}"
     return folder.name
 
