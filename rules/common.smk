@@ -18,7 +18,7 @@ prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
-from ddb.paths import ARTIFACTS, artifact_path, run_name  # noqa: E402
+from ddb.paths import ARTIFACTS, artifact_path, results_artifact_path, run_name  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
 try:
@@ -43,6 +43,11 @@ def artifact(name):
 def run_artifact(run, name, **wildcards):
     """The path of artifact ``name`` of ``run`` (a dataset, or <dataset>/seed-<s>), as a string."""
     return str(artifact_path(R, run, name, **wildcards))
+
+
+def results_artifact(name):
+    """The path of ``name`` of ddb.paths.RESULTS_ARTIFACTS: a file of the results folder, no run's."""
+    return str(results_artifact_path(R, name))
 
 
 def artifact_folder(name):
@@ -103,6 +108,7 @@ STEP_MODULES = {
     "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py", "precision.py", "tuning.py",
                  "dfr.py"],
     "seed_summary": ["summary.py"],
+    "paper_table": ["paper_table.py"],
     "visualize": ["visualize.py", "inspect.py", "paths.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
     "tune_select": ["tuning.py"],
     "visualize_tune": ["visualize.py", "inspect.py", "tuning.py"],
@@ -318,7 +324,25 @@ def all_targets():
     targets = [run_artifact(ds, "eval_json") for ds in config["targets"]]
     if config["seeds"]:
         targets += [run_artifact(ds, "seed_summary") for ds in config["targets"]]
+    if paper_table_adds_value():
+        targets += [results_artifact("paper_table"), results_artifact("paper_table_csv")]
     return targets
+
+
+def paper_table_reports():
+    """What the table across datasets reads: each target's summary over its seeds (with `seeds`), else its
+    eval.json."""
+    name = "seed_summary" if config["seeds"] else "eval_json"
+    return [run_artifact(ds, name) for ds in config["targets"]]
+
+
+def paper_table_adds_value():
+    """Whether `snakemake` (rule all) builds the table across datasets: where it says more than the run's
+    closing tables, i.e. over two or more target datasets, or beside a dataset whose format the paper
+    reports figures for. `snakemake paper_table` builds it in any case."""
+    from ddb.paper_table import PUBLISHED_WGA
+
+    return len(config["targets"]) > 1 or any(DATASETS[ds]["format"] in PUBLISHED_WGA for ds in config["targets"])
 
 
 def step_artifacts():
@@ -369,6 +393,9 @@ def print_eval_summaries():
         # only where this invocation wrote it: the table of a summary made by an earlier run would mislead
         if config["seeds"] and summary_path.exists() and summary_path.stat().st_mtime >= STARTED:
             print(f"\n{format_summary(json.loads(summary_path.read_text()))}\n")
+    table = results_artifact_path(R, "paper_table")
+    if table.exists() and table.stat().st_mtime >= STARTED:
+        print(f"\n{table}:\n{table.read_text()}")
 
 
 def check_dataset_roots():

@@ -15,3 +15,25 @@ rule seed_summary:
         CONDA_ENV
     script:
         "../scripts/seed_summary.py"
+
+
+# One table across the target datasets (ddb.paper_table): rows = datasets, ERM / DFR / DDB beside the paper's
+# figures; reads only each target's eval.json or summary.json, so it runs in the Snakemake process itself.
+rule paper_table:
+    input:
+        reports=paper_table_reports(),
+    output:
+        table=results_artifact("paper_table"),
+        csv=results_artifact("paper_table_csv"),
+    params:
+        datasets=list(config["targets"]),
+        formats=[DATASETS[ds]["format"] for ds in config["targets"]],
+        seed=config["seed"],
+        code=code_version("paper_table"),
+    log:
+        f"{LOGS}/paper_table.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/paper_table.py"

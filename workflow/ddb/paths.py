@@ -8,6 +8,8 @@ seeds) in this file alone.
 A *run* is one dataset at one seed: its folder is ``<results>/<dataset>`` for the config's ``seed`` and
 ``<results>/<dataset>/seed-<s>`` for every other seed of the config's ``seeds`` list (:func:`run_name`).
 Logs and Snakemake benchmark files lie under ``<results>/logs`` and ``<results>/benchmarks``, by rule.
+A few artifacts belong to no run but to the results folder as a whole (:data:`RESULTS_ARTIFACTS`: the
+table across datasets).
 """
 
 from __future__ import annotations
@@ -70,6 +72,13 @@ ARTIFACTS = {
     "seed_summary_table": "summary.parquet",
 }
 
+# artifact -> path inside the results folder itself, for what spans every target dataset (rules/summary.smk).
+# Dataset names are identifiers, so a file name with a dot never collides with a run's folder.
+RESULTS_ARTIFACTS = {
+    "paper_table": "paper_table.md",
+    "paper_table_csv": "paper_table.csv",
+}
+
 # DDB's own prune tables and model: with a `tune` section, those of the selected candidate (ddb.tuning)
 TUNED_ARTIFACTS = {"prune": "tune_prune", "retrain_model": "tune_model", "retrain_history": "tune_history"}
 
@@ -103,6 +112,11 @@ def split_run(run: str) -> tuple[str, int | None]:
 def artifact_path(results: str | os.PathLike, run: str, name: str, **wildcards) -> Path:
     """The file (or folder) ``name`` of ``run`` under ``results``, its wildcards filled in."""
     return Path(results) / run / ARTIFACTS[name].format(**wildcards)
+
+
+def results_artifact_path(results: str | os.PathLike, name: str) -> Path:
+    """The file ``name`` of :data:`RESULTS_ARTIFACTS` under the results folder ``results``."""
+    return Path(results) / RESULTS_ARTIFACTS[name]
 
 
 class RunPaths:
