@@ -7,6 +7,7 @@ import json
 import sys
 
 from . import __version__
+from .inspect_steps import step_help
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,10 +22,7 @@ def _parser() -> argparse.ArgumentParser:
                     "are missing are listed as 'not run yet'.")
     inspect.add_argument("results", help="a dataset's results folder, e.g. results/demo")
     which = inspect.add_mutually_exclusive_group()
-    which.add_argument("--step", metavar="STEP",
-                       help="one step's table: prepare_dataset, train_erm, textual_inversion, select_low_loss, "
-                            "mean_softmax, mask, inpaint, ig_score, prune, retrain, tune, evaluate, visualize "
-                            "(aliases: data, erm, ti, low_loss, psi, masks, ig, eval, report)")
+    which.add_argument("--step", metavar="STEP", help=step_help())
     which.add_argument("--sample", metavar="ID", help="follow a source id (train00001) or a generated id "
                                                       "(train00001_to_waterbird) through every step")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a text table")

@@ -9,7 +9,7 @@ Three views, all plain text (or JSON with ``--json``):
   scores, its verdict), for a source id (``train00001``) or a generated id (``train00001_to_waterbird``).
 
 A step whose artifact is missing is listed as "not run yet"; nothing here needs torch, a config or
-the Snakefile: only the folder (the artifact layout is in ``shared/conventions.md``).
+the Snakefile: only the folder (the artifact layout is in ``docs/artifacts.md``).
 """
 
 from __future__ import annotations
@@ -29,24 +29,7 @@ from .tuning import selected_epoch
 
 NOT_RUN = "not run yet"
 
-# (rule name, aliases a user may type for it)
-STEPS = [
-    ("prepare_dataset", ("data", "manifest", "dataset")),
-    ("train_erm", ("erm",)),
-    ("textual_inversion", ("ti", "token", "tokens")),
-    ("select_low_loss", ("low_loss", "lowloss")),
-    ("mean_softmax", ("psi",)),
-    ("mask", ("masks", "masking")),
-    ("inpaint", ("inpainting", "generate", "generated")),
-    ("ig_score", ("ig", "scores")),
-    ("prune", ("pruning",)),
-    ("retrain", ("ddb",)),
-    ("tune", ("tuning", "tune_select", "candidates")),
-    ("dfr", ("deep_feature_reweighting", "baseline")),
-    ("evaluate", ("eval",)),
-    ("visualize", ("report", "grids")),
-]
-STEP_NAMES = [name for name, _ in STEPS]
+from .inspect_steps import STEP_NAMES, STEPS  # noqa: F401 (STEPS: shared with the CLI's help)
 # The models of eval.json in table order (ddb.evaluate.MODELS; DFR only where its rule ran).
 EVAL_MODELS = ("erm", "dfr", "ddb")
 
@@ -70,7 +53,7 @@ def resolve_step(name: str) -> str:
 
 
 class Results:
-    """Paths of every artifact under ``results/NAME`` (conventions.md), and what is there now."""
+    """Paths of every artifact under ``results/NAME`` (docs/artifacts.md), and what is there now."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
