@@ -176,6 +176,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     for name, dataset in (config.get("datasets") or {}).items():
         if isinstance(dataset, dict):
             _apply_format_defaults(name, dataset, source)
+    _read_yaml_exponents(validator, config)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"{_key_path(e)}: {_describe(e)}" for e in errors]
@@ -193,6 +194,47 @@ def validate_config(config: dict, source: str = "config") -> dict:
             raise DDBError(f"{source}: targets", f"{target!r} is not a dataset of the config",
                            f"use one of {sorted(config['datasets'])}")
     return config
+
+
+# A float written without a dot before its exponent (5e-6, 1E+3): YAML 1.1, which PyYAML and so Snakemake
+# follow, reads it as a string. Where the schema asks for a number, it is read as the number it spells.
+_YAML_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number_for(error: jsonschema.ValidationError) -> float | int | None:
+    """The number a string in a number-typed place spells (``'5e-6'``), or None."""
+    if not (isinstance(error.instance, str) and _YAML_EXPONENT.fullmatch(error.instance.strip())):
+        return None
+    candidates = [error, *error.context] if error.validator in ("anyOf", "oneOf") else [error]
+    types = set()
+    for candidate in candidates:
+        if candidate.validator == "type" and candidate.instance is error.instance:
+            expected = candidate.validator_value
+            types.update([expected] if isinstance(expected, str) else expected)
+    value = float(error.instance)
+    if "number" in types:
+        return value
+    if "integer" in types and value.is_integer():
+        return int(value)
+    return None
+
+
+def _read_yaml_exponents(validator, config: dict) -> None:
+    """Replace each string like ``'5e-6'`` where the schema expects a number by that number, in place."""
+    for _ in range(100):  # each pass fixes every such value it reaches; a fixed one may reveal nested ones
+        fixed = False
+        for error in validator.iter_errors(config):
+            number = _number_for(error)
+            if number is None or not error.absolute_path:
+                continue
+            *parents, last = error.absolute_path
+            container = config
+            for key in parents:
+                container = container[key]
+            container[last] = number
+            fixed = True
+        if not fixed:
+            return
 
 
 def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None:
