@@ -54,7 +54,7 @@ from ddb.models.diffusion import load_inpaint_pipeline  # noqa: E402
 
 SEED = 0
 
-# The paper's datasets (method.md, supplementary Tables 1-4). `sources` is every training image of both
+# The paper's datasets (docs/method.md, supplementary Tables 1-4). `sources` is every training image of both
 # classes (what `generation.sources: all` redraws, one generation per source for two classes);
 # `paper_generated` is how many images the paper generated (its pruning counts: Waterbirds 1300 + 1112,
 # CelebA 120000, MetaShift 400); `table4_hours` is its generation time on one A100.

@@ -698,7 +698,7 @@ def test_class_balanced_weights():
 
 
 def test_paper_dataset_entries_validate():
-    """config.yaml ships the four datasets with the paper's hyperparameters (method.md Table 5)."""
+    """config.yaml ships the four datasets with the paper's hyperparameters (docs/method.md, Table 5 of the supplementary)."""
     config = load_config(REPO / "config.yaml")
     datasets = config["datasets"]
     waterbirds, celeba, metashift, imagenet_a = (datasets[name] for name in

@@ -1,4 +1,4 @@
-"""The paper's setting on its datasets (method.md, "Decisions for the real datasets"), checked from the method.
+"""The paper's setting on its datasets (docs/method.md, "Decisions where the paper is ambiguous"), checked from the method.
 
 Unit tests for each decision (format defaults, minority groups, CelebA's class-balanced subsample, the
 ERM checkpoints' preprocessing and the IG mask cropped like the image, generation from D_i, several draws

@@ -1,6 +1,6 @@
 """DDB (Diffusion Driven Balancing) as an importable package.
 
-One module per step of the method (see ``../shared/method.md``):
+One module per step of the method (see ``docs/method.md``):
 
 =====================  ========================================================
 ``ddb.datasets``       ``prepare_dataset``: manifests of the demo and paper datasets

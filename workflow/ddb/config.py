@@ -21,7 +21,7 @@ from .errors import DDBError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
-# Class names in the index order of the papers (method.md): the adapters produce these.
+# Class names in the index order of the papers (docs/method.md): the adapters produce these.
 FORMAT_CLASSES = {
     "synthetic": ["landbird", "waterbird"],
     "waterbirds": ["landbird", "waterbird"],
@@ -34,7 +34,7 @@ FORMAT_CLASSES = {
 SWITCHABLE_SECTIONS = ("textual_inversion", "prune", "dfr")
 
 # What an entry with only `format` and `root` gets, on top of the schema's defaults: the paper's setting
-# for its datasets (method.md, "Decisions for the real datasets" and Table 5), the demo's own for
+# for its datasets (docs/method.md, "Decisions where the paper is ambiguous" and Table 5), the demo's own for
 # `synthetic`. A key the entry sets always wins. Minority groups are spurious values in class-index order
 # (the group whose spurious value goes with the *other* class); None: the class has no minority group in
 # training (MetaShift's contexts are all majority ones, ImageNet's groups are its classes).

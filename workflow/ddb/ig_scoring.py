@@ -1,6 +1,6 @@
 """Step ``ig_score``: Integrated Gradients ρ and the classifier's softmax for each generated image.
 
-IG of f for the target class i', input = generated image, baseline = the source image (method.md
+IG of f for the target class i', input = generated image, baseline = the source image (docs/method.md
 step 6), so the attributions split f(x_gen) - f(x_source) over the pixels. ρ = Σ mask · attribution
 (summed over channels): high ρ means the change inside the mask moved f towards i'. captum's
 convergence delta (completeness error) is written next to ρ as a quality check. Image, source and mask

@@ -1,7 +1,7 @@
 """Step ``inpaint``: redraw the masked object of class-i images as class i', keeping the context.
 
 The prompt carries the *target* class's learned token (``a photo of a <waterbird>``) and the new
-image is labelled i' (method.md step 5). Each image gets its own generator seeded from
+image is labelled i' (docs/method.md step 5). Each image gets its own generator seeded from
 (global seed, target class, source id), so a batch, a shard split or a restart never changes it.
 A generation always returns to its source's size; with ``paste_back`` (the demo) it is also
 composited into the source, so the spurious context is exactly the source's (SD's VAE would otherwise
@@ -47,7 +47,7 @@ def torch_dtype(name: str, device) -> torch.dtype:
 
 
 def to_source_size(generated: np.ndarray, source: Image.Image) -> np.ndarray:
-    """The generation resized back to its source's size (method.md: f's transform, the mask and IG then
+    """The generation resized back to its source's size (docs/method.md: f's transform, the mask and IG then
     see the same geometry in source and generation)."""
     if generated.shape[:2] == (source.height, source.width):
         return generated

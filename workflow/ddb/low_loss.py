@@ -1,7 +1,7 @@
 """Steps ``select_low_loss`` and ``mean_softmax``: the K cleanest samples per class and Ψ.
 
 Per-sample cross-entropy (``reduction="none"``) on un-augmented images: the public code ranked by a
-batch mean and on augmented tensors, which method.md lists as mistakes not to copy.
+batch mean and on augmented tensors, which docs/method.md lists as mistakes not to copy.
 """
 
 from __future__ import annotations

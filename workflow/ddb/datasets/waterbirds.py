@@ -7,7 +7,7 @@ Accepted layouts (``root`` may point at any of them):
   and the images at ``<folder>/<img_filename>``;
 * a parent folder holding exactly one of the two.
 
-``split`` 0/1/2 is train/val/test, ``y`` 1 is waterbird, ``place`` 1 is water (method.md). The sample id
+``split`` 0/1/2 is train/val/test, ``y`` 1 is waterbird, ``place`` 1 is water (docs/method.md). The sample id
 is ``img_id``. When the CUB-200 segmentations are extracted as ``segmentations/`` in the dataset folder
 or beside it, each row gets the matching mask as ``mask_path`` (``masking.masker: files`` uses it).
 """

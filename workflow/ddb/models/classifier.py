@@ -129,7 +129,7 @@ def import_classifier(path: str | Path, arch: str, num_classes: int, config_key:
     return model
 
 
-# How f sees an image (method.md, "Decisions for the real datasets"): the recipes the imported ERM
+# How f sees an image (docs/method.md, "Decisions where the paper is ambiguous"): the recipes the imported ERM
 # checkpoints were trained with, named by what they do. The geometry (resize, crop) is kept apart from
 # the tensor conversion so a mask can follow an image pixel for pixel (nearest-neighbour resampling).
 TRANSFORMS = ("stretch", "resize_center_crop", "center_crop_resize", "resize_shorter_center_crop")
