@@ -1,4 +1,4 @@
-"""Hardening for shared clusters (issue 13): the import path of rule scripts, reruns on changed data,
+"""Hardening for shared clusters: the import path of rule scripts, reruns on changed data,
 degenerate data refused before any model trains, prompt placeholders, conda environments, and job
 fingerprints that name the device and thread count."""
 
@@ -413,7 +413,7 @@ def test_every_rule_names_the_conda_environment_and_a_conda_dry_run_plans_it(tmp
     assert "total                   25" in output
 
     lint = subprocess.run([*command, "--lint"], capture_output=True, text=True, env=env, timeout=600)
-    assert "Lints for rule" not in lint.stdout + lint.stderr  # before: "Specify a conda environment" x 12
+    assert "Lints for rule" not in lint.stdout + lint.stderr  # e.g. "Specify a conda environment"
 
 
 def test_conda_environment_pins_what_pyproject_requires():

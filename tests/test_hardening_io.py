@@ -1,4 +1,4 @@
-"""Artifact I/O on a shared cluster (issue 13): results teammates can read, long sample ids, two jobs
+"""Artifact I/O on a shared cluster: results teammates can read, long sample ids, two jobs
 on one shard, one-line messages for damaged or unwritable files, and nothing left behind by SIGTERM.
 
 All in-process or with small subprocesses (no Snakemake DAG); each test takes seconds.

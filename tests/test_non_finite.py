@@ -1,4 +1,4 @@
-"""No silent NaN (issue 13): a diverging training step stops with the epoch and the learning rate to
+"""No silent NaN: a diverging training step stops with the epoch and the learning rate to
 lower; a generation whose ρ or softmax is not finite is pruned with a reason of its own, and counted."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loading what users download (issue 13): checkpoints only where torch's weights_only holds, hub models
+"""Loading what users download: checkpoints only where torch's weights_only holds, hub models
 from safetensors only, and a revision pinned per model entry."""
 
 from __future__ import annotations

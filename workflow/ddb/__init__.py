@@ -23,7 +23,7 @@ import os as _os
 
 # Same inputs, same bytes on a CPU. Without Conditional Numerical Reproducibility, Intel MKL (torch's BLAS
 # on x86) picks its code path by memory alignment, so the same matrix product differed in the 6th-7th
-# digit between two runs of textual inversion (issue 15). STRICT keeps one path whatever the alignment;
+# digit between two runs of textual inversion. STRICT keeps one path whatever the alignment;
 # MKL_DYNAMIC=FALSE keeps the configured thread count. Read when MKL first runs, so they are set here,
 # before any step imports torch; a user's own value wins.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
