@@ -337,9 +337,9 @@ def paper_table_reports():
 
 
 def paper_table_adds_value():
-    """Whether `snakemake` (rule all) builds the table across datasets: where it says more than the run's
-    closing tables, i.e. over two or more target datasets, or beside a dataset whose format the paper
-    reports figures for. `snakemake paper_table` builds it in any case."""
+    """Whether plain `snakemake` (the `all` target) builds the table across datasets. It does where the table
+    says more than the run's closing tables: over two or more target datasets, or beside a dataset whose
+    format the paper reports figures for. `snakemake paper_table` builds it in any case."""
     from ddb.paper_table import PUBLISHED_WGA
 
     return len(config["targets"]) > 1 or any(DATASETS[ds]["format"] in PUBLISHED_WGA for ds in config["targets"])
