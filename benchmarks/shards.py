@@ -10,7 +10,7 @@ Prints figures; never passes or fails on time.
    512 px photo's PNG) encoded once and handed to ``process_shard`` as bytes, because encoding 20,000
    PNGs would take most of an hour on 2 cores and measure Pillow, not the shard. 20,000 images are
    about 7 GB, written twice (checkpoint, then the tar): mind the free space of ``--folder``.
-   ``--in-memory`` also measures the previous way of packing (every PNG of the shard collected in a list,
+   ``--in-memory`` also measures packing in memory (every PNG of the shard collected in a list,
    then written), for comparison.
 2. ``--dry-run``: a CelebA-shaped tree of 202,599 rows (``manifest_celeba.py``'s), config.yaml's CelebA
    entry pointed at it, and ``snakemake -n`` timed before and after the manifest is built (the counts
