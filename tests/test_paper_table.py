@@ -1,6 +1,9 @@
 """The table across datasets (ddb.paper_table, rule paper_table): exact text from hand-made eval.json and
 summary.json objects."""
 
+import json
+
+from conftest import planned_jobs, run_snakemake, small_config, write_config
 from ddb.paper_table import build_rows, format_csv, format_markdown
 from ddb.paths import RESULTS_ARTIFACTS, results_artifact_path
 
@@ -75,10 +78,6 @@ def test_the_tables_lie_in_the_results_folder_itself(tmp_path):
 def test_rule_writes_the_table_from_the_targets_reports_and_the_run_prints_it(tmp_path):
     """Through Snakemake's CLI: two target datasets plan the table in `rule all`; the rule reads each target's
     eval.json (here hand-made, the other rules left out) and the run ends by printing the table."""
-    import json
-
-    from conftest import planned_jobs, run_snakemake, small_config, write_config
-
     config = small_config()
     config["datasets"]["other"] = dict(config["datasets"]["demo"])
     config["targets"] = ["demo", "other"]
@@ -96,7 +95,5 @@ def test_rule_writes_the_table_from_the_targets_reports_and_the_run_prints_it(tm
 
 
 def test_the_demo_alone_does_not_plan_the_table(tmp_path):
-    from conftest import planned_jobs, small_config, write_config
-
     write_config(tmp_path, small_config())
     assert "paper_table" not in planned_jobs(tmp_path)
