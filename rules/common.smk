@@ -245,6 +245,21 @@ def check_cluster_requests():
         logger.info(f"ddb: the {checked} SLURM jobs planned fit the nodes of their partitions (sinfo)")
 
 
+def check_slurm_profile_variables():
+    """With the slurm profile: stop at once, in one message, where its account or partition variable is not
+    set (the profile leaves a placeholder in default-resources rather than fail after Snakemake's usage)."""
+    from ddb.cluster import check_profile_variables
+
+    defaults = workflow.resource_settings.default_resources
+    try:
+        check_profile_variables({name: getattr(defaults.get(name), "raw", None) for name in defaults or {}})
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
+
+
+check_slurm_profile_variables()
+
+
 # ---- job grouping on a cluster (ignored by a local run). With resources.group_generation, the
 # mask -> inpaint -> ig_score chain of one shard becomes one SLURM job ("generation" group): one queue
 # wait instead of three, and the shard's files are read back on the node that wrote them. The chain

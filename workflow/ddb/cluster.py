@@ -199,6 +199,25 @@ def read_nodes(run: Callable = subprocess.run) -> list[Node] | None:
     return parse_sinfo(result.stdout)
 
 
+# The slurm profile's variables (slurm/config.yaml): resource -> (variable, the fallback sbatch reads itself)
+PROFILE_VARIABLES = {"slurm_account": ("DDB_SLURM_ACCOUNT", "SBATCH_ACCOUNT"),
+                     "slurm_partition": ("DDB_SLURM_PARTITION", "SBATCH_PARTITION")}
+UNSET_SUFFIX = "_IS_NOT_SET"  # the profile's value for a variable that is not set
+
+
+def check_profile_variables(default_resources: dict) -> None:
+    """Raise :class:`DDBError` naming every variable the slurm profile needs and finds unset (the profile
+    puts ``<variable>_IS_NOT_SET`` in ``default_resources``, resource -> raw value, in its place)."""
+    missing = [PROFILE_VARIABLES[resource] for resource in PROFILE_VARIABLES
+               if str(default_resources.get(resource) or "").strip("'\"") == PROFILE_VARIABLES[resource][0] + UNSET_SUFFIX]
+    if missing:
+        names = " and ".join(f"{name} (or {fallback})" for name, fallback in missing)
+        raise DDBError(
+            "slurm profile", f"environment variable {names} {'is' if len(missing) == 1 else 'are'} not set",
+            " ".join(f"export {name}=<value>;" for name, _ in missing) + " then run snakemake again "
+            "(`sacctmgr show associations user=$USER format=account,partition` lists yours; docs/cluster.md)")
+
+
 def check_planned_jobs(jobs: Iterable, warn: Callable[[str], None] = print, run: Callable = subprocess.run) -> int:
     """Check the SLURM jobs among ``jobs`` (Snakemake jobs; local rules are skipped) against sinfo.
 
