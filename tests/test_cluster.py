@@ -290,3 +290,13 @@ def test_against_the_real_slurm_too_many_cpus_stop_before_submitting(workdir):  
     assert f"rule train_erm (dataset waterbirds) asks for {biggest + 1} CPUs" in output, output[-4000:]
     assert "has been submitted" not in output
     assert subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True).stdout == before
+
+
+def test_the_profiles_placeholder_for_an_unset_variable_is_one_message():
+    from ddb.cluster import check_profile_variables
+
+    check_profile_variables({"slurm_account": "none", "slurm_partition": "debug", "mem_mb": 4000})
+    with pytest.raises(DDBError) as error:
+        check_profile_variables({"slurm_account": "DDB_SLURM_ACCOUNT_IS_NOT_SET", "slurm_partition": "debug"})
+    assert str(error.value).startswith("slurm profile: environment variable DDB_SLURM_ACCOUNT (or SBATCH_ACCOUNT) "
+                                       "is not set\n  fix: export DDB_SLURM_ACCOUNT=<value>;")

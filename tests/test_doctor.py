@@ -65,7 +65,8 @@ def test_everything_ok_prints_every_fact_and_an_ok_verdict(monkeypatch, capsys, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["doctor"]) == 0
     out = capsys.readouterr().out
-    lines = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith(("HF ", "CUDA ", "NVIDIA ")))
+    lines = dict(line.split(None, 1) for line in out.splitlines()
+                 if line and not line.startswith(("HF ", "CUDA ", "NVIDIA ")))
     assert "torch                 2.14.1+cu126 (CUDA 12.6)" in out
     assert "NVIDIA driver         535.104.05 (nvidia-smi)" in out
     assert "GPUs                  NVIDIA A100-SXM4-80GB" in out
@@ -129,3 +130,20 @@ def test_a_gpu_job_without_any_gpu_keeps_the_partition_fix(monkeypatch, cluster_
     assert message.startswith("rule inpaint: asked for a GPU, but this cluster job has none: torch (CUDA 13.0) "
                               "finds no CUDA device")
     assert "DDB_SLURM_GPU_PARTITION" in message and "resources.cpu_fallback: true" in message
+
+
+def test_a_torch_that_does_not_import_is_the_verdict(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("libcudart.so.13: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "torch   cannot be imported: libcudart.so.13: cannot open shared object file" in out
+    assert "verdict: PROBLEM: torch cannot be imported in this Python" in out

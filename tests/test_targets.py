@@ -24,7 +24,8 @@ def test_an_unknown_file_lists_the_artifacts_of_a_run():
                            "the artifacts of a run are data/manifest.parquet, ")
     assert "masks/{src}/shard-{n}.tar" in line and "retrain/model.pt" in line
     wrong_value = describe_unknown_target("results/demo/low_loss/cat.parquet", "results", RUNS, CLASSES)
-    assert "has the form of low_loss/{cls}.parquet" in wrong_value and "classes of demo are landbird, waterbird" in wrong_value
+    assert "has the form of low_loss/{cls}.parquet" in wrong_value
+    assert "classes of demo are landbird, waterbird" in wrong_value
     outside = describe_unknown_target("output/demo/eval.json", "results", RUNS, CLASSES)
     assert outside.endswith("every file DDB makes lies under results/ (config key `results`)")
 

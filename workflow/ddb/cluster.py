@@ -208,8 +208,8 @@ UNSET_SUFFIX = "_IS_NOT_SET"  # the profile's value for a variable that is not s
 def check_profile_variables(default_resources: dict) -> None:
     """Raise :class:`DDBError` naming every variable the slurm profile needs and finds unset (the profile
     puts ``<variable>_IS_NOT_SET`` in ``default_resources``, resource -> raw value, in its place)."""
-    missing = [PROFILE_VARIABLES[resource] for resource in PROFILE_VARIABLES
-               if str(default_resources.get(resource) or "").strip("'\"") == PROFILE_VARIABLES[resource][0] + UNSET_SUFFIX]
+    missing = [(name, fallback) for resource, (name, fallback) in PROFILE_VARIABLES.items()
+               if str(default_resources.get(resource) or "").strip("'\"") == name + UNSET_SUFFIX]
     if missing:
         names = " and ".join(f"{name} (or {fallback})" for name, fallback in missing)
         raise DDBError(

@@ -221,6 +221,13 @@ def report(facts: NodeFacts, env=os.environ) -> str:
 
 
 def doctor_command() -> int:
+    try:
+        import torch  # noqa: F401
+    except (ImportError, OSError) as error:  # a missing package, or a CUDA library that does not load
+        print(f"python  {sys.version.split()[0]} ({sys.executable})\ntorch   cannot be imported: {error}")
+        print(f"verdict: PROBLEM: torch cannot be imported in this Python\n  fix: install torch in the environment "
+              f"the jobs run ({INSTALL_DOCS})")
+        return 1
     facts = probe()
     print(report(facts))
     return 0 if diagnose(facts).ok else 1
