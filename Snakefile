@@ -30,6 +30,10 @@ rule all:
     default_target: True
 
 
+# A mistyped target is named with the datasets and artifacts that exist (rules/common.smk).
+check_command_line_targets()
+
+
 # On a SLURM cluster: stop before submitting a job that no node of its partition can hold.
 onstart:
     check_cluster_requests()

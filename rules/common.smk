@@ -251,6 +251,48 @@ def check_cluster_requests():
         logger.info(f"ddb: the {checked} SLURM jobs planned fit the nodes of their partitions (sinfo)")
 
 
+def check_slurm_profile_variables():
+    """With the slurm profile: stop at once, in one message, where its account or partition variable is not
+    set (the profile leaves a placeholder in default-resources rather than fail after Snakemake's usage)."""
+    from ddb.cluster import check_profile_variables
+
+    defaults = workflow.resource_settings.default_resources
+    try:
+        check_profile_variables({name: getattr(defaults.get(name), "raw", None) for name in defaults or {}})
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
+
+
+check_slurm_profile_variables()
+
+
+def check_command_line_targets():
+    """Name what exists where a target of the `snakemake` command is a file no rule makes (a mistyped dataset
+    or artifact), instead of Snakemake's bare MissingRuleException. Snakemake hands the targets to the
+    workflow only after parsing it, so they are read from the command line, as its CLI reads them; nothing
+    is checked in a job (remote mode) or where the workflow is run through the API."""
+    argv0 = Path(sys.argv[0])
+    if workflow.remote_exec or "snakemake" not in (argv0.name, argv0.parent.name):
+        return
+    from snakemake.cli import get_argument_parser
+    from ddb.targets import check_targets
+
+    try:
+        arguments, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except (SystemExit, Exception):  # Snakemake's own parse reports a bad command line
+        return
+    files = [t for t in arguments.targets or [] if not workflow.is_rule(t) and not os.path.exists(t)]
+
+    def producible(target):
+        return any(rule.is_producer(target) for rule in workflow.rules)
+
+    classes = {run: entry["classes"] for run, entry in DATASETS.items()}
+    try:
+        check_targets(files, producible, R, DATASETS, classes)
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
+
+
 # ---- job grouping on a cluster (ignored by a local run). With resources.group_generation, the
 # mask -> inpaint -> ig_score chain of one shard becomes one SLURM job ("generation" group): one queue
 # wait instead of three, and the shard's files are read back on the node that wrote them. The chain

@@ -94,6 +94,32 @@ def test_memory_gpus_and_partitions_are_checked_too():
     assert lines[3] == "rule retrain asks for partition nosuch, but sinfo lists no node in it"
 
 
+def test_a_gpu_type_the_nodes_lack_names_their_types_and_the_config_key():
+    """`gpu_model: a100` where sinfo names the GRES `nvidia_a100-sxm4-80gb`: the message lists the types of
+    the partition's nodes and resources.gpu_model, not only "0 GPUs (a100)" and a smaller request."""
+    nodes = parse_sinfo("gpu|g1|64|512000|gpu:nvidia_a100-sxm4-80gb:4(S:0-1)\n"
+                        "gpu|g2|64|512000|gpu:nvidia_a100_3g.40gb:2,gpu:nvidia_a100-sxm4-80gb:2\n"
+                        "cpu*|c1|64|256000|(null)\n")
+    with pytest.raises(DDBError) as error:
+        check_fit([Request("inpaint", "gpu", cpus=4, mem_mb=32000, gpus=1, gpu_model="a100", dataset="waterbirds")],
+                  nodes)
+    message = str(error.value)
+    assert ("rule inpaint (dataset waterbirds) asks for 4 CPUs, 32000 MB memory, 1 GPU (a100), but the nodes of "
+            "partition gpu have at most 64 CPUs, 512000 MB memory and 0 GPUs (a100); its nodes' GPUs are of type "
+            "nvidia_a100-sxm4-80gb, nvidia_a100_3g.40gb, not a100: set resources.gpu_model in config.yaml to one "
+            "of these (as sinfo names it), or null for any GPU") in message
+    assert "fix: name a GPU type the nodes have in resources.gpu_model (config.yaml; null: any GPU)" in message
+    # the same request with the nodes' own type fits; an untyped GRES is named as such
+    check_fit([Request("inpaint", "gpu", cpus=4, mem_mb=32000, gpus=1, gpu_model="nvidia_a100-sxm4-80gb")], nodes)
+    untyped = misfits([Request("mask", "gpu", cpus=1, gpus=1, gpu_model="a100")],
+                      parse_sinfo("gpu|g1|8|32000|gpu:2\n"))
+    assert untyped[0].endswith("its nodes' GPUs are of type untyped (gpu:N), not a100: set resources.gpu_model in "
+                               "config.yaml to one of these (as sinfo names it), or null for any GPU")
+    # too many GPUs of the right type is a request to lower: no type hint
+    assert "resources.gpu_model" not in misfits([Request("inpaint", "gpu", cpus=1, gpus=8, gpu_model="a100")],
+                                                parse_sinfo(SINFO))[0]
+
+
 def test_one_line_per_rule_with_its_largest_request_and_either_partition_of_a_list():
     nodes = parse_sinfo(SINFO)
     lines = misfits([Request("mask", "cpu", cpus=20), Request("mask", "cpu", cpus=40), Request("mask", "cpu", cpus=30),
@@ -264,3 +290,13 @@ def test_against_the_real_slurm_too_many_cpus_stop_before_submitting(workdir):  
     assert f"rule train_erm (dataset waterbirds) asks for {biggest + 1} CPUs" in output, output[-4000:]
     assert "has been submitted" not in output
     assert subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True).stdout == before
+
+
+def test_the_profiles_placeholder_for_an_unset_variable_is_one_message():
+    from ddb.cluster import check_profile_variables
+
+    check_profile_variables({"slurm_account": "none", "slurm_partition": "debug", "mem_mb": 4000})
+    with pytest.raises(DDBError) as error:
+        check_profile_variables({"slurm_account": "DDB_SLURM_ACCOUNT_IS_NOT_SET", "slurm_partition": "debug"})
+    assert str(error.value).startswith("slurm profile: environment variable DDB_SLURM_ACCOUNT (or SBATCH_ACCOUNT) "
+                                       "is not set\n  fix: export DDB_SLURM_ACCOUNT=<value>;")

@@ -244,11 +244,13 @@ def test_group_generation_makes_one_job_per_shard(workdir):
 @pytest.mark.parametrize("missing, present", [("DDB_SLURM_ACCOUNT", "DDB_SLURM_PARTITION"),
                                               ("DDB_SLURM_PARTITION", "DDB_SLURM_ACCOUNT")])
 def test_unset_variable_is_named(workdir, missing, present):
+    """One short message naming the variable, not Snakemake's usage text with the error at its end."""
     result = dry_run(workdir, cluster_env(**{present: "x"}))
     assert result.returncode != 0
-    message = result.stderr.strip().splitlines()[-1]
-    assert f"needs environment variable {missing}" in message
-    assert f"export {missing}=" in message
+    output = result.stdout + result.stderr
+    assert f"slurm profile: environment variable {missing} (or SBATCH_{missing.split('_')[-1]}) is not set" in output
+    assert f"fix: export {missing}=<value>;" in output
+    assert "usage:" not in output and len(output.strip().splitlines()) <= 8, output
 
 
 def test_documented_commands_put_the_target_before_options_that_take_several_values():

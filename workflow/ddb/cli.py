@@ -1,4 +1,4 @@
-"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID] [--json]``."""
+"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID] [--json]`` and ``ddb doctor``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--sample", metavar="ID", help="follow a source id (train00001) or a generated id "
                                                       "(train00001_to_waterbird) through every step")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    commands.add_parser(
+        "doctor", help="can this node run DDB's GPU jobs? (run it on a GPU node before submitting)",
+        description="Print torch's version and CUDA, the NVIDIA driver, the GPUs, whether a matmul on the GPU "
+                    "works, the model caches and the offline switches, then a verdict: OK, or the problem and "
+                    "its fix. Exits 1 on a problem. On SLURM: srun --partition=<gpu partition> --gpus=1 ddb doctor")
     return parser
 
 
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "inspect":
         return inspect_command(args)
+    if args.command == "doctor":
+        from .doctor import doctor_command
+
+        return doctor_command()
     return 2
 
 

@@ -18,6 +18,7 @@ from .errors import DDBError
 
 # One line per node and partition: partition (default marked `*`), node, CPUs, memory (MB), gres.
 SINFO_COMMAND = ["sinfo", "--all", "--noheader", "--Node", "--format=%P|%N|%c|%m|%G"]
+GPU_TYPE_HINT = "set resources.gpu_model"
 
 
 @dataclass(frozen=True)
@@ -130,18 +131,33 @@ def misfits(requests: Iterable[Request], nodes: list[Node]) -> list[str]:
             lines.append(f"rule {rule}{dataset} asks for {where}, but sinfo lists no node in it")
         else:
             lines.append(f"rule {rule}{dataset} asks for {request.describe()}, but the nodes of {where} have at "
-                         f"most {_node_size(candidates, request.gpu_model)}")
+                         f"most {_node_size(candidates, request.gpu_model)}{_other_gpu_types(request, candidates)}")
     return lines
+
+
+def _other_gpu_types(request: Request, nodes: list[Node]) -> str:
+    """Where a typed GPU request finds GPUs of other types only: those types (sinfo's GRES names), and the
+    config key that names the type, so the fix is not a smaller request."""
+    if not request.gpu_model or any(n.gpu_count(request.gpu_model) for n in nodes):
+        return ""
+    types = sorted({kind for n in nodes for kind, count in n.gpus.items() if count})
+    if not types:
+        return ""
+    named = ", ".join(kind or "untyped (gpu:N)" for kind in types)
+    return (f"; its nodes' GPUs are of type {named}, not {request.gpu_model}: {GPU_TYPE_HINT} in config.yaml "
+            f"to one of these (as sinfo names it), or null for any GPU")
 
 
 def check_fit(requests: Iterable[Request], nodes: list[Node]) -> None:
     """Raise :class:`DDBError` naming every rule whose request fits no node of its partition."""
     lines = misfits(requests, nodes)
     if lines:
+        gpu_type = any(GPU_TYPE_HINT in line for line in lines)
         raise DDBError(
             "slurm", "no job was submitted: SLURM would keep these jobs PENDING for ever (Reason=PartitionConfig) "
             "or reject them:\n    " + "\n    ".join(lines),
-            "lower the rule's request in config.yaml, for this dataset (datasets.<name>.resources, e.g. "
+            ("name a GPU type the nodes have in resources.gpu_model (config.yaml; null: any GPU), or " if gpu_type
+             else "") + "lower the rule's request in config.yaml, for this dataset (datasets.<name>.resources, e.g. "
             "`max: {threads: 2, mem_mb: 3000}`) or for every dataset (resources.rules), or send the jobs to a "
             "partition with bigger nodes (DDB_SLURM_PARTITION, DDB_SLURM_GPU_PARTITION); `sinfo -N -l` "
             "lists the nodes (docs/cluster.md)")
@@ -181,6 +197,25 @@ def read_nodes(run: Callable = subprocess.run) -> list[Node] | None:
     if result.returncode != 0:
         return None
     return parse_sinfo(result.stdout)
+
+
+# The slurm profile's variables (slurm/config.yaml): resource -> (variable, the fallback sbatch reads itself)
+PROFILE_VARIABLES = {"slurm_account": ("DDB_SLURM_ACCOUNT", "SBATCH_ACCOUNT"),
+                     "slurm_partition": ("DDB_SLURM_PARTITION", "SBATCH_PARTITION")}
+UNSET_SUFFIX = "_IS_NOT_SET"  # the profile's value for a variable that is not set
+
+
+def check_profile_variables(default_resources: dict) -> None:
+    """Raise :class:`DDBError` naming every variable the slurm profile needs and finds unset (the profile
+    puts ``<variable>_IS_NOT_SET`` in ``default_resources``, resource -> raw value, in its place)."""
+    missing = [(name, fallback) for resource, (name, fallback) in PROFILE_VARIABLES.items()
+               if str(default_resources.get(resource) or "").strip("'\"") == name + UNSET_SUFFIX]
+    if missing:
+        names = " and ".join(f"{name} (or {fallback})" for name, fallback in missing)
+        raise DDBError(
+            "slurm profile", f"environment variable {names} {'is' if len(missing) == 1 else 'are'} not set",
+            " ".join(f"export {name}=<value>;" for name, _ in missing) + " then run snakemake again "
+            "(`sacctmgr show associations user=$USER format=account,partition` lists yours; docs/cluster.md)")
 
 
 def check_planned_jobs(jobs: Iterable, warn: Callable[[str], None] = print, run: Callable = subprocess.run) -> int:

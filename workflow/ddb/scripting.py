@@ -92,7 +92,8 @@ def check_cuda(snakemake) -> None:
     dataset allows the CPU (resource ``cpu_fallback``, from config ``resources.cpu_fallback``).
 
     Such a job would otherwise run for hours on the node's CPU (a partition without GPUs, a CPU-only
-    torch, CUDA_VISIBLE_DEVICES emptied) and only a user reading its log would notice. A local run is never
+    torch, a driver too old for torch's CUDA, CUDA_VISIBLE_DEVICES emptied) and only a user reading its log
+    would notice. Why, and the fix, come from :mod:`ddb.doctor`, as ``ddb doctor`` says them. A local run is never
     stopped: it ignores GPU requests by design (the demo, a laptop).
     """
     resources = snakemake.resources
@@ -102,16 +103,19 @@ def check_cuda(snakemake) -> None:
 
     if torch.cuda.is_available():
         return
-    why = (f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
-           else f"torch (CUDA {torch.version.cuda}) finds no CUDA device, CUDA_VISIBLE_DEVICES="
-                f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')!r}")
+    from .doctor import diagnose, probe
+
+    verdict = diagnose(probe(matmul=False))
     if int(getattr(resources, "cpu_fallback", 0) or 0):
-        logging.getLogger("ddb").warning(f"this job asked for a GPU but runs on the CPU: {why} "
+        logging.getLogger("ddb").warning(f"this job asked for a GPU but runs on the CPU: {verdict.problem} "
                                          "(resources.cpu_fallback is true)")
         return
-    raise DDBError(f"rule {snakemake.rule}", f"asked for a GPU, but this cluster job has none: {why}",
-                   "send GPU rules to a partition with GPUs (DDB_SLURM_GPU_PARTITION, resources.gpu_model; "
-                   "docs/cluster.md) and use a CUDA build of torch; to run on the CPU anyway, set "
+    what = "this cluster job has none" if verdict.no_gpu else "this cluster job cannot use the node's GPU"
+    fix = verdict.fix
+    if verdict.no_gpu and "DDB_SLURM_GPU_PARTITION" not in fix:  # only without any GPU is the partition a fix
+        fix = f"send GPU rules to a partition with GPUs (DDB_SLURM_GPU_PARTITION, resources.gpu_model); {fix}"
+    raise DDBError(f"rule {snakemake.rule}", f"asked for a GPU, but {what}: {verdict.problem}",
+                   f"{fix}; `ddb doctor` on a GPU node checks it before submitting; to run on the CPU anyway, set "
                    "resources.cpu_fallback: true (or the dataset's resources.cpu_fallback)")
 
 
