@@ -457,6 +457,24 @@ def check_dataset_roots():
 check_dataset_roots()
 
 
+def check_requested_data():
+    """Stop before anything is planned if a dataset the requested targets need lacks its data (a missing
+    root, or one without its layout's key files): a dry run and a cluster run alike (ddb.datasets.roots)."""
+    from ddb.datasets.roots import check_root, requested_datasets, snakemake_targets
+
+    targets = None if workflow.remote_exec else snakemake_targets()
+    if targets is None:
+        return
+    for name in requested_datasets(targets, results=R, datasets=config["datasets"], default=config["targets"]):
+        try:
+            check_root(name, config["datasets"][name])
+        except DDBError as error:
+            raise WorkflowError(str(error)) from None
+
+
+check_requested_data()
+
+
 # ---- input functions of the rules (beside the other helpers: the workflow catalog keeps rule files free of
 # functions); they read `rules.<name>` only when called, after every rule file is included.
 

@@ -297,10 +297,15 @@ def compute_records(ids):
 
 
 def celeba_config(tmp_path: Path, **generation) -> dict:
-    """config.yaml's CelebA entry (K = 20,000 a class, 3 images per source), over a root that does not
-    exist: the dry run reads no manifest, the shard counts come from the config."""
+    """config.yaml's CelebA entry (K = 20,000 a class, 3 images per source), over a root holding only the
+    layout's key files, all empty (what is checked before planning): the dry run reads no manifest, the
+    shard counts come from the config."""
     shipped = yaml.safe_load((REPO / "config.yaml").read_text())["datasets"]["celeba"]
-    celeba = {**shipped, "root": str(tmp_path / "no-celeba-here"),
+    root = tmp_path / "celeba-key-files-only"
+    (root / "img_align_celeba").mkdir(parents=True)
+    for name in ("list_attr_celeba.txt", "list_eval_partition.txt"):
+        (root / name).touch()
+    celeba = {**shipped, "root": str(root),
               "generation": {**shipped.get("generation", {}), **generation}}
     return {"seed": 0, "targets": ["celeba"], "datasets": {"celeba": celeba}}
 

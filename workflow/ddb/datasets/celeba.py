@@ -30,6 +30,7 @@ from ..errors import DDBError
 from .common import (SPLIT_NAMES, coded_column, dataset_root, did_you_mean, find_file, manifest_path_prefix,
                      open_images, read_csv, require_columns, require_filled, require_listed_images_present,
                      require_unique, group_names, strip_suffix)
+from .roots import missing_data, missing_root
 
 ATTRIBUTES_TXT, PARTITION_TXT = "list_attr_celeba.txt", "list_eval_partition.txt"
 ATTRIBUTES_CSV, PARTITION_CSV = "list_attr_celeba.csv", "list_eval_partition.csv"
@@ -40,6 +41,7 @@ PARTITION_CODES = dict(enumerate(SPLIT_NAMES))
 SPLIT_WORDS = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 ATTRIBUTE_CODES = {-1: "absent", 0: "absent", 1: "present"}
 REDOWNLOAD = "re-extract the file from the CelebA archive"
+SOURCE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, or Kaggle's jessicali9530/celeba-dataset"
 
 
 @dataclass
@@ -234,6 +236,31 @@ def source_paths(cfg: dict, workdir: Path) -> list[Path]:
     layout, listing = found
     partition = partition_file(root, listing, layout)
     return [listing, *([partition] if partition is not None else []), find_image_folder(root, listing)]
+
+
+def check_root(cfg: dict, workdir: Path) -> None:
+    """The key files of one of the three layouts, before anything is planned: the attribute file (or the
+    single CSV), the partition file it needs, and the image folder."""
+    root = Path(workdir) / cfg["root"]
+    hints = {"dataset": "CelebA", "source": SOURCE, "section": "CelebA",
+             "unpack": f"put the attribute and partition files and {IMAGE_FOLDER}/ (img_align_celeba.zip "
+                       f"extracted) in {root}"}
+    if not root.is_dir():
+        raise missing_root(root, **hints)
+    found = detect_layout(root)
+    if found is None:
+        raise missing_data(root / ATTRIBUTES_TXT, f"no CelebA metadata file: neither {ATTRIBUTES_TXT} (official), "
+                           f"{ATTRIBUTES_CSV} (Kaggle) nor one CSV with image_id, the attributes and split (the DDB "
+                           "authors' celeba_split.csv)", **hints)
+    layout, listing = found
+    if layout != "single" and partition_file(root, listing, layout) is None:
+        partition = PARTITION_TXT if layout == "published" else PARTITION_CSV
+        raise missing_data(listing.parent / partition, f"the CelebA partition file is missing beside {listing.name}",
+                           **hints)
+    try:
+        find_image_folder(root, listing)
+    except DDBError as error:
+        raise missing_data(error.where, error.problem, **hints) from None
 
 
 def read_attributes(root: Path, attributes: dict[str, str]) -> Attributes:

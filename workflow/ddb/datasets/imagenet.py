@@ -20,6 +20,13 @@ import pandas as pd
 from ..errors import DDBError
 from .common import (dataset_root, did_you_mean, folder_manifest, list_images, manifest_path_prefix, safe_id,
                      strip_suffix)
+from .roots import missing_data, missing_root
+
+# Where each default source comes from (the config names them imagenet.train_source / test_source)
+SOURCES = {"train_dir": ("ImageNet-1k (ILSVRC2012) training images", "https://image-net.org/download.php",
+                         "extract the class's folder from ILSVRC2012_img_train.tar"),
+           "test_dir": ("ImageNet-A", "https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar",
+                        "extract imagenet-a.tar")}
 
 
 def class_wnids(classes: list[str], wnids: dict[str, str]) -> list[str]:
@@ -30,6 +37,24 @@ def class_wnids(classes: list[str], wnids: dict[str, str]) -> list[str]:
                        f"it maps {sorted(wnids)}", f"add `{name}: n........` (the class's ImageNet folder name) "
                        "to the dataset's imagenet.wnids")
     return [wnids[name] for name in classes]
+
+
+def check_root(cfg: dict, workdir: Path) -> None:
+    """The key folders, before anything is planned: each class's wnid folder in both sources."""
+    options = cfg["imagenet"]
+    wnids = class_wnids(list(cfg["classes"]), options["wnids"])
+    root = Path(workdir) / cfg["root"]
+    for option in ("train_dir", "test_dir"):
+        dataset, source, unpack = SOURCES[option]
+        folder = root / options[option]
+        hints = {"dataset": dataset, "source": source, "section": "ImageNet-A",
+                 "unpack": f"{unpack} so that {folder}/<wnid>/ holds the class's images (imagenet.{option})"}
+        if not root.is_dir():
+            raise missing_root(root, **hints)
+        for class_name, wnid in zip(cfg["classes"], wnids):
+            if not (folder / wnid).is_dir():
+                raise missing_data(folder / wnid, f"the {options[option.replace('dir', 'source')]} folder of "
+                                   f"class {class_name!r} does not exist", **hints)
 
 
 def source_paths(cfg: dict, workdir: Path) -> list[Path]:

@@ -21,9 +21,12 @@ import pandas as pd
 from ..errors import DDBError
 from .common import (dataset_root, did_you_mean, folder_manifest, list_folder, list_images, list_subfolders,
                      manifest_path_prefix, safe_id, strip_suffix)
+from .roots import missing_data, missing_root
 
 SPLIT_FOLDERS = ("train", "test")
 NESTED_FOLDER = "MetaDatasetCatDog"
+# The cat/dog subset that DISC, DaC and the DDB authors use (a Google Drive archive, metashifts.zip)
+SOURCE = "https://drive.google.com/uc?id=1WySOxBRkxAUlSokgZrC-0JaWZwcG5UMT"
 GROUP_FOLDER = re.compile(r"^(?P<class_name>[^()]+)\((?P<context>[^()]+)\)$")
 
 
@@ -34,6 +37,25 @@ def find_dataset_folder(root: Path) -> Path:
     missing = next(split for split in SPLIT_FOLDERS if not (root / split).is_dir())
     raise DDBError(root / missing, "the MetaShift split folder does not exist",
                    "set `root` to the folder holding train/ and test/ (each with cat/cat(sofa)/-style folders)")
+
+
+def check_root(cfg: dict, workdir: Path) -> None:
+    """The key folders, before anything is planned: train/ and test/ (in the root or its
+    MetaDatasetCatDog/), each with a folder per class."""
+    root = Path(workdir) / cfg["root"]
+    hints = {"dataset": "MetaShift's cat/dog subset", "source": SOURCE, "section": "MetaShift",
+             "unpack": f"unzip it so that {root}/{NESTED_FOLDER}/train/ and test/ exist"}
+    if not root.is_dir():
+        raise missing_root(root, **hints)
+    try:
+        folder = find_dataset_folder(root)
+    except DDBError as error:
+        raise missing_data(error.where, f"{error.problem} (nor in {NESTED_FOLDER}/)", **hints) from None
+    for split in SPLIT_FOLDERS:
+        for class_name in cfg["classes"]:
+            if not (folder / split / class_name).is_dir():
+                raise missing_data(folder / split / class_name, f"the {split} folder of class {class_name!r} does "
+                                   "not exist", **hints)
 
 
 def source_paths(cfg: dict, workdir: Path) -> list[Path]:

@@ -23,6 +23,7 @@ from ..errors import DDBError
 from .common import (SPLIT_NAMES, coded_column, dataset_root, list_subfolders, manifest_path_prefix, open_images,
                      present_files, quote_some, read_csv, require_columns, require_filled, require_listed_images_present,
                      require_unique, group_names)
+from .roots import missing_data, missing_root
 
 FOLDER_NAMES = ("waterbird_complete95_forest2water2", "waterbirds_v1.0")
 METADATA = "metadata.csv"
@@ -30,6 +31,8 @@ REQUIRED_COLUMNS = ["img_id", "img_filename", "y", "split", "place"]
 PLACES = ("land", "water")
 FIRST_DATA_LINE = 2  # under the one-line header
 REDOWNLOAD = "the published file has this layout; re-extract metadata.csv from the dataset's archive"
+SOURCE = "https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz"
+SEGMENTATIONS = "segmentations"
 
 
 def find_dataset_folder(root: Path) -> Path:
@@ -49,8 +52,26 @@ def find_dataset_folder(root: Path) -> Path:
                    "waterbirds_v1.0/, or their parent), or restore the file from the dataset's archive")
 
 
+def check_root(cfg: dict, workdir: Path) -> None:
+    """The key files, before anything is planned: ``metadata.csv`` in the root (or in its one Waterbirds
+    folder) and the CUB image folders beside it."""
+    root = Path(workdir) / cfg["root"]
+    # the archive holds waterbird_complete95_forest2water2/; a root that is its parent is read too
+    into = root.parent if root.name in FOLDER_NAMES else root
+    hints = {"dataset": "Waterbirds", "source": SOURCE, "section": "Waterbirds",
+             "unpack": f"extract it with `tar -xzf {SOURCE.rsplit('/', 1)[1]} -C {into}`"}
+    if not root.is_dir():
+        raise missing_root(root, **hints)
+    if not any((folder / METADATA).is_file() for folder in (root, *(root / name for name in FOLDER_NAMES))):
+        raise missing_data(root / METADATA, "the Waterbirds metadata file is neither here nor in "
+                           f"{' or '.join(f'{name}/' for name in FOLDER_NAMES)}", **hints)
+    folder = find_dataset_folder(root)
+    if not [name for name in list_subfolders(folder) if name != SEGMENTATIONS]:
+        raise missing_data(folder, f"no image folder (001.Black_footed_Albatross/ ...) beside {METADATA}", **hints)
+
+
 def find_segmentations(folder: Path) -> Path | None:
-    for candidate in (folder / "segmentations", folder.parent / "segmentations"):
+    for candidate in (folder / SEGMENTATIONS, folder.parent / SEGMENTATIONS):
         if candidate.is_dir():
             return candidate
     return None

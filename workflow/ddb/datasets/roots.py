@@ -1,0 +1,97 @@
+"""Is each dataset's data where its entry says, before anything is planned?
+
+A wrong ``root`` would otherwise surface only when ``prepare_dataset`` runs: after the whole DAG was
+planned, and on a cluster inside the first SLURM job. ``rules/common.smk`` therefore checks, while it reads
+the config, the datasets that the requested targets need (:func:`requested_datasets`): each adapter's
+``check_root`` looks for its layout's key files (a few stat calls, nothing read) and names what is missing,
+where to download it and the docs section (docs/datasets.md) that says how to unpack it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import DDBError
+
+DOCS = "docs/datasets.md"
+# Snakemake options that plan no job: the data are not needed (`--unlock` after a crash, `--lint`, ...).
+NON_PLANNING_OPTIONS = ("lint", "unlock", "list_rules", "list_target_rules", "cleanup_metadata", "cleanup_shadow",
+                        "print_compilation", "list_conda_envs", "conda_cleanup_envs", "containerize", "report",
+                        "archive", "list_untracked", "delete_all_output", "delete_temp_output")
+
+
+def missing_data(path: Path, problem: str, *, dataset: str, source: str, unpack: str, section: str) -> DDBError:
+    """The error of a missing dataset file or folder: where to get the data and how to unpack it."""
+    return DDBError(path, problem, f"download {dataset} ({source}) and {unpack}, or set the dataset's `root` to "
+                                   f"where it lies; see {DOCS}, \"{section}\"")
+
+
+def missing_root(root: Path, **hints) -> DDBError:
+    """:func:`missing_data` for a root that is no folder."""
+    return missing_data(root, f"the dataset root {'is not a folder' if root.exists() else 'does not exist'}", **hints)
+
+
+def check_root(name: str, cfg: dict, workdir: str | Path = ".") -> None:
+    """Raise a DDBError naming the missing file or folder if dataset ``name``'s root lacks its layout's key
+    files (the format's ``check_root``); nothing to check for the drawn ``synthetic`` format."""
+    from . import FORMATS
+
+    if cfg["format"] == "synthetic":
+        return
+    module = importlib.import_module(FORMATS[cfg["format"]])
+    try:
+        module.check_root(cfg, Path(workdir))
+    except DDBError as error:
+        key = f"datasets.{name}.root" + ("" if Path(error.where) == Path(workdir) / cfg["root"] else f": {cfg['root']}")
+        raise DDBError(error.where, f"{error.problem} ({key})", error.fix) from None
+
+
+def dataset_of_target(target: str, results: str, datasets: Iterable[str]) -> str | None:
+    """The dataset a file target belongs to: every artifact of a run lies in ``<results>/<dataset>/``
+    (``<results>/<dataset>/seed-<s>/`` for another seed, ddb.paths.run_name); None for anything else (a rule
+    name, a log, a file outside the results folder)."""
+    try:
+        relative = Path(os.path.abspath(target)).relative_to(os.path.abspath(results))
+    except ValueError:
+        return None
+    first = relative.parts[0] if relative.parts else None
+    return first if first in set(datasets) else None
+
+
+def requested_datasets(targets: Iterable[str], *, results: str, datasets: Iterable[str],
+                       default: Iterable[str]) -> list[str]:
+    """The datasets the requested ``targets`` need: each file target's own dataset; for no target (the
+    default `all` rule), a rule name or a file of no dataset, the ``default`` ones (the config's `targets`,
+    which the aggregating rules build)."""
+    datasets, default = list(datasets), list(default)
+    targets = list(targets)
+    if not targets:
+        return default
+    found = []
+    for target in targets:
+        dataset = dataset_of_target(target, results, datasets)
+        found += [dataset] if dataset else default
+    return list(dict.fromkeys(found))
+
+
+def snakemake_targets() -> list[str] | None:
+    """The targets given on Snakemake's command line (empty for the default rule); None where no data check
+    is due or none can be made: not run from the command line, a cluster job (its main process checked), an
+    option that plans no job. Snakemake 9 hands its DAG settings, targets
+    included, to the workflow only after reading the Snakefile, so they are read from the command line's
+    own arguments (``snakemake.cli.args_to_api(args, parser)``, which reads the Snakefile)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
+            args = frame.f_locals.get("args")
+            if args is None or getattr(args, "target_jobs", None):
+                return None
+            if any(getattr(args, option, None) for option in NON_PLANNING_OPTIONS):
+                return None
+            return [str(target) for target in (getattr(args, "targets", None) or [])]
+        frame = frame.f_back
+    return None
