@@ -269,19 +269,14 @@ check_slurm_profile_variables()
 def check_command_line_targets():
     """Name what exists where a target of the `snakemake` command is a file no rule makes (a mistyped dataset
     or artifact), instead of Snakemake's bare MissingRuleException. Snakemake hands the targets to the
-    workflow only after parsing it, so they are read from the command line, as its CLI reads them; nothing
-    is checked in a job (remote mode) or where the workflow is run through the API."""
-    argv0 = Path(sys.argv[0])
-    if workflow.remote_exec or "snakemake" not in (argv0.name, argv0.parent.name):
-        return
-    from snakemake.cli import get_argument_parser
-    from ddb.targets import check_targets
+    workflow only after parsing it, so they are read from the command line (ddb.targets.snakemake_targets);
+    nothing is checked in a job (remote mode) or where the workflow is run through the API."""
+    from ddb.targets import check_targets, snakemake_targets
 
-    try:
-        arguments, _ = get_argument_parser().parse_known_args(sys.argv[1:])
-    except (SystemExit, Exception):  # Snakemake's own parse reports a bad command line
+    targets = None if workflow.remote_exec else snakemake_targets()
+    if targets is None:
         return
-    files = [t for t in arguments.targets or [] if not workflow.is_rule(t) and not os.path.exists(t)]
+    files = [t for t in targets if not workflow.is_rule(t) and not os.path.exists(t)]
 
     def producible(target):
         return any(rule.is_producer(target) for rule in workflow.rules)
@@ -460,7 +455,8 @@ check_dataset_roots()
 def check_requested_data():
     """Stop before anything is planned if a dataset the requested targets need lacks its data (a missing
     root, or one without its layout's key files): a dry run and a cluster run alike (ddb.datasets.roots)."""
-    from ddb.datasets.roots import check_root, requested_datasets, snakemake_targets
+    from ddb.datasets.roots import check_root, requested_datasets
+    from ddb.targets import snakemake_targets
 
     targets = None if workflow.remote_exec else snakemake_targets()
     if targets is None:

@@ -1,4 +1,8 @@
-"""A target no rule makes (a mistyped dataset or file name) is named with what exists.
+"""The targets of the `snakemake` command line, and a target no rule makes named with what exists.
+
+Snakemake 9 hands its DAG settings, targets included, to the workflow only after reading the Snakefile, so
+the checks that must stop a run before it is planned (a missing dataset root, ddb.datasets.roots; a
+mistyped target) read them from the command line's own arguments (:func:`snakemake_targets`).
 
 Snakemake itself only says ``MissingRuleException: No rule to produce results/waterbird/eval.json``. The
 workflow checks the command line's targets once its rules are defined (``check_targets`` in
@@ -11,10 +15,16 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
+import sys
 from collections.abc import Iterable
 
 from .errors import DDBError
 from .paths import ARTIFACTS
+
+# Snakemake options that plan no job: the data are not needed (`--unlock` after a crash, `--lint`, ...).
+NON_PLANNING_OPTIONS = ("lint", "unlock", "list_rules", "list_target_rules", "cleanup_metadata", "cleanup_shadow",
+                        "print_compilation", "list_conda_envs", "conda_cleanup_envs", "containerize", "report",
+                        "archive", "list_untracked", "delete_all_output", "delete_temp_output")
 
 _WILDCARD = re.compile(r"\{(\w+)\}")
 
@@ -62,3 +72,21 @@ def check_targets(targets: Iterable[str], producible, results: str, runs: Iterab
                        + ":\n    " + "\n    ".join(lines),
                        "correct the target (`snakemake -n` without a target plans every dataset of the "
                        "config's `targets`)")
+
+
+def snakemake_targets() -> list[str] | None:
+    """The targets given on Snakemake's command line (empty for the default rule); None where no check is
+    due or none can be made: not run from the command line (the API), a cluster job (its main process
+    checked), an option that plans no job. They are the arguments that ``snakemake.cli.args_to_api(args,
+    parser)``, which reads the Snakefile, was given: the profile's settings applied, as Snakemake reads them."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
+            args = frame.f_locals.get("args")
+            if args is None or getattr(args, "target_jobs", None):
+                return None
+            if any(getattr(args, option, None) for option in NON_PLANNING_OPTIONS):
+                return None
+            return [str(target) for target in (getattr(args, "targets", None) or [])]
+        frame = frame.f_back
+    return None

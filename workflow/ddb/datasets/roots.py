@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import DDBError
 
 DOCS = "docs/datasets.md"
-# Snakemake options that plan no job: the data are not needed (`--unlock` after a crash, `--lint`, ...).
-NON_PLANNING_OPTIONS = ("lint", "unlock", "list_rules", "list_target_rules", "cleanup_metadata", "cleanup_shadow",
-                        "print_compilation", "list_conda_envs", "conda_cleanup_envs", "containerize", "report",
-                        "archive", "list_untracked", "delete_all_output", "delete_temp_output")
-
-
 def missing_data(path: Path, problem: str, *, dataset: str, source: str, unpack: str, section: str) -> DDBError:
     """The error of a missing dataset file or folder: where to get the data and how to unpack it."""
     return DDBError(path, problem, f"download {dataset} ({source}) and {unpack}, or set the dataset's `root` to "
@@ -76,22 +69,3 @@ def requested_datasets(targets: Iterable[str], *, results: str, datasets: Iterab
         dataset = dataset_of_target(target, results, datasets)
         found += [dataset] if dataset else default
     return list(dict.fromkeys(found))
-
-
-def snakemake_targets() -> list[str] | None:
-    """The targets given on Snakemake's command line (empty for the default rule); None where no data check
-    is due or none can be made: not run from the command line, a cluster job (its main process checked), an
-    option that plans no job. Snakemake 9 hands its DAG settings, targets
-    included, to the workflow only after reading the Snakefile, so they are read from the command line's
-    own arguments (``snakemake.cli.args_to_api(args, parser)``, which reads the Snakefile)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
-            args = frame.f_locals.get("args")
-            if args is None or getattr(args, "target_jobs", None):
-                return None
-            if any(getattr(args, option, None) for option in NON_PLANNING_OPTIONS):
-                return None
-            return [str(target) for target in (getattr(args, "targets", None) or [])]
-        frame = frame.f_back
-    return None
