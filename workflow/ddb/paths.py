@@ -7,7 +7,8 @@ seeds) in this file alone.
 
 A *run* is one dataset at one seed: its folder is ``<results>/<dataset>`` for the config's ``seed`` and
 ``<results>/<dataset>/seed-<s>`` for every other seed of the config's ``seeds`` list (:func:`run_name`).
-Logs and Snakemake benchmark files lie under ``<results>/logs`` and ``<results>/benchmarks``, by rule.
+Logs and Snakemake benchmark files lie under ``<results>/logs`` and ``<results>/benchmarks``, by rule; the
+records of the hub models the runs load under ``<results>/models`` (:data:`MODEL_RECORD`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ ARTIFACTS = {
     "seed_summary_table": "summary.parquet",
 }
 
+# What the fetch_model job (rules/models.smk, ddb.models.fetching) records of each hub model the runs load: one
+# file per model directly under the results folder, shared by every run that loads it
+MODEL_RECORD = "models/{model}.json"
+
 # DDB's own prune tables and model: with a `tune` section, those of the selected candidate (ddb.tuning)
 TUNED_ARTIFACTS = {"prune": "tune_prune", "retrain_model": "tune_model", "retrain_history": "tune_history"}
 
@@ -103,6 +108,11 @@ def split_run(run: str) -> tuple[str, int | None]:
 def artifact_path(results: str | os.PathLike, run: str, name: str, **wildcards) -> Path:
     """The file (or folder) ``name`` of ``run`` under ``results``, its wildcards filled in."""
     return Path(results) / run / ARTIFACTS[name].format(**wildcards)
+
+
+def model_record_path(results: str | os.PathLike, name: str) -> Path:
+    """The record of hub model ``name`` (ddb.models.fetching.record_name) under ``results``."""
+    return Path(results) / MODEL_RECORD.format(model=name)
 
 
 class RunPaths:
