@@ -277,7 +277,7 @@ def test_a_job_missing_its_model_offline_names_it_and_the_fetch(monkeypatch):
     assert f"models/sd2-community--stable-diffusion-2-inpainting@v1.json" in message
     assert download_command(f"{SD2_INPAINTING}@v1", "stable_diffusion") in message
     assert f"hf download {SD2_INPAINTING} --revision v1 --include" in message
-        assert message.count("\n") == 1  # the problem, then the fix
+    assert message.count("\n") == 1  # the problem, then the fix
 
 
 def test_torchvision_weights_missing_offline_fail_at_once(tmp_path, monkeypatch):
