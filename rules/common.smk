@@ -412,8 +412,8 @@ def fetch_name_pattern():
 
 
 def model_records(step):
-    """The records of the hub models rule ``step`` loads for the job's dataset (none for tiny, random:,
-    ddb: and local models)."""
+    """The records of the hub models that the jobs of ``step`` load for their dataset; none for tiny,
+    `random`, `ddb` and local models."""
     def get(wildcards):
         from ddb.models.fetching import step_records
 
