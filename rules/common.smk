@@ -18,7 +18,7 @@ prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
-from ddb.paths import ARTIFACTS, artifact_path, results_artifact_path, run_name  # noqa: E402
+from ddb.paths import ARTIFACTS, MODEL_RECORD, artifact_path, results_artifact_path, run_name  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
 try:
@@ -112,6 +112,7 @@ STEP_MODULES = {
     "visualize": ["visualize.py", "inspect.py", "paths.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
     "tune_select": ["tuning.py"],
     "visualize_tune": ["visualize.py", "inspect.py", "tuning.py"],
+    "fetch_model": ["models/fetching.py"],
 }
 SHARED_MODULES = ["io.py", "seeding.py"]
 
@@ -473,6 +474,35 @@ check_requested_data()
 
 # ---- input functions of the rules (beside the other helpers: the workflow catalog keeps rule files free of
 # functions); they read `rules.<name>` only when called, after every rule file is included.
+
+
+# ---- hub models (rules/models.smk): one fetch_model job per hub model the runs load, run where Snakemake
+# runs; each job that loads the model takes its record as an input (ddb.models.fetching).
+def planned_models():
+    from ddb.models.fetching import planned_models as plan
+
+    return plan(DATASETS)
+
+
+MODELS_TO_FETCH = planned_models()
+
+
+def fetch_name_pattern():
+    """fetch_model's `model` wildcard: exactly the planned models' record names."""
+    from ddb.models.fetching import name_pattern
+
+    return name_pattern(MODELS_TO_FETCH)
+
+
+def model_records(step):
+    """The records of the hub models that the jobs of ``step`` load for their dataset; none for tiny,
+    `random`, `ddb` and local models."""
+    def get(wildcards):
+        from ddb.models.fetching import step_records
+
+        return [f"{R}/{MODEL_RECORD.format(model=name)}" for name in step_records(DATASETS[wildcards.ds], step)]
+
+    return get
 
 
 def imported_erm(wildcards):

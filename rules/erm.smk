@@ -2,6 +2,7 @@ rule train_erm:
     input:
         manifest=rules.prepare_dataset.output.manifest,
         imported=imported_erm,
+        models=model_records("train_erm"),
     output:
         model=artifact("erm_model"),
         history=artifact("erm_history"),

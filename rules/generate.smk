@@ -1,6 +1,7 @@
 rule textual_inversion:
     input:
         manifest=rules.prepare_dataset.output.manifest,
+        models=model_records("textual_inversion"),
     output:
         embeds=artifact("ti_embeds"),
         samples=artifact("ti_samples"),
@@ -27,6 +28,7 @@ rule mask:
         manifest=rules.prepare_dataset.output.manifest,
         low_loss=generation_low_loss,
         mask_dir=mask_folder,
+        models=model_records("mask"),
     output:
         tar=artifact("mask_tar"),
         index=artifact("mask_index"),
@@ -57,6 +59,7 @@ rule inpaint:
         mask_index=rules.mask.output.index,
         low_loss=generation_low_loss,
         token=learned_token,
+        models=model_records("inpaint"),
     output:
         tar=artifact("inpaint_tar"),
         index=artifact("inpaint_index"),

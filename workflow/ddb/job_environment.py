@@ -8,6 +8,10 @@ from pathlib import Path
 
 # Set in a job that a cluster executor runs; read by ddb.scripting.check_cuda.
 CLUSTER_JOB_VARIABLE = "DDB_CLUSTER_JOB"
+# The hub libraries' offline switches, set in every cluster job: its models come from the cache the
+# fetch_model jobs filled (ddb.models.fetching), and a missing one fails at once, naming itself, instead
+# of waiting on a network a compute node may not have.
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 def prepare(package_root: str | os.PathLike, remote: bool) -> None:
@@ -22,10 +26,13 @@ def prepare(package_root: str | os.PathLike, remote: bool) -> None:
       do not change. Read when torch loads, so it must be in the job's environment; a user's value wins.
     - ``remote``: Snakemake runs a job of a cluster executor (SLURM, ...) in remote mode. Its scripts then
       see DDB_CLUSTER_JOB=1, so a GPU job can tell a cluster node without CUDA from a local run, which
-      ignores GPU requests by design.
+      ignores GPU requests by design. They also run offline (:data:`OFFLINE_VARIABLES` = 1; a value the
+      user exported, e.g. HF_HUB_OFFLINE=0 on a cluster whose nodes reach the hub, wins).
     """
     entries = [str(Path(package_root)), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if remote:
         os.environ[CLUSTER_JOB_VARIABLE] = "1"
+        for name in OFFLINE_VARIABLES:
+            os.environ.setdefault(name, "1")

@@ -8,8 +8,9 @@ seeds) in this file alone.
 A *run* is one dataset at one seed: its folder is ``<results>/<dataset>`` for the config's ``seed`` and
 ``<results>/<dataset>/seed-<s>`` for every other seed of the config's ``seeds`` list (:func:`run_name`).
 Logs and Snakemake benchmark files lie under ``<results>/logs`` and ``<results>/benchmarks``, by rule.
-A few artifacts belong to no run but to the results folder as a whole (:data:`RESULTS_ARTIFACTS`: the
-table across datasets).
+A few artifacts belong to no run but to the results folder as a whole: the table across datasets
+(:data:`RESULTS_ARTIFACTS`) and the records of the hub models the runs load, under ``<results>/models``
+(:data:`MODEL_RECORD`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ RESULTS_ARTIFACTS = {
     "paper_table": "paper_table.md",
     "paper_table_csv": "paper_table.csv",
 }
+# What the fetch_model job (rules/models.smk, ddb.models.fetching) records of each hub model the runs load: one
+# file per model directly under the results folder, shared by every run that loads it
+MODEL_RECORD = "models/{model}.json"
 
 # DDB's own prune tables and model: with a `tune` section, those of the selected candidate (ddb.tuning)
 TUNED_ARTIFACTS = {"prune": "tune_prune", "retrain_model": "tune_model", "retrain_history": "tune_history"}
@@ -117,6 +121,11 @@ def artifact_path(results: str | os.PathLike, run: str, name: str, **wildcards) 
 def results_artifact_path(results: str | os.PathLike, name: str) -> Path:
     """The file ``name`` of :data:`RESULTS_ARTIFACTS` under the results folder ``results``."""
     return Path(results) / RESULTS_ARTIFACTS[name]
+
+
+def model_record_path(results: str | os.PathLike, name: str) -> Path:
+    """The record of hub model ``name`` (ddb.models.fetching.record_name) under ``results``."""
+    return Path(results) / MODEL_RECORD.format(model=name)
 
 
 class RunPaths:

@@ -77,6 +77,15 @@ def _backbone_state_dict(arch: str, weights: str, config_key: str) -> dict:
     except (KeyError, ValueError) as error:
         raise DDBError(f"config: {config_key}.weights", f"{weights!r} is neither a file nor a torchvision "
                        f"weight of {arch}", "use e.g. IMAGENET1K_V1, a state-dict path, or null") from error
+    from .fetching import download_command, hub_offline, torchvision_weights_file
+
+    if hub_offline() and not torchvision_weights_file(enum.url).is_file():
+        # a cluster job runs offline: name the missing file at once rather than wait on the network
+        raise DDBError(f"config: {config_key}.weights",
+                       f"torchvision weights {arch}.{weights} are not in {torch.hub.get_dir()}/checkpoints and this "
+                       "job may not use the network (HF_HUB_OFFLINE is set: ddb sets it in every cluster job)",
+                       "rerun snakemake where it can download, with the TORCH_HOME the jobs see (its fetch_model "
+                       f"job downloads them), or run `{download_command(f'{arch}.{weights}', 'torchvision')}` there")
     try:
         return enum.get_state_dict(progress=False)
     except Exception as error:

@@ -15,7 +15,7 @@ import torch
 from tokenizers import pre_tokenizers
 
 from ..seeding import derive_seed
-from .loading import TINY, hub_source, model_load_error, resolve_ref
+from .loading import RANDOM_PREFIX, TINY, hub_source, model_load_error, resolve_ref
 from .random_init import is_random
 
 # Words of the default prompt templates and initializer tokens: each becomes one BPE token.
@@ -141,7 +141,7 @@ def random_components(ref: str, *, seed: int, device: torch.device | str | None 
         "vae": build_seeded(lambda: AutoencoderKL.from_config(read_config(manifest, "vae/config.json")),
                             derive_seed(seed, "random", "vae"), device),
         "unet": build_seeded(lambda: UNet2DConditionModel.from_config(read_config(manifest, "unet/config.json")),
-                             derive_seed(seed, "random", ref, "unet"), device),
+                             derive_seed(seed, "random", RANDOM_PREFIX + manifest["model"], "unet"), device),
         "scheduler": getattr(diffusers, scheduler_config["_class_name"]).from_config(scheduler_config),
     }
 
@@ -173,7 +173,7 @@ def load_inpaint_pipeline(ref: str, *, seed: int, device: torch.device | str = "
 
         raise DDBError(f"config: {config_key}", f"{ref!r} has a UNet with {pipeline.unet.config.in_channels} "
                        "input channels, not an inpainting UNet (9)",
-                       "use an inpainting model such as stabilityai/stable-diffusion-2-inpainting")
+                       "use an inpainting model such as sd2-community/stable-diffusion-2-inpainting")
     if scheduler:
         pipeline.scheduler = _scheduler_from_name(scheduler, pipeline.scheduler.config, config_key)
     # from_pretrained already applied torch_dtype; only the freshly built models need a cast

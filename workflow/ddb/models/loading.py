@@ -60,10 +60,14 @@ def random_models_of(dataset_cfg: dict) -> dict[str, str]:
 
 @lru_cache(maxsize=None)
 def _manifests() -> dict[str, dict]:
+    """hub id -> manifest; a manifest's ``aliases`` (other hub ids of the same repository, such as the
+    sd2-community copies of the Stable Diffusion 2 models) name it too, and its ``model`` stays the id
+    its seeds are drawn from, so every alias builds the same weights."""
     found = {}
     for path in sorted(CONFIGS.glob(f"*/{MANIFEST}")):
-        manifest = json.loads(path.read_text())
-        found[manifest["model"]] = {**manifest, "folder": path.parent}
+        manifest = {**json.loads(path.read_text()), "folder": path.parent}
+        for name in [manifest["model"], *manifest.get("aliases", [])]:
+            found[name] = manifest
     return found
 
 
@@ -138,13 +142,26 @@ def model_load_error(ref: str, what: str, error: Exception, config_key: str) -> 
         return DDBError(f"config: {config_key}",
                         f"{ref!r} does not hold a loadable {what} ({type(error).__name__}: {error})",
                         f"point it at a folder saved with save_pretrained of a {what}")
+    from .fetching import download_command, hub_offline, kind_of_key, record_name
+
+    kind = kind_of_key(config_key)
+    command = download_command(ref, kind) if kind else f"hf download {_download_args(ref)}"
+    if hub_offline():
+        # a cluster job (ddb.job_environment) or a user's HF_HUB_OFFLINE: nothing was asked of the network
+        record = f"models/{record_name(ref, kind)}.json" if kind else None
+        return DDBError(f"config: {config_key}",
+                        f"cannot load {what} {ref!r}: it is not in the Hugging Face cache ({hub_cache_dir()}) and "
+                        "this job may not use the network (HF_HUB_OFFLINE is set: ddb sets it in every cluster job)",
+                        "fetch it where snakemake runs, with the HF_HOME the jobs see (a shared folder): rerun "
+                        "snakemake, whose fetch_model job downloads it"
+                        + (f" (remove {record} under the results folder if it is there)" if record else "")
+                        + f", or run `{command}`; or set the key to a local folder holding the model")
     return DDBError(f"config: {config_key}",
                     f"cannot load {what} {ref!r}: it is not in the Hugging Face cache ({hub_cache_dir()}) "
                     f"and the hub cannot be reached ({type(error).__name__})",
-                    f"on a machine with network run `hf download {_download_args(ref)}` (or huggingface-cli "
-                    "download) and "
-                    f"copy the cache to {hub_cache_dir()} (set HF_HOME to move it), or set the key to a "
-                    f"local folder holding the model")
+                    f"on a machine with network run `{command}` and copy the cache to {hub_cache_dir()} (set "
+                    "HF_HOME to move it), "
+                    "or set the key to a local folder holding the model")
 
 
 def _download_args(ref: str) -> str:

@@ -1,7 +1,7 @@
 """`random:` models: the paper's architectures, built from their published configs, with seeded random weights.
 
 Time, memory, tensor shapes and dtypes do not depend on the values of the weights, so a run with
-``random:stabilityai/stable-diffusion-2-inpainting`` (and the others of :func:`known_random_models`) costs
+``random:sd2-community/stable-diffusion-2-inpainting`` (and the others of :func:`known_random_models`) costs
 exactly what the hub model costs, on a machine that cannot download it. The architecture comes from
 the config files shipped in ``ddb/assets/configs/<org>--<name>/`` (the hub's own ``config.json`` values;
 each folder's ``ddb_random.json`` names the files they were taken from), the weights from a seed, and

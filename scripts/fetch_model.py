@@ -1,0 +1,15 @@
+"""Rule fetch_model: one hub model in the cache, and its record (ddb.models.fetching)."""
+from ddb.io import write_json
+from ddb.models.fetching import fetch_model
+from ddb.scripting import run_step
+
+
+@run_step
+def main(snakemake):
+    record = fetch_model(snakemake.params.spec, log=lambda line: print(line, flush=True))
+    print(f"{record['model']}: {record['requested_revision']} is {record['resolved_revision']}, "
+          f"{len(record['files'])} files, {record['bytes'] / 1e9:.2f} GB in {record['cache_dir']}")
+    write_json(record, snakemake.output[0])
+
+
+main(snakemake)
