@@ -87,7 +87,7 @@ def _count_on_meta(model: str, resolution: int) -> int:
             network = build_classifier(model, 2, None, 0)
             arguments = (torch.empty(1, 3, resolution, resolution),)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        network(*arguments)
+        network.eval()(*arguments)
     return int(counter.get_total_flops())
 
 
