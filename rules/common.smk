@@ -238,19 +238,15 @@ def runtime_by_attempt(runtimes):
 
 
 def training_retries(rule):
-    """A training rule's `retries`: with retries on (the slurm profile), enough attempts for its estimated
-    runtime under the dataset's max.runtime, each going on from the last checkpoint (ddb.sizing)."""
+    """A training rule's `retries`: where a dataset's max.runtime cuts its estimated runtime short, enough
+    attempts to finish, each going on from the last checkpoint (ddb.sizing.training_retries); None (the
+    profile's `retries`) elsewhere. Snakemake's settings are unknown while it reads the rules, so these
+    retries hold for a local run too, where a job that fails is then run again from its checkpoint."""
     from ddb.sizing import training_retries as retries_for
 
-    retries = workflow.execution_settings.retries
-    if not retries:
-        return retries
-    for ds in DATASETS:
-        if estimated_runtime(rule, ds) is not None:
-            total = configured_resources(rule, ds, capped=False)["runtime"]
-            cap = configured_resources(rule, ds)["runtime"]
-            retries = max(retries, retries_for(total, cap, retries))
-    return retries
+    return retries_for([(configured_resources(rule, ds, capped=False)["runtime"],
+                         configured_resources(rule, ds)["runtime"])
+                        for ds in DATASETS if estimated_runtime(rule, ds) is not None])
 
 
 def rule_threads(rule):

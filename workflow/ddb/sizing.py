@@ -205,7 +205,9 @@ def attempts_needed(total_minutes: int, cap_minutes: int | None) -> int:
     return math.ceil(total_minutes / cap_minutes) + 1
 
 
-def training_retries(total_minutes: int, cap_minutes: int | None, profile_retries: int = 1) -> int:
-    """Snakemake `retries:` of a training rule: enough for :func:`attempts_needed`, never fewer than the
-    profile's."""
-    return max(profile_retries, attempts_needed(total_minutes, cap_minutes) - 1)
+def training_retries(runtimes: list[tuple[int, int | None]]) -> int | None:
+    """Snakemake `retries` of a training rule whose jobs take (total minutes, cap minutes) each: the
+    retries of the job that needs the most attempts (:func:`attempts_needed`), or None where every job
+    finishes in one attempt (then the profile's `retries` holds, and a retry asks for twice the runtime)."""
+    needed = max((attempts_needed(total, cap) for total, cap in runtimes), default=1)
+    return needed - 1 if needed > 1 else None
