@@ -7,7 +7,7 @@ import torch
 from conftest import small_config
 
 from _reliability import one_torch_thread  # noqa: F401
-from test_resume_training import assert_same_weights, with_sections
+from test_resume_training import assert_same_weights, retrain_inputs, with_sections
 
 from ddb.config import validate_config
 from ddb.datasets.loading import loader_workers, per_sample_augmentation
@@ -61,3 +61,19 @@ def test_erm_weights_are_the_same_with_no_workers_and_with_two(drawn):
                         class_balance="reweight")
     stream, _ = train_erm(manifest, cfg, seed=0, device="cpu")
     assert not torch.equal(stream.state_dict()["fc.weight"], models[2].state_dict()["fc.weight"])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_retrain_weights_are_the_same_with_no_workers_and_with_two(drawn):
+    """The real batches and every class's generated batches, each loader with its own workers."""
+    from ddb.retrain import retrain
+
+    erm_model, manifest, generated = retrain_inputs(drawn)
+    models = {}
+    for workers in (None, 2):
+        cfg = with_sections(drawn[0], retrain={"epochs": 2, "batch_size": 8, "generated_batch_size": 3,
+                                               "augment": True, "lr": 1e-3, "num_workers": workers},
+                            class_balance="reweight")
+        torch.manual_seed(workers or 123)
+        models[workers], _ = retrain(erm_model, manifest, generated, cfg, seed=0, device="cpu")
+    assert_same_weights(models[None], models[2])
