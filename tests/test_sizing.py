@@ -83,10 +83,16 @@ def test_inpainting_a_shard_is_its_images_times_guided_steps(paper_config):
     assert sizing.rule_work("inpaint", unguided)["flops"] == work["flops"] // 2
 
 
-def test_the_demo_and_light_rules_are_not_estimated(paper_config):
+def test_the_demo_light_rules_and_small_diffusion_models_are_not_estimated(paper_config):
     demo = paper_config["datasets"]["demo"]
     assert sizing.rule_estimate("retrain", demo, paper_config["resources"]) is None
-    assert sizing.rule_estimate("prune", paper_config["datasets"]["waterbirds"], paper_config["resources"]) is None
+    waterbirds = copy.deepcopy(paper_config["datasets"]["waterbirds"])
+    assert sizing.rule_estimate("prune", waterbirds, paper_config["resources"]) is None
+    waterbirds["inpainting"]["model"] = "tiny"  # a test's model: not SD-2's work
+    waterbirds["textual_inversion"]["model"] = "ddb:demo_inpainter"
+    assert sizing.rule_estimate("inpaint", waterbirds, paper_config["resources"]) is None
+    assert sizing.rule_estimate("textual_inversion", waterbirds, paper_config["resources"]) is None
+    assert sizing.rule_estimate("inpaint", paper_config["datasets"]["waterbirds"], paper_config["resources"])
 
 
 def test_a_run_longer_than_its_cap_gets_an_attempt_per_allocation_and_one_more():

@@ -114,10 +114,17 @@ def split_sizes(dataset_cfg: dict) -> dict[str, int]:
     return dict(SPLIT_SIZES[fmt])
 
 
-def rule_work(rule: str, dataset_cfg: dict) -> dict:
+def is_sd2_sized(model_ref: str) -> bool:
+    """Whether a diffusion model reference is the paper's SD-2 inpainting architecture (a hub id, a local
+    folder or its `random:` stand-in) rather than a test's `tiny` model or the demo's own inpainter."""
+    return model_ref != "tiny" and not str(model_ref).startswith("ddb:")
+
+
+def rule_work(rule: str, dataset_cfg: dict) -> dict | None:
     """The work of one job of ``rule``: ``flops`` (total), ``images`` (image passes through the model of
     the count, training passes counted once) and ``precision`` (the key of :data:`GPU_PEAK_TFLOPS`).
-    Generation rules are one shard's job with a full shard."""
+    Generation rules are one shard's job with a full shard; None for a diffusion step of another model
+    than SD-2's architecture."""
     classifier = dataset_cfg["classifier"]
     arch, size = classifier["arch"], classifier["image_size"]
     splits = split_sizes(dataset_cfg)
@@ -149,6 +156,9 @@ def rule_work(rule: str, dataset_cfg: dict) -> dict:
     if rule == "evaluate":  # ERM's, DDB's and DFR's models on validation and test
         images = 3 * (splits["val"] + splits["test"])
         return {"flops": f * images, "images": images, "precision": precision}
+    if rule in ("inpaint", "textual_inversion") and not is_sd2_sized(dataset_cfg[
+            "inpainting" if rule == "inpaint" else "textual_inversion"]["model"]):
+        return None
     if rule == "inpaint":
         inpainting = dataset_cfg["inpainting"]
         guided = 2 if inpainting["guidance_scale"] > 1 else 1
@@ -156,7 +166,7 @@ def rule_work(rule: str, dataset_cfg: dict) -> dict:
         images = dataset_cfg["generation"]["images_per_shard"]
         return {"flops": unet * guided * inpainting["steps"] * images, "images": images,
                 "precision": diffusion_peak_key(inpainting.get("dtype", "auto"))}
-    if rule == "textual_inversion":
+    if rule == "textual_inversion":  # SD-2-base's UNet: the inpainting one but for 4 input channels of 9
         ti = dataset_cfg["textual_inversion"]
         unet = count_forward_flops("sd2-inpainting-unet", ti["resolution"])
         images = ti["steps"] * ti["batch_size"]
@@ -190,6 +200,8 @@ def rule_estimate(rule: str, dataset_cfg: dict, resources_cfg: dict) -> dict | N
     if rule not in ESTIMATED_RULES or dataset_cfg["format"] == "synthetic":
         return None
     work = rule_work(rule, dataset_cfg)
+    if work is None:
+        return None
     peak = peak_tflops(resources_cfg, work["precision"])
     efficiency = resources_cfg.get("efficiency") or DEFAULT_EFFICIENCY
     overhead = resources_cfg.get("overhead_minutes", DEFAULT_OVERHEAD_MINUTES)
