@@ -414,6 +414,34 @@ def best_rate(result: StepResult) -> tuple[int, float]:
     return size, result.n_images / run.seconds
 
 
+def print_efficiency(results: list[StepResult], settings: Settings, defaults: dict, device) -> None:
+    """Achieved FLOP/s of inpainting and IG at their best batch size, as a share of an A100's dense peak
+    (ddb.sizing's counts: the runtime requests assume resources.efficiency of it)."""
+    from ddb.sizing import GPU_PEAK_TFLOPS, classifier_peak_key, count_forward_flops, diffusion_peak_key
+
+    inpainting = {**defaults["inpainting"], **settings.inpaint_overrides}
+    classifier = {**defaults["classifier"], **settings.classifier_overrides}
+    ig = {**defaults["ig"], **settings.ig_overrides}
+    guided = 2 if inpainting["guidance_scale"] > 1 else 1
+    per_image = {
+        "inpaint": (guided * inpainting["steps"] * count_forward_flops("sd2-inpainting-unet", inpainting["resolution"]),
+                    diffusion_peak_key(inpainting["dtype"])),
+        "ig": (3 * ig["n_steps"] * count_forward_flops(classifier["arch"], classifier["image_size"]),
+               classifier_peak_key(classifier)),
+    }
+    print(f"\n{'step':<18} {'TFLOP/img':>10} {'TFLOP/s':>9} {'A100 peak':>10} {'share':>7}")
+    for result in results:
+        if result.step not in per_image:
+            continue
+        flops, precision = per_image[result.step]
+        achieved = flops * best_rate(result)[1] / 1e12
+        peak = GPU_PEAK_TFLOPS["a100"][precision]
+        print(f"{result.step:<18} {flops / 1e12:>10.3f} {achieved:>9.2f} {peak:>7g} {precision:<2} {achieved / peak:>7.1%}")
+    if device.type != "cuda":
+        print("share: a CPU's rate against an A100's peak; on a GPU node it is the efficiency the runtime "
+              "requests assume (resources.efficiency, docs/cluster.md)")
+
+
 def print_sweep(results: list[StepResult]) -> None:
     """Images/s and peak memory at every batch size measured (--paper-arch)."""
     print(f"\n{'step':<18} {'batch':>5} {'img/s':>8} {'peak MiB':>10}")
@@ -521,6 +549,8 @@ def main(argv=None) -> int:
     print()
     print_results(results)
     on_a100_class_gpu = device.type == "cuda"  # the projection assumes the measured GPU stands for an A100
+    if settings.real:  # the paper's architectures: ddb.sizing counts their FLOPs
+        print_efficiency(results, settings, defaults, device)
     if settings.paper_arch:
         print_sweep(results)
         print_paper_work(results, on_a100_class_gpu)

@@ -22,6 +22,7 @@ ERM and retraining one epoch each (their cost is not in Table 4), generation one
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -245,6 +246,29 @@ def print_projection(rules: dict[str, dict], gpu_name: str | None, quick: bool) 
               f"classes = {2 * TI_PAPER_STEPS * per_step / 3600:.2f} h")
 
 
+def print_flop_share(rules: dict[str, dict], dataset_cfg: dict) -> None:
+    """Achieved FLOP/s of the inpaint and ig_score jobs (ddb.sizing's counts over their s/item) as a share
+    of an A100's dense peak: what the cluster's runtime requests assume (resources.efficiency)."""
+    from ddb.sizing import GPU_PEAK_TFLOPS, classifier_peak_key, count_forward_flops, diffusion_peak_key
+
+    inpainting, classifier = dataset_cfg["inpainting"], dataset_cfg["classifier"]
+    guided = 2 if inpainting["guidance_scale"] > 1 else 1
+    per_item = {
+        "inpaint": (guided * inpainting["steps"] * count_forward_flops("sd2-inpainting-unet", inpainting["resolution"]),
+                    diffusion_peak_key(inpainting["dtype"])),
+        "ig_score": (3 * dataset_cfg["ig"]["n_steps"] * count_forward_flops(classifier["arch"], classifier["image_size"]),
+                     classifier_peak_key(classifier)),
+    }
+    print(f"\n{'rule':<18} {'TFLOP/item':>10} {'TFLOP/s':>9} {'A100 peak':>10} {'share':>7}")
+    for name, (flops, precision) in per_item.items():
+        r = rules.get(name)
+        if not r or not r["items"] or r["seconds"] <= r["setup_s"]:
+            continue
+        achieved = flops * r["items"] / (r["seconds"] - r["setup_s"]) / 1e12
+        peak = GPU_PEAK_TFLOPS["a100"][precision]
+        print(f"{name:<18} {flops / 1e12:>10.3f} {achieved:>9.2f} {peak:>7g} {precision:<2} {achieved / peak:>7.1%}")
+
+
 def detected_masks(results: Path) -> tuple[int, int]:
     import pandas as pd
 
@@ -344,6 +368,10 @@ def main(argv=None) -> int:
     print(f"masks: {detected} of {total} sources detected")
     gpu_seen = next((r["gpu"] for r in rules.values() if r.get("gpu")), None)
     print_projection(rules, gpu_seen or gpu_name, args.quick)
+    if not args.quick:  # the paper's architectures, whose FLOPs ddb.sizing counts
+        from ddb.config import validate_config
+
+        print_flop_share(rules, validate_config(copy.deepcopy(config))["datasets"][DATASET])
     report = json.loads(artifact_path(results, DATASET, "eval_json").read_text())
     from ddb.evaluate import rehearsal_banner
 

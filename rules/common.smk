@@ -157,17 +157,30 @@ COMMON_PARTITION = (os.environ.get("DDB_SLURM_PARTITION", "").strip()
                     or os.environ.get("SBATCH_PARTITION", "").strip() or None)
 
 
-def configured_resources(rule, ds=None):
+def estimated_runtime(rule, ds):
+    """Minutes a job of ``rule`` for dataset ``ds`` is estimated to take from its work (ddb.sizing); None
+    where config resources.rules sets the rule's runtime, or nothing is estimated (the demo, light rules)."""
+    if "runtime" in config["resources"]["rules"].get(rule, {}):
+        return None
+    from ddb.sizing import rule_estimate
+
+    estimate = rule_estimate(rule, DATASETS[ds], config["resources"])
+    return None if estimate is None else estimate["minutes"]
+
+
+def configured_resources(rule, ds=None, capped=True):
     """gpu, mem_mb, runtime, threads for ``rule``: the built-in defaults, overridden by config
     resources.rules, then for dataset ``ds`` by its own `resources`: `scale` multiplies mem_mb and runtime,
-    `max` caps every value, `rules` sets the rule's values outright."""
+    the runtime estimated from the job's work replaces the scaled runtime (unless resources.rules sets one),
+    `max` caps every value (not with ``capped`` false), `rules` sets the rule's values outright."""
     merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
     merged.update(config["resources"]["rules"].get(rule, {}))
     if ds is not None:
         own = DATASETS[ds]["resources"]
         for key in ("mem_mb", "runtime"):
             merged[key] = max(1, math.ceil(round(merged[key] * own["scale"], 6)))
-        for key, cap in own["max"].items():
+        merged["runtime"] = estimated_runtime(rule, ds) or merged["runtime"]
+        for key, cap in own["max"].items() if capped else ():
             if key in merged:
                 merged[key] = min(merged[key], cap)
         merged.update(own["rules"].get(rule, {}))
@@ -229,6 +242,18 @@ def runtime_by_attempt(runtimes):
         return grown if caps[ds] is None else max(runtimes[ds], min(grown, caps[ds]))
 
     return runtime
+
+
+def training_retries(rule):
+    """A training rule's `retries`: where a dataset's max.runtime cuts its estimated runtime short, enough
+    attempts to finish, each going on from the last checkpoint (ddb.sizing.training_retries); None (the
+    profile's `retries`) elsewhere. Snakemake's settings are unknown while it reads the rules, so these
+    retries hold for a local run too, where a job that fails is then run again from its checkpoint."""
+    from ddb.sizing import training_retries as retries_for
+
+    return retries_for([(configured_resources(rule, ds, capped=False)["runtime"],
+                         configured_resources(rule, ds)["runtime"])
+                        for ds in DATASETS if estimated_runtime(rule, ds) is not None])
 
 
 def rule_threads(rule):

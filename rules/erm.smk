@@ -19,6 +19,7 @@ rule train_erm:
     threads: rule_threads("train_erm")
     resources:
         **rule_resources("train_erm"),
+    retries: training_retries("train_erm")
     script:
         "../scripts/train_erm.py"
 

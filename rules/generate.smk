@@ -19,6 +19,7 @@ rule textual_inversion:
     threads: rule_threads("textual_inversion")
     resources:
         **rule_resources("textual_inversion"),
+    retries: training_retries("textual_inversion")
     script:
         "../scripts/textual_inversion.py"
 

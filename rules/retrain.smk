@@ -23,6 +23,7 @@ rule retrain:
     threads: rule_threads("retrain")
     resources:
         **rule_resources("retrain"),
+    retries: training_retries("retrain")
     script:
         "../scripts/retrain.py"
 

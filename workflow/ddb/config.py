@@ -46,6 +46,10 @@ FORMAT_DEFAULTS = {
         "inpainting": {"paste_back": True},
         # the demo runs anywhere, a cluster's CPU-only nodes included (CI's SLURM has no CUDA)
         "resources": {"cpu_fallback": True},
+        # the demo's images load in the main process and its augmentation draws from the main process's
+        # RNG stream: its figures and eval.json are the ones it always gave (workers would draw per image)
+        "erm": {"num_workers": 0},
+        "retrain": {"num_workers": 0},
     },
     "waterbirds": {
         "minority_groups": ["water", "land"],

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .datasets.loading import ImageDataset, class_balanced_sampler
+from .datasets.loading import ImageDataset, class_balanced_sampler, loader_workers, per_sample_augmentation
 from .models.classifier import build_classifier, eval_transform, import_classifier, train_transform
 from .precision import classifier_precision
 from .resume import TrainingCheckpoint, restore_training_state, training_state
 from .seeding import derive_seed
-from .training import evaluate_groups, make_optimizer, require_finite, seeded_loader, train_sizes_of
+from .training import (epoch_batches, evaluate_groups, make_optimizer, require_finite, seeded_loader,
+                       train_sizes_of)
 
 log = logging.getLogger("ddb")
 
@@ -44,11 +46,13 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
     precision.prepare(model)
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
-    dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"], recipe))
+    dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"], recipe),
+                                         per_sample_augmentation(erm_cfg["num_workers"],
+                                                                 derive_seed(seed, "erm", "augment")))
     sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "erm", "sampler"))
                if dataset_cfg["class_balance"] == "reweight" else None)
     loader = seeded_loader(dataset, erm_cfg["batch_size"], derive_seed(seed, "erm", "order"), sampler,
-                           erm_cfg["num_workers"])
+                           loader_workers(erm_cfg["num_workers"], torch.get_num_threads()))
     optimizer = make_optimizer(erm_cfg["optimizer"], model.parameters(), erm_cfg["lr"],
                                erm_cfg["weight_decay"], erm_cfg["momentum"])
     scaler = precision.grad_scaler()
@@ -60,9 +64,11 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
         history, start = list(state["history"]), state["epoch"]
         resume.announce(f"epoch {start}", f"{erm_cfg['epochs']} (epoch {start + 1} next)")
     for epoch in range(start + 1, erm_cfg["epochs"] + 1):
+        dataset.draw = epoch
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
-        for images, labels, _ in tqdm(loader, desc=f"ERM epoch {epoch}", mininterval=10, leave=False):
+        for images, labels, _ in tqdm(epoch_batches(loader), total=len(loader), desc=f"ERM epoch {epoch}",
+                                      mininterval=10, leave=False):
             images, labels = precision.inputs(images, device), labels.to(device)
             with precision.autocast():
                 logits = model(images)

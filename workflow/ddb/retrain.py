@@ -20,12 +20,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .datasets.loading import ImageDataset, class_balanced_sampler
+from .datasets.loading import ImageDataset, class_balanced_sampler, loader_workers, per_sample_augmentation
 from .models.classifier import eval_transform, reset_head, train_transform
 from .precision import classifier_precision
 from .resume import TrainingCheckpoint, restore_training_state, training_state
 from .seeding import derive_seed
-from .training import evaluate_groups, require_finite, seeded_loader, train_sizes_of
+from .training import epoch_batches, evaluate_groups, require_finite, seeded_loader, train_sizes_of
 
 log = logging.getLogger("ddb")
 
@@ -86,8 +86,11 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
     transform = train_transform(size, cfg["augment"], recipe)
     sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "retrain", "sampler"))
                if dataset_cfg["class_balance"] == "reweight" else None)
-    real_loader = seeded_loader(ImageDataset.from_manifest(train, transform), cfg["batch_size"],
-                                derive_seed(seed, "retrain", "order"), sampler, cfg["num_workers"])
+    workers = loader_workers(cfg["num_workers"], torch.get_num_threads())
+    real_loader = seeded_loader(
+        ImageDataset.from_manifest(train, transform, per_sample_augmentation(cfg["num_workers"],
+                                                                             derive_seed(seed, "retrain", "augment"))),
+        cfg["batch_size"], derive_seed(seed, "retrain", "order"), sampler, workers)
     generated_batches = {}
     for c in range(len(classes)):
         sources = generated.get(c, [])
@@ -95,9 +98,10 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
             log.warning("no generated sample labelled %s survived pruning: its term L_gen adds 0 and "
                         "retraining continues with the real data", classes[c])
             continue
-        generated_batches[c] = GeneratedBatches(ImageDataset(sources, [c] * len(sources), transform),
+        augment_seed = per_sample_augmentation(cfg["num_workers"], derive_seed(seed, "retrain", "augment", c))
+        generated_batches[c] = GeneratedBatches(ImageDataset(sources, [c] * len(sources), transform, augment_seed),
                                                 cfg["generated_batch_size"],
-                                                derive_seed(seed, "retrain", "generated", c), cfg["num_workers"])
+                                                derive_seed(seed, "retrain", "generated", c), workers)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scaler = precision.grad_scaler()
     criterion = nn.CrossEntropyLoss()
@@ -121,8 +125,12 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         model.train()
         sums = {"loss": 0.0, "loss_ce": 0.0, **{f"loss_gen_{c}": 0.0 for c in range(len(classes))}}
         steps = 0
+        real_loader.dataset.draw = epoch
+        for batches in generated_batches.values():
+            batches.dataset.draw = epoch
         generated_epoch = {c: batches.epoch(len(real_loader), epoch) for c, batches in generated_batches.items()}
-        for images, labels, _ in tqdm(real_loader, desc=f"retrain epoch {epoch}", mininterval=10, leave=False):
+        for images, labels, _ in tqdm(epoch_batches(real_loader), total=len(real_loader),
+                                      desc=f"retrain epoch {epoch}", mininterval=10, leave=False):
             generated_batch = {c: next(batches)[:2] for c, batches in generated_epoch.items()}
             # B and every B'_c in one forward pass: batch norm in train mode fails on a B'_c of one
             # image whose last feature map is 1x1 (one kept generation, small images)

@@ -69,5 +69,16 @@ def seeded_loader(dataset, batch_size: int, seed: int, sampler=None, num_workers
                       generator=generator, num_workers=num_workers, drop_last=drop_last)
 
 
+def epoch_batches(loader: DataLoader) -> Iterable:
+    """One pass over ``loader``, for a progress bar (tqdm.auto's makes an iterator of a DataLoader it is given
+    and then another: with workers, the first one would start them and take batches from the sampler).
+
+    The one draw of the loader's generator that such a discarded iterator makes (its workers' base seed) is
+    made here too, so every epoch's order is the one the loop always had.
+    """
+    torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    yield from loader
+
+
 def train_sizes_of(manifest: pd.DataFrame) -> dict[str, int]:
     return manifest[manifest["split"] == "train"].groupby("group").size().astype(int).to_dict()
