@@ -80,9 +80,9 @@ def tf32_flags():
     matmul.fp32_precision, conv.fp32_precision = before
 
 
-def test_torch_default_tf32_leaves_pytorchs_flags_and_true_false_set_both(tf32_flags):
+def test_torch_default_tf32_sets_pytorchs_defaults_and_true_false_set_both(tf32_flags):
     matmul, conv = tf32_flags
-    matmul.fp32_precision, conv.fp32_precision = "ieee", "tf32"  # PyTorch's defaults on CUDA
+    matmul.fp32_precision, conv.fp32_precision = "tf32", "ieee"  # a setting left by something else
     chosen = classifier_precision({"precision": "fp32", "tf32": "torch_default"}, "cuda")
     assert chosen.dtype is None and chosen.device_type == "cuda"  # no autocast
     assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "tf32")
