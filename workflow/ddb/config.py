@@ -33,6 +33,33 @@ FORMAT_CLASSES = {
 # leaves the DFR baseline out).
 SWITCHABLE_SECTIONS = ("textual_inversion", "prune", "dfr")
 
+# The ERM recipes of the checkpoints the paper imports (supplementary: Waterbirds' and CelebA's from DaC,
+# MetaShift's from DISC), for a run that trains f itself (erm.checkpoint null). All start from ImageNet
+# weights (classifier.weights), as the papers describe, although DaC's main.py builds ResNet50() with
+# pretrained=False (DaC models.py:11). SGD's momentum is 0.9 in both (DaC utils.py:15, DISC
+# disc/utils/tools.py:88), as the schema's default.
+# Waterbirds: DaC's README command (--optimizer SGD --lr 1e-3 --weight_decay 1e-3 --num_epochs 100
+# --batch_size 128); its training loader gets the test transform, so no augmentation (DaC
+# data/waterbirds.py:108); the best validation WGA is kept, ties to the better mean (DaC main.py:85-98).
+WATERBIRDS_ERM = {"epochs": 100, "batch_size": 128, "lr": 1.0e-3, "weight_decay": 1.0e-3, "optimizer": "sgd",
+                  "augment": False, "select_epoch": "best_val_wga_mean"}
+# CelebA: DaC's README gives Waterbirds' command only, so its settings; DaC's CelebA loader trains on a
+# class-balanced subsample of the training split (data/celeba.py:40-47: class_balance subsample below,
+# which ERM and retraining share) with augmentation (data/celeba.py:159-176: RandomResizedCrop ratio
+# (1, 4/3), flips; eval: CenterCrop(178), Resize(224): the center_crop_resize transform).
+CELEBA_ERM = {**WATERBIRDS_ERM, "augment": True}
+# MetaShift: DISC's ERM (scripts/metashifts.sh: --lr 0.001 --batch_size 16 --weight_decay 0.0001
+# --n_epochs 100, the one without --augment_data being the one DISC itself loads, line 5); best_model.pth
+# is the first epoch with the best validation WGA (disc/train.py:213-222).
+METASHIFT_ERM = {"epochs": 100, "batch_size": 16, "lr": 1.0e-3, "weight_decay": 1.0e-4, "optimizer": "sgd",
+                 "augment": False, "select_epoch": "best_val_wga"}
+# The authors computed in fp32 (no autocast; TF32 as PyTorch leaves it) and set the thresholds P on fp32
+# ρ; bf16 flips prune verdicts near P (docs/cluster.md, section 8). Their textual_inversion.py runs with
+# no mixed precision by default; their train.py draws the new head with weight_init (Xavier, zero bias).
+PAPER_PRECISION = {"precision": "fp32", "tf32": "torch_default"}
+PAPER_TI_DTYPE = {"dtype": "float32"}
+PAPER_HEAD = {"head_init": "xavier"}
+
 # What an entry with only `format` and `root` gets, on top of the schema's defaults: the paper's setting
 # for its datasets (docs/method.md, "Decisions where the paper is ambiguous" and Table 5), the demo's own for
 # `synthetic`. A key the entry sets always wins. Minority groups are spurious values in class-index order
@@ -53,38 +80,45 @@ FORMAT_DEFAULTS = {
     },
     "waterbirds": {
         "minority_groups": ["water", "land"],
-        "classifier": {"transform": "resize_center_crop"},
-        "textual_inversion": {"initializer_token": "bird", "templates": ["a photo of a {} bird"]},
+        "classifier": {"transform": "resize_center_crop", **PAPER_PRECISION},
+        "erm": WATERBIRDS_ERM,
+        "textual_inversion": {"initializer_token": "bird", "templates": ["a photo of a {} bird"], **PAPER_TI_DTYPE},
         "masking": {"prompt": "bird."},
         "inpainting": {"prompt": "a photo of a {} bird"},
         "prune": {"thresholds": [1, 1]},
-        "retrain": {"batch_size": 32, "lr": 5.0e-6, "gammas": [6, 10]},
+        "retrain": {"batch_size": 32, "lr": 5.0e-6, "gammas": [6, 10], **PAPER_HEAD},
     },
     "celeba": {
         # supplementary §2.2: the non-blond token "was trained on a dataset of non-blond women"
         "minority_groups": ["female", "male"],
         "class_balance": "subsample",
-        "classifier": {"transform": "center_crop_resize"},
-        "textual_inversion": {"initializer_token": "hair", "templates": ["a photo of a person with {} hair"]},
+        "classifier": {"transform": "center_crop_resize", **PAPER_PRECISION},
+        "erm": CELEBA_ERM,
+        "textual_inversion": {"initializer_token": "hair", "templates": ["a photo of a person with {} hair"],
+                              **PAPER_TI_DTYPE},
         "masking": {"prompt": "hair"},
         "inpainting": {"prompt": "a photo of a person with {} hair"},
         "prune": {"thresholds": [2, 0.3]},
-        "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7]},
+        "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7], **PAPER_HEAD},
         # the authors' CelebA grid (dfr_evaluate_spurious.py, commented "CelebA")
         "dfr": {"c_grid": [3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003]},
     },
     "metashift": {
         "minority_groups": [None, None],
-        "classifier": {"transform": "resize_center_crop"},
-        "textual_inversion": {"initializer_token": "animal", "templates": ["a photo of a {} animal"]},
+        "classifier": {"transform": "resize_center_crop", **PAPER_PRECISION},
+        "erm": METASHIFT_ERM,
+        "textual_inversion": {"initializer_token": "animal", "templates": ["a photo of a {} animal"],
+                              **PAPER_TI_DTYPE},
         "masking": {"prompt": "animal."},
         "inpainting": {"prompt": "a photo of a {} animal"},
         "prune": {"thresholds": [0.3, 2]},
-        "retrain": {"batch_size": 16, "lr": 5.0e-5, "gammas": [1, 4]},
+        "retrain": {"batch_size": 16, "lr": 5.0e-5, "gammas": [1, 4], **PAPER_HEAD},
     },
     "imagenet": {
         "minority_groups": [None, None],
-        "classifier": {"transform": "resize_shorter_center_crop"},
+        "classifier": {"transform": "resize_shorter_center_crop", **PAPER_PRECISION},
+        "textual_inversion": PAPER_TI_DTYPE,
+        "retrain": PAPER_HEAD,
     },
 }
 # The CelebA minority groups above name the values of the `Male` attribute; another spurious attribute

@@ -22,7 +22,8 @@ log = logging.getLogger("ddb")
 
 def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, name: str = "dataset",
               resume: TrainingCheckpoint | None = None):
-    """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean).
+    """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean); the
+    model is the epoch that ``erm.select_epoch`` keeps (the last, or the best on validation).
 
     With ``resume``, a checkpoint is saved after every epoch and a run finds the last one there and goes on
     from it (:mod:`ddb.resume`); removing it once the outputs are written is the caller's part.
@@ -57,11 +58,12 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
                                erm_cfg["weight_decay"], erm_cfg["momentum"])
     scaler = precision.grad_scaler()
     criterion = nn.CrossEntropyLoss()
-    history, start = [], 0
+    history, start, kept = [], 0, None
+    select = erm_cfg.get("select_epoch", "last")
     state = resume.load() if resume is not None else None
     if state is not None:
         restore_training_state(state, model, optimizer, scaler, loader, sampler)
-        history, start = list(state["history"]), state["epoch"]
+        history, start, kept = list(state["history"]), state["epoch"], state.get("kept")
         resume.announce(f"epoch {start}", f"{erm_cfg['epochs']} (epoch {start + 1} next)")
     for epoch in range(start + 1, erm_cfg["epochs"] + 1):
         dataset.draw = epoch
@@ -90,7 +92,23 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
         log.info("ERM epoch %d: loss %.4f, train acc %.3f, val WGA %.3f, val mean %.3f", epoch,
                  history[-1]["loss"], history[-1]["train_accuracy"], metrics["worst_group_accuracy"],
                  metrics["mean_accuracy"])
+        if select != "last" and (kept is None or improves(history[-1], history[kept["epoch"] - 1], select)):
+            kept = {"epoch": epoch, "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         if resume is not None:
             resume.save({"epoch": epoch, **training_state(model, optimizer, scaler, loader, sampler),
-                         "history": history})
+                         "history": history, "kept": kept})
+    if kept is not None:
+        model.load_state_dict(kept["state_dict"])
+        log.info("ERM keeps epoch %d of %d (%s): val WGA %.3f", kept["epoch"], len(history), select,
+                 history[kept["epoch"] - 1]["val_worst_group_accuracy"])
     return model.eval(), pd.DataFrame(history)
+
+
+def improves(epoch: dict, best: dict, rule: str) -> bool:
+    """Whether ``epoch``'s validation scores replace ``best``'s under ``erm.select_epoch`` ``rule``:
+    ``best_val_wga`` a strictly higher WGA (DISC's save_best, disc/train.py:218-222), ``best_val_wga_mean``
+    also an equal WGA with a higher mean accuracy (DaC's main.py:85-93)."""
+    wga, best_wga = epoch["val_worst_group_accuracy"], best["val_worst_group_accuracy"]
+    if rule == "best_val_wga_mean" and wga == best_wga:
+        return epoch["val_mean_accuracy"] > best["val_mean_accuracy"]
+    return wga > best_wga

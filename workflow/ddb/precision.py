@@ -7,7 +7,9 @@ One place for every loop that runs f (ERM, retraining, per-sample losses, IG, ev
   state goes into the resume checkpoint). The weights, the optimizer and the loss stay float32:
   autocast runs convolutions and matmuls in the low precision, and f's outputs are cast back to float32.
 - ``classifier.channels_last``: ``auto`` (on CUDA), true or false: NHWC tensors, which tensor cores want.
-- ``classifier.tf32``: on CUDA, float32 matmuls and convolutions may use TF32 (Ampere and later).
+- ``classifier.tf32``: on CUDA, float32 matmuls and convolutions may use TF32 (Ampere and later): true
+  turns it on for both, false off for both, ``torch_default`` sets PyTorch's own default (TF32 in cuDNN
+  convolutions only), which is how the authors' fp32 runs computed.
 
 On a CPU everything defaults to plain float32 and the usual memory format, so the demo's numbers do not
 change; bf16 autocast on a CPU is allowed (benchmarks/precision.py compares it with fp32 on the demo).
@@ -95,28 +97,39 @@ def choose_precision(precision: str, channels_last, device_type: str, bf16_suppo
     return Precision(device_type, dtype, layout)
 
 
-def enable_tf32() -> None:
-    """Let CUDA float32 matmuls and cuDNN convolutions use TF32 (a no-op on cards before Ampere). Through
-    torch's newer ``fp32_precision`` flags where torch has them: mixing them with the legacy ``allow_tf32``
-    ones is an error in recent torch."""
+def set_tf32(matmuls: bool, convolutions: bool) -> None:
+    """Allow (or forbid) TF32 in CUDA float32 matmuls and in cuDNN convolutions (a no-op on cards before
+    Ampere). Through torch's newer ``fp32_precision`` flags where torch has them: mixing them with the
+    legacy ``allow_tf32`` ones is an error in recent torch."""
     matmul = torch.backends.cuda.matmul
     if hasattr(matmul, "fp32_precision") and hasattr(torch.backends.cudnn, "conv"):
-        matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        matmul.fp32_precision = "tf32" if matmuls else "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "tf32" if convolutions else "ieee"
     else:  # torch before 2.9
-        matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmuls, convolutions
+
+
+def enable_tf32() -> None:
+    set_tf32(True, True)
+
+
+# classifier.tf32 -> (matmuls, convolutions); torch_default is PyTorch's own setting (torch.backends
+# docs: cuda.matmul.allow_tf32 False, cudnn.allow_tf32 True), which the authors' scripts never change
+TF32_SETTINGS = {True: (True, True), False: (False, False), "torch_default": (False, True)}
 
 
 def classifier_precision(classifier_cfg: dict | None, device) -> Precision:
-    """The :class:`Precision` of f for config section ``classifier`` on ``device``; on CUDA it also turns
-    TF32 on unless ``classifier.tf32`` is false. A missing section or key means ``auto``."""
+    """The :class:`Precision` of f for config section ``classifier`` on ``device``; on CUDA it also sets
+    TF32 as ``classifier.tf32`` says (:data:`TF32_SETTINGS`). A missing section or key means ``auto`` and
+    TF32 on."""
     cfg = classifier_cfg or {}
     device_type = torch.device(device).type
     bf16 = device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     chosen = choose_precision(cfg.get("precision", "auto"), cfg.get("channels_last", "auto"), device_type, bf16)
-    tf32 = device_type == "cuda" and cfg.get("tf32", True)
-    if tf32:
-        enable_tf32()
-    log.info("classifier precision: %s%s", chosen.describe(), ", TF32 allowed" if tf32 else "")
+    tf32 = cfg.get("tf32", True)
+    if device_type == "cuda":
+        set_tf32(*TF32_SETTINGS[tf32])
+    log.info("classifier precision: %s%s", chosen.describe(),
+             "" if device_type != "cuda" else {True: ", TF32 allowed", False: ", TF32 off"}.get(
+                 tf32, ", TF32 in cuDNN convolutions only (PyTorch's default)"))
     return chosen

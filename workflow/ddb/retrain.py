@@ -80,7 +80,7 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
     precision = classifier_precision(dataset_cfg["classifier"], device)
     model = precision.prepare(copy.deepcopy(erm_model).to(device))
     if cfg["reinit_head"]:
-        reset_head(model, derive_seed(seed, "retrain", "head"))
+        reset_head(model, derive_seed(seed, "retrain", "head"), cfg.get("head_init", "default"))
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
     transform = train_transform(size, cfg["augment"], recipe)

@@ -110,7 +110,10 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
     generator = seed_everything(derive_seed(seed, "textual_inversion", class_name))
     rng = np.random.default_rng(derive_seed(seed, "textual_inversion", class_name, "masks"))
     use_cuda = torch.device(device).type == "cuda"
-    weight_dtype = torch.float16 if use_cuda else torch.float32
+    # the frozen UNet and VAE: float16 under autocast on CUDA with dtype auto/float16; float32 is the authors'
+    # script's default (accelerate with no mixed precision) and what a CPU runs
+    half = use_cuda and cfg.get("dtype", "auto") in ("auto", "float16")
+    weight_dtype = torch.float16 if half else torch.float32
     vae.requires_grad_(False).to(device, dtype=weight_dtype).eval()
     unet.requires_grad_(False).to(device, dtype=weight_dtype).eval()
     text_encoder.to(device).train()
@@ -152,7 +155,7 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
         noise = torch.randn(latents.shape, generator=generator).to(device, dtype=latents.dtype)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_cuda):
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=half):
             hidden = text_encoder(input_ids)[0].to(dtype=weight_dtype)
             if inpainting:
                 masks = torch.stack([_mask_tensor(rows[int(i)], cfg["resolution"], rng) for i in batch_index])

@@ -96,9 +96,20 @@ def _backbone_state_dict(arch: str, weights: str, config_key: str) -> dict:
                        "or set weights to the file's path") from error
 
 
-def reset_head(model: nn.Module, seed: int) -> None:
+HEAD_INITS = ("default", "xavier")
+
+
+def reset_head(model: nn.Module, seed: int, init: str = "default") -> None:
+    """Draw f's head anew: ``default`` is nn.Linear's own init; ``xavier`` is Xavier-uniform weights and a
+    zero bias, the authors' ``weight_init`` on the head before retraining (DDB train.py, as DaC utils.py:37-50)."""
     torch.manual_seed(seed)
-    model.fc.reset_parameters()
+    if init == "xavier":
+        nn.init.xavier_uniform_(model.fc.weight)
+        nn.init.zeros_(model.fc.bias)
+    elif init == "default":
+        model.fc.reset_parameters()
+    else:
+        raise DDBError("config: retrain.head_init", f"unknown head init {init!r}", f"use one of {HEAD_INITS}")
 
 
 def save_classifier(model: nn.Module, path: str | Path, *, arch: str, classes: list[str], image_size: int,
@@ -117,24 +128,45 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), meta
 
 
+# Wrappers around a torchvision ResNet's keys in the ERM checkpoints f is imported from: ``model.`` is the
+# ResNet50 module of DaC (models.py:7-13, saved by main.py:107) and of the DDB authors (train.py loads their
+# released files into it), ``module.`` DataParallel's, ``network.`` DomainBed-style algorithms'.
+KEY_PREFIXES = ("module.", "model.", "network.")
+# Dicts that hold the state dict: our own save_classifier and training scripts' {"state_dict": ...},
+# {"model": ...}, {"network": ...}.
+STATE_DICT_KEYS = ("state_dict", "model", "network")
+
+
+def unwrap_state_dict(state: dict) -> dict:
+    """The ResNet's own keys (``conv1.weight`` ... ``fc.bias``) of a checkpoint in any format above."""
+    for key in STATE_DICT_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    unwrapped = {}
+    for key, value in state.items():
+        while key.startswith(KEY_PREFIXES):
+            key = key.split(".", 1)[1]
+        unwrapped[key] = value
+    return unwrapped
+
+
 def import_classifier(path: str | Path, arch: str, num_classes: int, config_key: str) -> nn.Module:
-    """An existing ERM checkpoint: a state dict (DFR's), a dict holding one under model/state_dict, keys
-    optionally prefixed ``model.`` (the DDB authors' wrapper) or ``module.`` (DataParallel)."""
+    """An existing ERM checkpoint: a state dict (DFR's), a dict holding one under state_dict/model/network,
+    keys optionally under ``model.`` (DaC's and the DDB authors' wrapper), ``module.`` (DataParallel) or
+    ``network.``. DISC's files pickle the whole model (disc/train.py:222): they stop with the conversion."""
     path = Path(path)
     if not path.exists():
         raise DDBError(f"config: {config_key}", f"ERM checkpoint {str(path)!r} does not exist",
                        "fix the path, or set it to null to train ERM here")
-    state = load_state_dict_file(path, config_key)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    state = {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
+    state = unwrap_state_dict(load_state_dict_file(path, config_key))
     model = build_classifier(arch, num_classes, None, seed=0)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise DDBError(str(path), f"does not fit a {arch} with {num_classes} classes: {str(error)[:300]}",
-                       "set classifier.arch to the checkpoint's architecture") from error
+        arch_key = config_key.removesuffix("erm.checkpoint") + "classifier.arch"
+        raise DDBError(f"config: {config_key} ({path})",
+                       f"does not fit a {arch} with {num_classes} classes: {str(error)[:300]}",
+                       f"set {arch_key} to the checkpoint's architecture") from error
     return model
 
 
