@@ -38,6 +38,9 @@ SWITCHABLE_SECTIONS = ("textual_inversion", "prune", "dfr")
 # `synthetic`. A key the entry sets always wins. Minority groups are spurious values in class-index order
 # (the group whose spurious value goes with the *other* class); None: the class has no minority group in
 # training (MetaShift's contexts are all majority ones, ImageNet's groups are its classes).
+# The paper formats' masker: LangSAM as the authors call it (its SAM 2.1 release: GroundingDINO base,
+# SAM 2.1 Hiera-S, the first mask above the thresholds; README, "Real datasets").
+PAPER_MASKER = {"segmenter": "facebook/sam2.1-hiera-small", "boxes": "first"}
 FORMAT_DEFAULTS = {
     "synthetic": {
         "minority_groups": ["water", "land"],
@@ -51,7 +54,7 @@ FORMAT_DEFAULTS = {
         "minority_groups": ["water", "land"],
         "classifier": {"transform": "resize_center_crop"},
         "textual_inversion": {"initializer_token": "bird", "templates": ["a photo of a {} bird"]},
-        "masking": {"prompt": "bird."},
+        "masking": {"prompt": "bird.", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a {} bird"},
         "prune": {"thresholds": [1, 1]},
         "retrain": {"batch_size": 32, "lr": 5.0e-6, "gammas": [6, 10]},
@@ -62,7 +65,7 @@ FORMAT_DEFAULTS = {
         "class_balance": "subsample",
         "classifier": {"transform": "center_crop_resize"},
         "textual_inversion": {"initializer_token": "hair", "templates": ["a photo of a person with {} hair"]},
-        "masking": {"prompt": "hair"},
+        "masking": {"prompt": "hair", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a person with {} hair"},
         "prune": {"thresholds": [2, 0.3]},
         "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7]},
@@ -73,7 +76,7 @@ FORMAT_DEFAULTS = {
         "minority_groups": [None, None],
         "classifier": {"transform": "resize_center_crop"},
         "textual_inversion": {"initializer_token": "animal", "templates": ["a photo of a {} animal"]},
-        "masking": {"prompt": "animal."},
+        "masking": {"prompt": "animal.", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a {} animal"},
         "prune": {"thresholds": [0.3, 2]},
         "retrain": {"batch_size": 16, "lr": 5.0e-5, "gammas": [1, 4]},
