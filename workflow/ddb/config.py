@@ -18,6 +18,7 @@ import yaml
 from jsonschema import validators
 
 from .errors import DDBError
+from .prompts import object_templates
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -53,7 +54,7 @@ FORMAT_DEFAULTS = {
     "waterbirds": {
         "minority_groups": ["water", "land"],
         "classifier": {"transform": "resize_center_crop"},
-        "textual_inversion": {"initializer_token": "bird", "templates": ["a photo of a {} bird"]},
+        "textual_inversion": {"initializer_token": "bird", "templates": object_templates("{} bird")},
         "masking": {"prompt": "bird.", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a {} bird"},
         "prune": {"thresholds": [1, 1]},
@@ -64,7 +65,8 @@ FORMAT_DEFAULTS = {
         "minority_groups": ["female", "male"],
         "class_balance": "subsample",
         "classifier": {"transform": "center_crop_resize"},
-        "textual_inversion": {"initializer_token": "hair", "templates": ["a photo of a person with {} hair"]},
+        # the authors publish only their animal templates; the object here is the inpainting prompt's
+        "textual_inversion": {"initializer_token": "hair", "templates": object_templates("person with {} hair")},
         "masking": {"prompt": "hair", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a person with {} hair"},
         "prune": {"thresholds": [2, 0.3]},
@@ -75,7 +77,7 @@ FORMAT_DEFAULTS = {
     "metashift": {
         "minority_groups": [None, None],
         "classifier": {"transform": "resize_center_crop"},
-        "textual_inversion": {"initializer_token": "animal", "templates": ["a photo of a {} animal"]},
+        "textual_inversion": {"initializer_token": "animal", "templates": object_templates("{} animal")},
         "masking": {"prompt": "animal.", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a {} animal"},
         "prune": {"thresholds": [0.3, 2]},
