@@ -42,11 +42,12 @@ GROUNDED_DETECTOR_TYPES = ("grounding-dino", "mm-grounding-dino")
 SEGMENTER_TYPES = ("sam", "sam2")
 # The SAM 2 miniature's reference (``tiny`` is the SAM one).
 TINY_SAM2 = "tiny-sam2"
-# Which detection goes to SAM. LangSAM segments every box above the thresholds, one mask each
-# (lang-segment-anything lang_sam.py:57-65, models/sam.py:92 multimask_output=False) and returns them in
-# GroundingDINO's post-processing order (models/gdino.py:45-51, query order, not sorted); the paper's
-# authors keep the first (ArianYp/DDB generate.py: `mask_dict["masks"][0]`). SAM's prompts do not
-# interact, so segmenting only the chosen box gives that box's mask exactly.
+# Which detection goes to SAM. LangSAM (luca-medeiros/lang-segment-anything at 918043e) keeps the
+# boxes above box 0.3 / text 0.25 (lang_sam.py:22-23, models/gdino.py:45-51: in query order, not
+# sorted), segments every one of them, one mask each (lang_sam.py:57-65; models/sam.py:92,
+# multimask_output=False) and returns them stacked, never merged; the paper's authors keep the first
+# (ArianYp/DDB generate.py:136 at 2b95c24f, `mask_dict["masks"][0]`). SAM's prompts do not interact,
+# so segmenting only the chosen box gives that box's mask exactly.
 BOX_CHOICES = ("first", "best")
 
 # The miniature GroundingDINO's vocabulary: BERT's special tokens, single characters (and their
