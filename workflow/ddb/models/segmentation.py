@@ -2,8 +2,9 @@
 
 GroundingDINO finds the boxes that match a text prompt such as ``"bird."``; SAM (ViT) or SAM 2.1
 (Hiera) turns one of them into a mask: the first box above the thresholds, as the paper's authors read
-LangSAM's output, or the best-scoring one (``masking.boxes``). :class:`TextPromptedMasker` runs both on a whole batch of images: one detector forward
-for the batch, then one SAM forward for the boxes of the images where something was detected.
+LangSAM's output, or the best-scoring one (``masking.boxes``). :class:`TextPromptedMasker` runs both
+on a whole batch of images: one detector forward for the batch, then one SAM forward for the boxes of
+the images where something was detected.
 
 Every model reference is a hub id, a local folder (``save_pretrained`` output) or ``tiny``: a seeded
 miniature of the same architecture with random weights, so tests and the demo run offline on a CPU.
