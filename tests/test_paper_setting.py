@@ -103,11 +103,15 @@ def test_format_and_root_give_the_papers_setting_and_the_demo_its_own():
         assert paper["generation"]["sources"] == "low_loss" and paper["generation"]["per_source"] == 1
         assert paper["inpainting"]["paste_back"] is False
         assert (paper["retrain"]["epochs"], paper["retrain"]["patience"]) == (200, None)
-        assert (paper["masking"]["detector"], paper["masking"]["segmenter"], paper["masking"]["multimask"]) == \
-            ("IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge", False)
-    # the token's templates name the class noun exactly as the inpainting prompt does
-    assert [e["textual_inversion"]["templates"] for e in (waterbirds, celeba, metashift)] == \
-        [["a photo of a {} bird"], ["a photo of a person with {} hair"], ["a photo of a {} animal"]]
+        assert (paper["masking"]["detector"], paper["masking"]["segmenter"], paper["masking"]["multimask"],
+                paper["masking"]["boxes"]) == ("IDEA-Research/grounding-dino-base", "facebook/sam2.1-hiera-small",
+                                               False, "first")
+    # the authors' fifteen templates, the class noun after the token; the first is the inpainting prompt
+    templates = [e["textual_inversion"]["templates"] for e in (waterbirds, celeba, metashift)]
+    assert [len(t) for t in templates] == [15, 15, 15]
+    assert [t[0] for t in templates] == [e["inpainting"]["prompt"] for e in (waterbirds, celeba, metashift)]
+    assert templates[2][1] == "a cropped photo of the {} animal" and templates[0][-1] == "a good photo of a {} bird"
+    assert templates[1][5] == "a photo of the cool person with {} hair"
     assert [e["inpainting"]["prompt"] for e in (waterbirds, celeba, metashift)] == \
         ["a photo of a {} bird", "a photo of a person with {} hair", "a photo of a {} animal"]
     assert (celeba["retrain"]["gammas"], celeba["prune"]["thresholds"]) == ([2, 7], [2, 0.3])  # Table 5

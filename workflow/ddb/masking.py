@@ -2,7 +2,7 @@
 
 Two maskers: ``files`` reads ready masks (the demo's exact ones, CUB segmentations, any folder of
 ``{sample_id}.png``), ``grounded_sam`` is the paper's LangSAM route (GroundingDINO box from a text
-prompt, SAM mask from the box; :mod:`ddb.models.segmentation`). A sample without a detection is kept
+prompt, SAM or SAM 2.1 mask from the box; :mod:`ddb.models.segmentation`). A sample without a detection is kept
 in the index with ``detected = False`` (counted, never silently dropped) and no mask image.
 """
 
@@ -102,7 +102,8 @@ class PromptMasker:
 
         self.masker = TextPromptedMasker(masking_cfg["detector"], masking_cfg["segmenter"], masking_cfg["prompt"],
                                          masking_cfg["box_threshold"], masking_cfg["text_threshold"],
-                                         seed=seed, device=device, multimask=masking_cfg.get("multimask", False))
+                                         seed=seed, device=device, multimask=masking_cfg.get("multimask", False),
+                                         boxes=masking_cfg.get("boxes", "best"))
 
     def __call__(self, rows: list[dict], images: list[Image.Image]):
         return [(r.mask, r.detected, r.box, r.score) for r in self.masker(images)]

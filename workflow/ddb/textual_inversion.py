@@ -7,6 +7,12 @@ one. The images come from the class's minority group as the dataset names it (su
 the token does not learn the majority's spurious context, and are stretched to the square that
 inpainting sees. With a 9-channel (inpainting) UNet the step conditions on the masked
 image like inpainting training does; with SD-2 base (the paper) it is plain text-to-image.
+
+Each image of a step gets one template drawn from ``templates`` (seeded); the paper formats' are the
+authors' fifteen (:mod:`ddb.prompts`). Images are prepared as the authors' script does: RGB, resized
+to resolution x resolution with bicubic resampling, no crop, no flip, scaled to [-1, 1]. Their dataset
+class uses no mask (a ``mask_3d`` appears there only in a commented-out print), and neither does the
+text-to-image step here.
 """
 
 from __future__ import annotations

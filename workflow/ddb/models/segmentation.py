@@ -1,15 +1,18 @@
 """Text-prompted masks of the causal object: the paper's LangSAM, built on transformers.
 
-GroundingDINO finds the box that best matches a text prompt such as ``"bird."``; SAM turns that box
-into a mask. :class:`TextPromptedMasker` runs both on a whole batch of images: one detector forward
-for the batch, then one SAM forward for the boxes of the images where something was detected.
+GroundingDINO finds the boxes that match a text prompt such as ``"bird."``; SAM (ViT) or SAM 2.1
+(Hiera) turns one of them into a mask: the first box above the thresholds, as the paper's authors read
+LangSAM's output, or the best-scoring one (``masking.boxes``). :class:`TextPromptedMasker` runs both
+on a whole batch of images: one detector forward for the batch, then one SAM forward for the boxes of
+the images where something was detected.
 
 Every model reference is a hub id, a local folder (``save_pretrained`` output) or ``tiny``: a seeded
 miniature of the same architecture with random weights, so tests and the demo run offline on a CPU.
 The miniatures' processors are built here too (GroundingDINO's BERT tokenizer from a vocabulary we
 write ourselves), since nothing may be downloaded. ``random:IDEA-Research/grounding-dino-base`` (and
 tiny) and ``random:facebook/sam-vit-huge`` (and base) are the published architectures and image
-processors at full size with seeded random weights (:mod:`ddb.models.random_init`): a rehearsal.
+processors at full size with seeded random weights (:mod:`ddb.models.random_init`): a rehearsal, as is
+``random:facebook/sam2.1-hiera-small``. ``tiny-sam2`` is the SAM 2 miniature.
 """
 
 from __future__ import annotations
@@ -37,7 +40,16 @@ DEFAULT_SEGMENTER_ID = "facebook/sam-vit-huge"
 # Architectures whose processor has post_process_grounded_object_detection with per-token logits;
 # OWL-ViT and OmDet are zero-shot detectors too but post-process differently.
 GROUNDED_DETECTOR_TYPES = ("grounding-dino", "mm-grounding-dino")
-SEGMENTER_TYPES = ("sam",)
+SEGMENTER_TYPES = ("sam", "sam2")
+# The SAM 2 miniature's reference (``tiny`` is the SAM one).
+TINY_SAM2 = "tiny-sam2"
+# Which detection goes to SAM. LangSAM (luca-medeiros/lang-segment-anything at 918043e) keeps the
+# boxes above box 0.3 / text 0.25 (lang_sam.py:22-23, models/gdino.py:45-51: in query order, not
+# sorted), segments every one of them, one mask each (lang_sam.py:57-65; models/sam.py:92,
+# multimask_output=False) and returns them stacked, never merged; the paper's authors keep the first
+# (ArianYp/DDB generate.py:136 at 2b95c24f, `mask_dict["masks"][0]`). SAM's prompts do not interact,
+# so segmenting only the chosen box gives that box's mask exactly.
+BOX_CHOICES = ("first", "best")
 
 # The miniature GroundingDINO's vocabulary: BERT's special tokens, single characters (and their
 # "##" continuations, so any lowercase word tokenizes without [UNK]) and the prompt words we use.
@@ -52,6 +64,7 @@ TINY_MAX_TEXT_LEN = 32
 # which a 64-pixel input gave (masking.batch_size 1, or a shard's last batch of one image).
 TINY_DETECTOR_SHORTEST_EDGE, TINY_DETECTOR_LONGEST_EDGE = 128, 192
 TINY_SAM_IMAGE_SIZE = 24
+TINY_SAM2_IMAGE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,35 @@ def build_tiny_sam(seed: int):
     return model, SamProcessor(image_processor=image_processor)
 
 
+def build_tiny_sam2(seed: int):
+    """A miniature SAM 2 (Hiera backbone) with seeded random weights, and its processor.
+
+    Sizes in the spirit of transformers' Sam2ModelTester: Hiera hidden 12 over four stages (one block each,
+    two in the third so that its second block can attend globally: a stage's first block pools queries
+    and must stay windowed), FPN and prompt/mask decoder hidden 32, a 64-pixel input.
+    """
+    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2ImageProcessor, Sam2MaskDecoderConfig, Sam2Model,
+                              Sam2Processor, Sam2PromptEncoderConfig, Sam2VisionConfig)
+
+    size = TINY_SAM2_IMAGE_SIZE
+    backbone = Sam2HieraDetConfig(
+        hidden_size=12, num_attention_heads=1, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[12, 24, 48, 96],
+        num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[4, 4, 4, 4], global_attention_blocks=[3],
+        image_size=[size, size], window_positional_embedding_background_size=[2, 2])
+    # the FPN reads the three finest stages (strides 4, 8, 16), coarsest channel list first
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[96, 48, 24, 12],
+                              backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+                              fpn_hidden_size=32)
+    prompt_encoder = Sam2PromptEncoderConfig(hidden_size=32, image_size=size, patch_size=16, mask_input_channels=4)
+    mask_decoder = Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                                         iou_head_hidden_dim=32)
+    config = Sam2Config(vision_config=vision, prompt_encoder_config=prompt_encoder, mask_decoder_config=mask_decoder)
+    model = _seeded_construct(lambda: Sam2Model(config), seed).eval()
+    image_processor = Sam2ImageProcessor(size={"height": size, "width": size},
+                                         mask_size={"height": size // 4, "width": size // 4})
+    return model, Sam2Processor(image_processor=image_processor)
+
+
 def _preprocessor(manifest: dict) -> dict:
     from .random_init import read_config
 
@@ -194,13 +236,20 @@ def build_random_grounding_dino(ref: str, seed: int, device=None, config_key: st
 
 
 def build_random_sam(ref: str, seed: int, device=None, config_key: str = "masking.segmenter"):
-    """``random:facebook/sam-vit-{base,huge}``: the published config and image processor, seeded random weights."""
+    """``random:facebook/sam-vit-{base,huge}`` and ``random:facebook/sam2.1-hiera-small``: the published config
+    and image processor, seeded random weights; the config's model_type picks SAM or SAM 2."""
     from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
     from .random_init import build_seeded, random_manifest, read_config
 
     manifest = random_manifest(ref, config_key, "sam")
     published = read_config(manifest, "config.json")
+    if published.get("model_type") == "sam2":
+        from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+        config = Sam2Config.from_dict(published)
+        model = build_seeded(lambda: Sam2Model(config), derive_seed(seed, "random", ref), device)
+        return model.eval(), Sam2Processor(image_processor=Sam2ImageProcessor(**_preprocessor(manifest)))
     config = SamConfig(**{k: v for k, v in published.items() if k not in ("model_type", "architectures")})
     model = build_seeded(lambda: SamModel(config), derive_seed(seed, "random", ref), device)
     return model.eval(), SamProcessor(image_processor=SamImageProcessor(**_preprocessor(manifest)))
@@ -299,19 +348,25 @@ def load_detector(ref: str, seed: int = 0, device: str | torch.device = "cpu", *
 
 def load_segmenter(ref: str, seed: int = 0, device: str | torch.device = "cpu", *,
                    config_key: str = "masking.segmenter"):
-    """(model, processor) of SAM: ``tiny``, ``random:org/name``, a local folder or a hub id; eval mode on ``device``."""
+    """(model, processor) of SAM or SAM 2: ``tiny`` (SAM), ``tiny-sam2``, ``random:org/name``, a local folder or
+    a hub id (its config's model_type picks the architecture); eval mode on ``device``."""
     device = torch.device(device)
     if ref == TINY:
         model, processor = build_tiny_sam(seed)
+    elif ref == TINY_SAM2:
+        model, processor = build_tiny_sam2(seed)
     elif is_random(ref):
         model, processor = build_random_sam(ref, seed, device, config_key)
     else:
-        from transformers import SamModel, SamProcessor
+        from transformers import AutoConfig, Sam2Model, Sam2Processor, SamModel, SamProcessor
 
         def load(source, local_files_only, options):
             files = {k: v for k, v in options.items() if k == "revision"}
-            return (SamModel.from_pretrained(source, local_files_only=local_files_only, **options),
-                    SamProcessor.from_pretrained(source, local_files_only=local_files_only, **files))
+            config = AutoConfig.from_pretrained(source, local_files_only=local_files_only, **files)
+            model_class, processor_class = ((Sam2Model, Sam2Processor) if config.model_type == "sam2"
+                                            else (SamModel, SamProcessor))
+            return (model_class.from_pretrained(source, local_files_only=local_files_only, **options),
+                    processor_class.from_pretrained(source, local_files_only=local_files_only, **files))
 
         model, processor = _from_pretrained(ref, SEGMENTER_WHAT, DEFAULT_SEGMENTER_ID, SEGMENTER_TYPES,
                                             load, config_key)
@@ -341,13 +396,17 @@ def _to_model(inputs, model: torch.nn.Module) -> dict:
 
 
 class TextPromptedMasker:
-    """Masks of the object named by ``prompt``: the best GroundingDINO box per image, segmented by SAM."""
+    """Masks of the object named by ``prompt``: one GroundingDINO box per image (``boxes``: the first above
+    the thresholds, LangSAM's first mask, or the best-scoring one), segmented by SAM or SAM 2."""
 
     def __init__(self, detector_ref: str, segmenter_ref: str, prompt: str, box_threshold: float,
                  text_threshold: float, seed: int = 0, device: str | torch.device = "cpu",
-                 multimask: bool = False):
+                 multimask: bool = False, boxes: str = "best"):
+        if boxes not in BOX_CHOICES:
+            raise DDBError("config: masking.boxes", f"{boxes!r} is not one of {list(BOX_CHOICES)}",
+                           "use first (LangSAM's first mask, the paper's authors) or best (the best-scoring box)")
         self.prompt = normalize_prompt(prompt)
-        self.multimask = multimask
+        self.multimask, self.boxes = multimask, boxes
         self.box_threshold, self.text_threshold = float(box_threshold), float(text_threshold)
         self.device = torch.device(device)
         self.detector, self.detector_processor = load_detector(detector_ref, seed, self.device)
@@ -375,7 +434,7 @@ class TextPromptedMasker:
         return results
 
     def _detect(self, images: list[Image.Image]) -> list[tuple[tuple[float, float, float, float], float] | None]:
-        """The highest-scoring (box, score) above the thresholds for each image, or None."""
+        """The chosen (box, score) above the thresholds for each image (:func:`choose_detection`), or None."""
         processor = self.detector_processor
         inputs = processor(images=images, text=[self.prompt] * len(images), return_tensors="pt")
         outputs = self.detector(**_to_model(inputs, self.detector))
@@ -386,30 +445,46 @@ class TextPromptedMasker:
         detections = post_process(outputs, input_ids=inputs["input_ids"], text_threshold=self.text_threshold,
                                   target_sizes=sizes, **{box_keyword: self.box_threshold})
 
-        best = []
+        chosen = []
         for detection, (height, width) in zip(detections, sizes):
-            scores = detection["scores"]
-            if len(scores) == 0:
-                best.append(None)
+            top = choose_detection(detection["scores"], self.boxes)
+            if top is None:
+                chosen.append(None)
                 continue
-            top = int(scores.argmax())
             # boxes are converted from (center, size) and may stick out of the image; SAM wants them inside
             x0, y0, x1, y1 = detection["boxes"][top].float().tolist()
             box = (min(max(x0, 0.0), width), min(max(y0, 0.0), height),
                    min(max(x1, 0.0), width), min(max(y1, 0.0), height))
-            best.append((box, float(scores[top])))
-        return best
+            chosen.append((box, float(detection["scores"][top])))
+        return chosen
 
     def _segment(self, images: list[Image.Image], boxes: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
         """SAM's mask for one box per image: its single mask (``multimask`` False, as LangSAM asks SAM), or
-        the one of its three candidates with the best predicted IoU."""
+        the one of its three candidates with the best predicted IoU.
+
+        SAM 2's single mask is the one its decoder picks by stability (transformers' Sam2MaskDecoderConfig
+        dynamic_multimask_via_stability, on by default, as sam2's build_sam turns it on for the image
+        predictor that LangSAM uses); masks are thresholded at 0, as SAM2ImagePredictor does.
+        """
         processor = self.segmenter_processor
         inputs = processor(images=images, input_boxes=[[list(box)] for box in boxes], return_tensors="pt")
         model_inputs = _to_model(inputs, self.segmenter)
         outputs = self.segmenter(pixel_values=model_inputs["pixel_values"], input_boxes=model_inputs["input_boxes"],
                                  multimask_output=self.multimask)
         # upsample mask logits in float32 so that thresholding at 0 does not depend on the model's dtype
-        masks = processor.image_processor.post_process_masks(
-            outputs.pred_masks.float(), inputs["original_sizes"], inputs["reshaped_input_sizes"])
+        if self.segmenter.config.model_type == "sam2":
+            masks = processor.post_process_masks(outputs.pred_masks.float(), inputs["original_sizes"])
+        else:
+            masks = processor.image_processor.post_process_masks(
+                outputs.pred_masks.float(), inputs["original_sizes"], inputs["reshaped_input_sizes"])
         best_candidate = outputs.iou_scores[:, 0].argmax(dim=-1).tolist()  # iou_scores: (batch, box, candidate)
         return [mask[0, candidate].cpu().numpy().astype(bool) for mask, candidate in zip(masks, best_candidate)]
+
+
+def choose_detection(scores: torch.Tensor, boxes: str) -> int | None:
+    """Index of the detection that goes to SAM among those above the thresholds (in GroundingDINO's
+    post-processing order): ``first``, LangSAM's first mask as the paper's authors take it, or ``best``,
+    the highest score; None when there is none."""
+    if len(scores) == 0:
+        return None
+    return 0 if boxes == "first" else int(scores.argmax())
