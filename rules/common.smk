@@ -90,23 +90,22 @@ wildcard_constraints:
 
 # ---- code versions: a `script:` rule reruns when its script changes, not when the modules it imports
 # do, so each rule gets a hash of the modules of its step as a param.
+# training.py and what it imports, for every step that imports it
+TRAINING_MODULES = ["training.py", "datasets/manifest.py", "datasets/loading.py", "metrics.py", "precision.py"]
 STEP_MODULES = {
     "prepare_dataset": ["datasets"],
-    "train_erm": ["erm.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py", "precision.py",
-                  "resume.py"],
-    "textual_inversion": ["textual_inversion.py", "training.py", "models/diffusion.py", "models/loading.py",
-                          "models/random_init.py", "resume.py"],
-    "select_low_loss": ["low_loss.py", "training.py", "models/classifier.py", "datasets/loading.py", "precision.py"],
+    "train_erm": ["erm.py", "models/classifier.py", "resume.py"] + TRAINING_MODULES,
+    "textual_inversion": ["textual_inversion.py", "masking.py", "models/diffusion.py", "models/loading.py",
+                          "models/random_init.py", "resume.py"] + TRAINING_MODULES,
+    "select_low_loss": ["low_loss.py", "models/classifier.py"] + TRAINING_MODULES,
     "mean_softmax": ["low_loss.py"],
     "mask": ["masking.py", "models/segmentation.py", "models/loading.py", "models/random_init.py"],
     "inpaint": ["inpainting.py", "masking.py", "models/diffusion.py", "models/loading.py", "models/random_init.py"],
     "ig_score": ["ig_scoring.py", "models/classifier.py", "precision.py"],
     "prune": ["pruning.py"],
-    "retrain": ["retrain.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py",
-                "precision.py", "resume.py"],
-    "dfr": ["dfr.py", "training.py", "metrics.py", "models/classifier.py", "datasets/loading.py", "precision.py"],
-    "evaluate": ["evaluate.py", "training.py", "metrics.py", "models/classifier.py", "precision.py", "tuning.py",
-                 "dfr.py"],
+    "retrain": ["retrain.py", "models/classifier.py", "resume.py"] + TRAINING_MODULES,
+    "dfr": ["dfr.py", "models/classifier.py"] + TRAINING_MODULES,
+    "evaluate": ["evaluate.py", "models/classifier.py", "tuning.py", "dfr.py"] + TRAINING_MODULES,
     "seed_summary": ["summary.py"],
     "paper_table": ["paper_table.py"],
     "visualize": ["visualize.py", "inspect.py", "paths.py", "ig_scoring.py", "models/classifier.py", "precision.py"],

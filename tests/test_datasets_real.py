@@ -520,7 +520,7 @@ def make_metashift(root: Path) -> list[dict]:
 
 def test_metashift_rows_and_stratified_val(tmp_path):
     expected = make_metashift(tmp_path)
-    manifest = build("metashift", tmp_path)
+    manifest = build("metashift", tmp_path, metashift={"val_split": "stratified"})
     # val rows came from test: compare with the split folded back, then check the draw itself
     folded = manifest.assign(split=manifest["split"].replace({"val": "test"}))
     assert sorted_rows(rows_of(folded)) == sorted_rows(expected)
@@ -533,7 +533,7 @@ def test_metashift_rows_and_stratified_val(tmp_path):
 
 def test_metashift_val_fraction_option(tmp_path):
     make_metashift(tmp_path)
-    manifest = build("metashift", tmp_path, metashift={"val_fraction": 0.3})
+    manifest = build("metashift", tmp_path, metashift={"val_fraction": 0.3, "val_split": "stratified"})
     val = manifest[manifest["split"] == "val"]
     assert val.groupby("group").size().to_dict() == {"cat_shelf": 2, "dog_shelf": 4}
 

@@ -143,12 +143,13 @@ def retrain_inputs(demo):
     return build_classifier("tiny", 2, None, seed=0), manifest, generated
 
 
-def test_retrain_resumes_to_the_uninterrupted_model(demo, tmp_path, capsys):
+@pytest.mark.parametrize("batching", ["paired", "joint"])
+def test_retrain_resumes_to_the_uninterrupted_model(demo, tmp_path, capsys, batching):
     from ddb.retrain import retrain
 
     erm_model, manifest, generated = retrain_inputs(demo)
     cfg = with_sections(demo[0], retrain={"epochs": 3, "batch_size": 16, "generated_batch_size": 3, "augment": True,
-                                          "lr": 1e-3}, class_balance="reweight")
+                                          "lr": 1e-3, "batching": batching}, class_balance="reweight")
     settings = [cfg, 0]
     model_a, history_a = retrain(erm_model, manifest, generated, cfg, seed=0, device="cpu",
                                  resume=TrainingCheckpoint(tmp_path / "a.resume.pt", "retrain", settings))

@@ -90,7 +90,7 @@ FORMAT_DEFAULTS = {
         "masking": {"prompt": "bird.", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a {} bird"},
         "prune": {"thresholds": [1, 1]},
-        "retrain": {"batch_size": 32, "lr": 5.0e-6, "gammas": [6, 10], **PAPER_HEAD},
+        "retrain": {"batch_size": 32, "lr": 5.0e-6, "gammas": [6, 10], "batching": "joint", **PAPER_HEAD},
     },
     "celeba": {
         # supplementary §2.2: the non-blond token "was trained on a dataset of non-blond women"
@@ -104,7 +104,7 @@ FORMAT_DEFAULTS = {
         "masking": {"prompt": "hair", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a person with {} hair"},
         "prune": {"thresholds": [2, 0.3]},
-        "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7], **PAPER_HEAD},
+        "retrain": {"batch_size": 64, "lr": 1.0e-5, "gammas": [2, 7], "batching": "joint", **PAPER_HEAD},
         # the authors' CelebA grid (dfr_evaluate_spurious.py, commented "CelebA")
         "dfr": {"c_grid": [3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003]},
     },
@@ -117,7 +117,9 @@ FORMAT_DEFAULTS = {
         "masking": {"prompt": "animal.", **PAPER_MASKER},
         "inpainting": {"prompt": "a photo of a {} animal"},
         "prune": {"thresholds": [0.3, 2]},
-        "retrain": {"batch_size": 16, "lr": 5.0e-5, "gammas": [1, 4], **PAPER_HEAD},
+        # the authors' MetaShift loader feeds every split through the eval transform (no augmentation)
+        "retrain": {"batch_size": 16, "lr": 5.0e-5, "gammas": [1, 4], "batching": "joint", "augment": False,
+                    **PAPER_HEAD},
     },
     "imagenet": {
         "minority_groups": [None, None],

@@ -6,7 +6,8 @@ does it, with scikit-learn's L1 logistic regression (liblinear):
 
 * **features**: the ERM classifier's penultimate layer (the pooled ResNet features that ``fc`` reads), on
   un-augmented images through f's own eval transform (``classifier.transform``), for the training split
-  (only to standardise) and the validation split (what DFR fits on). The test split is never read here:
+  (only to standardise; all of it, with the rows ``class_balance: subsample`` marks ``excluded``, as the
+  authors' scaler is fit on their whole training split) and the validation split (what DFR fits on). The test split is never read here:
   ``evaluate`` scores DFR's model (``dfr/model.pt``) on it like ERM's and DDB's.
 * **choosing C** (``dfr_on_validation_tune``): validation is split in two halves; a group-balanced
   subsample of the *fit* half (every group drawn down to its smallest group) is standardised with its
@@ -44,6 +45,7 @@ from torch import nn
 from .errors import DDBError
 from .metrics import group_accuracies, summarize
 from .seeding import derive_seed, numpy_rng
+from .training import TRAINING_SPLITS
 
 log = logging.getLogger("ddb")
 
@@ -357,7 +359,9 @@ def deep_feature_reweighting(model: nn.Module, manifest: pd.DataFrame, cfg: dict
     groups = check_validation_groups(manifest, dataset)
     dfr_cfg, classifier = cfg["dfr"], cfg["classifier"]
     # a stable row order: the manifest's, by sample id within a split
-    train = manifest[manifest["split"] == "train"].sort_values("sample_id", kind="stable").reset_index(drop=True)
+    # the whole training split, the rows a class subsample leaves out included: what the authors' scaler sees
+    train = (manifest[manifest["split"].isin(TRAINING_SPLITS)].sort_values("sample_id", kind="stable")
+             .reset_index(drop=True))
     val = manifest[manifest["split"] == "val"].sort_values("sample_id", kind="stable").reset_index(drop=True)
     if train.empty:
         raise DDBError(f"dataset {dataset} (data/manifest.parquet)", "has no training image, whose features DFR "

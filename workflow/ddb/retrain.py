@@ -1,8 +1,19 @@
 """Step ``retrain``: fine-tune f on real + kept generated data, ``L = L_CE + Σ_c γ_c · L_gen(c)``.
 
-Per step: a batch B of real training samples and, for each class c, a batch B'_c of kept generated
-samples labelled c (Algorithm 1, lines 13-18). A class with no kept generation contributes exactly 0
-(the public code produced NaN). The head is re-initialised, the whole network trains with Adam, and
+Two ways to form the steps' batches (``retrain.batching``):
+
+* ``joint`` (the paper's datasets): one shuffled loader of ``retrain.batch_size`` over the real training
+  samples and the kept generated ones together (Algorithm 1: D_train ← D_train ∪ D'_i ∪ D'_i'), as the
+  authors' ``train.py`` does (``run_retraining``: ``ConcatDataset`` of the generated and real sets in one
+  ``DataLoader(shuffle=True)``). Each batch's loss is theirs (``retrain_cnn``): the mean cross-entropy of
+  the real samples in the batch plus, per class c, γ_c times the mean cross-entropy of the generated
+  samples labelled c in the batch (``nn.CrossEntropyLoss()``, mean reduction, on each subset).
+* ``paired`` (the demo's): a batch B of real training samples and, for each class c, a batch B'_c of
+  ``retrain.generated_batch_size`` kept generated samples labelled c (Algorithm 1, lines 13-18), so a
+  generated image is seen several times per epoch.
+
+A subset that is empty in a batch (no generated sample of class c, or no real sample) adds exactly 0
+(the public code's mean over nothing is NaN). The head is re-initialised, the whole network trains with Adam, and
 the epoch with the best validation worst-group accuracy is kept (the authors: up to 200 epochs; an
 optional ``patience`` stops after that many epochs without a better one).
 """
@@ -17,6 +28,7 @@ from typing import Iterator
 import pandas as pd
 import torch
 from torch import nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -68,6 +80,46 @@ class GeneratedBatches:
             yield batch
 
 
+def subset_mean_ce(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the ``rows`` (a mask) of the batch; exactly 0 (not NaN) where none is set."""
+    if not bool(rows.any()):
+        return logits.new_zeros(())
+    return F.cross_entropy(logits[rows], labels[rows])
+
+
+def joint_batch_loss(logits: torch.Tensor, labels: torch.Tensor, generated: torch.Tensor,
+                     gammas: list[float]) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """The authors' loss of one joint batch: mean CE over its real samples + Σ_c γ_c · mean CE over its
+    generated samples labelled c (``generated``: a mask of the batch's generated rows).
+
+    Returns the loss, the real term and the per-class generated terms (before γ)."""
+    loss_ce = subset_mean_ce(logits, labels, ~generated)
+    terms = {c: subset_mean_ce(logits, labels, generated & (labels == c)) for c in range(len(gammas))}
+    loss = loss_ce
+    for c, term in terms.items():
+        loss = loss + gammas[c] * term
+    return loss, loss_ce, terms
+
+
+def paired_batch_loss(model: nn.Module, precision, images: torch.Tensor, labels: torch.Tensor,
+                      generated_epoch: dict[int, Iterator], gammas: list[float], device):
+    """A real batch B and the next B'_c of every class with kept generations: mean CE over B +
+    Σ_c γ_c · mean CE over B'_c (a class without generations adds 0)."""
+    generated_batch = {c: next(batches)[:2] for c, batches in generated_epoch.items()}
+    # B and every B'_c in one forward pass: batch norm in train mode fails on a B'_c of one
+    # image whose last feature map is 1x1 (one kept generation, small images)
+    with precision.autocast():
+        logits = model(precision.inputs(torch.cat([images] + [g[0] for g in generated_batch.values()]), device))
+    logits = logits.float().split([len(images)] + [len(g[0]) for g in generated_batch.values()])
+    loss_ce = F.cross_entropy(logits[0], labels.to(device))
+    loss = loss_ce
+    terms = {c: torch.zeros((), device=device) for c in range(len(gammas))}
+    for (c, (_, gen_labels)), gen_logits in zip(generated_batch.items(), logits[1:]):
+        terms[c] = F.cross_entropy(gen_logits, gen_labels.to(device))
+        loss = loss + gammas[c] * terms[c]
+    return loss, loss_ce, terms
+
+
 def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, list], dataset_cfg: dict, *,
             seed: int, device, resume: TrainingCheckpoint | None = None) -> tuple[nn.Module, pd.DataFrame]:
     """``generated[c]`` lists image sources (shard, sample_id) of kept generations labelled c.
@@ -84,19 +136,29 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
     transform = train_transform(size, cfg["augment"], recipe)
-    sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "retrain", "sampler"))
-               if dataset_cfg["class_balance"] == "reweight" else None)
-    workers = loader_workers(cfg["num_workers"], torch.get_num_threads())
-    real_loader = seeded_loader(
-        ImageDataset.from_manifest(train, transform, per_sample_augmentation(cfg["num_workers"],
-                                                                             derive_seed(seed, "retrain", "augment"))),
-        cfg["batch_size"], derive_seed(seed, "retrain", "order"), sampler, workers)
-    generated_batches = {}
+    joint = cfg["batching"] == "joint"
+    train_sources, train_labels = train["path"].tolist(), train["y"].tolist()
+    generated_sources, generated_labels = [], []
     for c in range(len(classes)):
         sources = generated.get(c, [])
         if not sources:
             log.warning("no generated sample labelled %s survived pruning: its term L_gen adds 0 and "
                         "retraining continues with the real data", classes[c])
+        generated_sources += sources
+        generated_labels += [c] * len(sources)
+    if joint:
+        # one set: an item's index past the real ones marks it generated
+        train_sources, train_labels = train_sources + generated_sources, train_labels + generated_labels
+    sampler = (class_balanced_sampler(train_labels, derive_seed(seed, "retrain", "sampler"))
+               if dataset_cfg["class_balance"] == "reweight" else None)
+    workers = loader_workers(cfg["num_workers"], torch.get_num_threads())
+    augment_seed = per_sample_augmentation(cfg["num_workers"], derive_seed(seed, "retrain", "augment"))
+    real_loader = seeded_loader(ImageDataset(train_sources, train_labels, transform, augment_seed), cfg["batch_size"],
+                                derive_seed(seed, "retrain", "order"), sampler, workers)
+    generated_batches = {}
+    for c in range(len(classes)):
+        sources = generated.get(c, [])
+        if joint or not sources:
             continue
         augment_seed = per_sample_augmentation(cfg["num_workers"], derive_seed(seed, "retrain", "augment", c))
         generated_batches[c] = GeneratedBatches(ImageDataset(sources, [c] * len(sources), transform, augment_seed),
@@ -104,7 +166,6 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
                                                 derive_seed(seed, "retrain", "generated", c), workers)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scaler = precision.grad_scaler()
-    criterion = nn.CrossEntropyLoss()
     gammas = cfg["gammas"]
     train_sizes = train_sizes_of(manifest)
     history, best_state, best_wga, best_epoch, start, stopped = [], None, -1.0, 0, 0, False
@@ -129,21 +190,16 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         for batches in generated_batches.values():
             batches.dataset.draw = epoch
         generated_epoch = {c: batches.epoch(len(real_loader), epoch) for c, batches in generated_batches.items()}
-        for images, labels, _ in tqdm(epoch_batches(real_loader), total=len(real_loader),
-                                      desc=f"retrain epoch {epoch}", mininterval=10, leave=False):
-            generated_batch = {c: next(batches)[:2] for c, batches in generated_epoch.items()}
-            # B and every B'_c in one forward pass: batch norm in train mode fails on a B'_c of one
-            # image whose last feature map is 1x1 (one kept generation, small images)
-            with precision.autocast():
-                logits = model(precision.inputs(torch.cat([images] + [g[0] for g in generated_batch.values()]),
-                                                device))
-            logits = logits.float().split([len(images)] + [len(g[0]) for g in generated_batch.values()])
-            loss_ce = criterion(logits[0], labels.to(device))
-            loss = loss_ce
-            terms = {c: torch.zeros((), device=device) for c in range(len(classes))}
-            for (c, (_, gen_labels)), gen_logits in zip(generated_batch.items(), logits[1:]):
-                terms[c] = criterion(gen_logits, gen_labels.to(device))
-                loss = loss + gammas[c] * terms[c]
+        for images, labels, index in tqdm(epoch_batches(real_loader), total=len(real_loader),
+                                          desc=f"retrain epoch {epoch}", mininterval=10, leave=False):
+            if joint:
+                with precision.autocast():
+                    logits = model(precision.inputs(images, device))
+                loss, loss_ce, terms = joint_batch_loss(logits.float(), labels.to(device),
+                                                        (index >= len(train)).to(device), gammas)
+            else:
+                loss, loss_ce, terms = paired_batch_loss(model, precision, images, labels, generated_epoch,
+                                                         gammas, device)
             require_finite(loss, what="retrain", when=f"epoch {epoch}", lr=cfg["lr"], lr_key="retrain.lr")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .datasets.loading import ImageDataset
+from .datasets.manifest import EXCLUDED
 from .errors import DDBError
 from .metrics import group_accuracies, summarize
 from .precision import FP32, Precision
@@ -80,5 +81,11 @@ def epoch_batches(loader: DataLoader) -> Iterable:
     yield from loader
 
 
+# The whole training split: "train" and the rows a class subsample (class_balance: subsample) left out.
+TRAINING_SPLITS = ("train", EXCLUDED)
+
+
 def train_sizes_of(manifest: pd.DataFrame) -> dict[str, int]:
-    return manifest[manifest["split"] == "train"].groupby("group").size().astype(int).to_dict()
+    """Group sizes of the whole training split (the weights of the weighted mean accuracy): a class
+    subsample changes what f trains on, not the training distribution the weighted mean stands for."""
+    return manifest[manifest["split"].isin(TRAINING_SPLITS)].groupby("group").size().astype(int).to_dict()

@@ -248,10 +248,24 @@ def stratified_val(groups: pd.Series, order_key: pd.Series, fraction: float, see
     return chosen
 
 
+def train_test_split_val(count: int, fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask choosing val among ``count`` rows as the authors' MetaShift loader does:
+    ``train_test_split(np.arange(count), test_size=1 - fraction, random_state=seed)``'s first part
+    (unstratified, so each group's share of val is left to the draw)."""
+    from sklearn.model_selection import train_test_split
+
+    chosen = np.zeros(count, dtype=bool)
+    val_rows, _ = train_test_split(np.arange(count), test_size=1 - fraction, random_state=seed)
+    chosen[val_rows] = True
+    return chosen
+
+
 def folder_manifest(table: pd.DataFrame, sample_ids: pd.Series, paths: pd.Series, *, val_from: str, options: dict,
                     where: Path, check_images: bool, workdir: Path) -> pd.DataFrame:
-    """The shared end of the folder-layout adapters (MetaShift, ImageNet): refuse ids that clash, move a
-    seeded stratified ``options["val_fraction"]`` of split ``val_from`` to val, and build the manifest.
+    """The shared end of the folder-layout adapters (MetaShift, ImageNet): refuse ids that clash, move
+    ``options["val_fraction"]`` of split ``val_from`` to val (seeded by ``options["val_seed"]``: stratified
+    per group, or with ``options["val_split"]`` ``train_test_split`` as :func:`train_test_split_val`), and
+    build the manifest.
 
     ``table`` has columns split, y, class_name, spurious (one row per image, in listing order).
     """
@@ -263,7 +277,16 @@ def folder_manifest(table: pd.DataFrame, sample_ids: pd.Series, paths: pd.Series
     group = group_names(table["class_name"], table["spurious"])
     source = (table["split"] == val_from).to_numpy()
     to_val = np.zeros(len(table), dtype=bool)
-    to_val[source] = stratified_val(group[source], sample_ids[source], options["val_fraction"], options["val_seed"])
+    if options.get("val_split", "stratified") == "train_test_split":
+        # the rows in class order, then group, then sample id (the authors': cat(shelf)'s files, then dog(shelf)'s)
+        rows = np.flatnonzero(source)
+        order = pd.DataFrame({"y": table["y"].to_numpy()[rows], "group": group.to_numpy()[rows],
+                              "key": sample_ids.to_numpy()[rows]}).sort_values(["y", "group", "key"], kind="stable")
+        to_val[rows[order.index.to_numpy()]] = train_test_split_val(len(rows), options["val_fraction"],
+                                                                    options["val_seed"])
+    else:
+        to_val[source] = stratified_val(group[source], sample_ids[source], options["val_fraction"],
+                                        options["val_seed"])
     manifest = pd.DataFrame({
         "sample_id": sample_ids,
         "path": paths,

@@ -6,8 +6,11 @@
     test/cat/cat(shelf)/*.jpg   test/dog/dog(shelf)/*.jpg
 
 The class is the folder under the split (one of the config's ``classes``), the spurious attribute the
-context in parentheses. MetaShift ships no validation split: ``metashift.val_fraction`` of each test group
-(seeded by ``metashift.val_seed``, stratified) becomes ``val`` and the rest stays ``test``. The sample id
+context in parentheses. MetaShift ships no validation split: ``metashift.val_fraction`` of the test folder
+becomes ``val`` and the rest stays ``test``, drawn as the authors' loader draws it (``metashift.val_split``
+``train_test_split``: scikit-learn's ``train_test_split(test_size=0.85, random_state=0)`` over every test
+image, unstratified: 34 cat(shelf) and 47 dog(shelf) images in val, 201 and 259 in test, the paper's
+Table 3), or ``stratified``: that share of each test group, seeded by ``metashift.val_seed``. The sample id
 is ``<split folder>_<class>_<context>_<file stem>``, so it also says where the image lies.
 """
 
