@@ -63,7 +63,7 @@ def test_a_class_without_generated_rows_in_the_batch_adds_exactly_zero():
 def test_the_paper_formats_default_to_joint_batches_and_the_demo_to_paired(tmp_path):
     from ddb.config import validate_config
 
-    for fmt in ("waterbirds", "celeba", "metashift"):
+    for fmt in ("waterbirds", "celeba", "metashift", "imagenet"):
         assert dataset_cfg(fmt, tmp_path)["retrain"]["batching"] == "joint"
     assert dataset_cfg("waterbirds", tmp_path, retrain={"batching": "paired"})["retrain"]["batching"] == "paired"
     assert validate_config(small_config())["datasets"]["demo"]["retrain"]["batching"] == "paired"

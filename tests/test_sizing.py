@@ -61,15 +61,23 @@ def test_the_peak_follows_the_precision_the_card_and_the_config(paper_config):
 
 def test_celeba_retraining_is_images_times_epochs(paper_config):
     celeba = paper_config["datasets"]["celeba"]
+    # joint batches (the paper's): every epoch one pass over the real subsample and every planned generation
+    # (K 20,000 sources of each class, 3 images each, none pruned)
+    assert sizing.generated_upper_bound(celeba) == 2 * 20000 * 3
     work = sizing.rule_work("retrain", celeba)
-    steps = -(-48534 // 64)  # batches of 64 real images per epoch
-    assert work["images"] == steps * (64 + 16 * 2) * 200
+    assert work["images"] == (48534 + 120000) * 200
     f = sizing.FORWARD_FLOPS[("resnet50", 224)]
     assert work["flops"] == 3 * f * work["images"] + f * 19867 * 200
+    # fp32 with PyTorch's default TF32 (cuDNN convolutions): an A100's TF32 peak
+    assert work["precision"] == "tf32"
     estimate = sizing.rule_estimate("retrain", celeba, paper_config["resources"])
-    assert estimate["minutes"] == sizing.estimate_minutes(work["flops"], 312, 0.25, 10)
+    assert estimate["minutes"] == sizing.estimate_minutes(work["flops"], 156, 0.25, 10)
     slower = sizing.rule_estimate("retrain", celeba, {**paper_config["resources"], "efficiency": 0.125})
     assert slower["minutes"] - 10 == pytest.approx(2 * (estimate["minutes"] - 10), abs=1)
+    # paired batches: each real batch of 64 joined by 16 generated images of each class
+    paired = copy.deepcopy(celeba)
+    paired["retrain"]["batching"] = "paired"
+    assert sizing.rule_work("retrain", paired)["images"] == -(-48534 // 64) * (64 + 16 * 2) * 200
 
 
 def test_inpainting_a_shard_is_its_images_times_guided_steps(paper_config):
@@ -170,5 +178,7 @@ def test_a_capped_celeba_retraining_gets_an_attempt_per_allocation_and_one_more(
     total = sizing.rule_estimate("retrain", loaded["datasets"]["celeba"], loaded["resources"])["minutes"]
     assert total > 60  # 200 epochs of CelebA: several 30-minute allocations
     assert retries["retrain"] == retries["tune_retrain"] == str(math.ceil(total / 30))  # ceil(total/cap) + 1 attempts
-    # ERM (10 epochs) fits one allocation: the profile's retries hold; generation is never retried for time
-    assert retries["train_erm"] == "None" and retries["inpaint"] == "None"
+    # ERM's 100 epochs need allocations of their own; generation is never retried for time
+    erm = sizing.rule_estimate("train_erm", loaded["datasets"]["celeba"], loaded["resources"])["minutes"]
+    assert erm > 30 and retries["train_erm"] == str(math.ceil(erm / 30))
+    assert retries["inpaint"] == "None"

@@ -126,7 +126,7 @@ FORMAT_DEFAULTS = {
         "classifier": {"transform": "resize_shorter_center_crop", **PAPER_PRECISION},
         "textual_inversion": PAPER_TI_DTYPE,
         "masking": PAPER_MASKER,
-        "retrain": PAPER_HEAD,
+        "retrain": {"batching": "joint", **PAPER_HEAD},
     },
 }
 # The CelebA minority groups above name the values of the `Male` attribute; another spurious attribute

@@ -61,7 +61,7 @@ def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks
         x_gen = torch.stack([transform(generated.image(r["sample_id"]).convert("RGB")) for r in batch]).to(device)
         x_src = torch.stack([transform(load_image(source_paths[r["source_id"]])) for r in batch]).to(device)
         mask = torch.stack([mask_tensor(masks.image(r["source_id"]), image_size, recipe) for r in batch]).to(device)
-        # IG toward the generated class i′ (Algorithm 1), not the source class: docs/decisions/ig_target.md
+        # IG toward the generated class i′ (Algorithm 1), not the source class: docs/method.md, "IG's target class"
         targets = torch.as_tensor([int(r["y"]) for r in batch], device=device)
         rho, delta, _ = attribute(model, x_gen, x_src, mask, targets, ig_cfg["n_steps"], ig_cfg["internal_batch_size"],
                                   precision)

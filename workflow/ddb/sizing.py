@@ -21,6 +21,8 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+from .sharding import planned_sources
+
 # Dense peak TFLOP/s of the cards a config's resources.gpu_model names, by the precision a step computes in
 # (NVIDIA's data sheets, without sparsity). fp32 with TF32 allowed runs convolutions and matmuls as TF32.
 GPU_PEAK_TFLOPS = {
@@ -120,6 +122,13 @@ def is_sd2_sized(model_ref: str) -> bool:
     return model_ref != "tiny" and not str(model_ref).startswith("ddb:")
 
 
+def generated_upper_bound(dataset_cfg: dict) -> int:
+    """Most generated images retraining can get: every planned source's draws, none pruned (0 for a class
+    whose sources only the dataset knows)."""
+    per_source = dataset_cfg["generation"]["per_source"]
+    return sum((planned_sources(dataset_cfg, name) or 0) * per_source for name in dataset_cfg["classes"])
+
+
 def rule_work(rule: str, dataset_cfg: dict) -> dict | None:
     """The work of one job of ``rule``: ``flops`` (total), ``images`` (image passes through the model of
     the count, training passes counted once) and ``precision`` (the key of :data:`GPU_PEAK_TFLOPS`).
@@ -139,9 +148,12 @@ def rule_work(rule: str, dataset_cfg: dict) -> dict | None:
                 "precision": precision}
     if rule in ("retrain", "tune_retrain"):
         retrain = dataset_cfg["retrain"]
-        steps = math.ceil(splits["train"] / retrain["batch_size"])
-        per_step = retrain["batch_size"] + retrain["generated_batch_size"] * len(dataset_cfg["classes"])
-        images = steps * per_step * retrain["epochs"]
+        if retrain["batching"] == "joint":  # one pass over real and generated images an epoch
+            images = (splits["train"] + generated_upper_bound(dataset_cfg)) * retrain["epochs"]
+        else:  # every real batch joined by a generated batch of each class
+            steps = math.ceil(splits["train"] / retrain["batch_size"])
+            per_step = retrain["batch_size"] + retrain["generated_batch_size"] * len(dataset_cfg["classes"])
+            images = steps * per_step * retrain["epochs"]
         return {"flops": 3 * f * images + f * splits["val"] * retrain["epochs"], "images": images,
                 "precision": precision}
     if rule == "select_low_loss":  # one class's training images
