@@ -35,6 +35,15 @@ SMALL_DEMO = {
 }
 
 
+def random_images(sizes, seed: int = 0) -> list:
+    """Seeded RGB noise images of the given (height, width) sizes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for height, width in sizes]
+
+
 def small_config(**dataset_overrides) -> dict:
     demo = {**SMALL_DEMO, **dataset_overrides}
     return {"seed": 0, "targets": ["demo"], "datasets": {"demo": demo}}

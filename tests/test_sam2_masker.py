@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
+from conftest import random_images  # noqa: E402
 from ddb.config import FORMAT_DEFAULTS  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.masking import make_masker  # noqa: E402
@@ -25,8 +25,7 @@ SIZES = [(64, 64), (48, 80), (90, 40)]  # (height, width)
 
 @pytest.fixture(scope="module")
 def images():
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for height, width in SIZES]
+    return random_images(SIZES)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
+from conftest import random_images  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.models.loading import hub_cache_dir  # noqa: E402
 from ddb.models.segmentation import (MaskResult, TextPromptedMasker, build_tiny_grounding_dino,  # noqa: E402
@@ -26,8 +26,7 @@ SIZES = [(64, 64), (48, 80), (90, 40)]  # (height, width): square, landscape, po
 
 @pytest.fixture(scope="module")
 def images():
-    rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for height, width in SIZES]
+    return random_images(SIZES)
 
 
 @pytest.fixture(scope="module")

@@ -192,6 +192,12 @@ def _where(spec: dict) -> str:
     return f"config: {keys[0]}" + (f" (and {', '.join(keys[1:])})" if len(keys) > 1 else "")
 
 
+def _reason(error: Exception) -> str:
+    """An exception's type and the first line of its message, for a DDBError."""
+    first_line = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}: {first_line}"
+
+
 def _allowed(path: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
 
@@ -246,7 +252,7 @@ def _fetch_hub(spec: dict, cache_dir, log) -> dict:
                            "for a gated one, or set the key to a local folder") from error
         except Exception as error:
             raise DDBError(_where(spec), f"cannot download {ref!r} from the Hugging Face hub "
-                           f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})",
+                           f"({_reason(error)})",
                            f"run snakemake where the hub can be reached, or run `{command}` on a machine with "
                            f"network and copy its cache to {cache_dir} (set HF_HOME to move it), or set the key "
                            "to a local folder") from error
@@ -286,8 +292,7 @@ def _fetch_torchvision(spec: dict, cache_dir, log) -> dict:
             prefix = torch.hub.HASH_REGEX.search(file.name)
             torch.hub.download_url_to_file(enum.url, str(file), prefix.group(1) if prefix else None, progress=False)
         except Exception as error:
-            raise DDBError(_where(spec), f"cannot download torchvision weights {ref} ({type(error).__name__}: "
-                           f"{str(error).splitlines()[0][:200] if str(error) else ''})",
+            raise DDBError(_where(spec), f"cannot download torchvision weights {ref} ({_reason(error)})",
                            f"run snakemake where {urlparse(enum.url).netloc} can be reached, or download "
                            f"{enum.url} on a machine with network into {folder} (TORCH_HOME/hub/checkpoints), "
                            "or set classifier.weights to the file's path") from error
