@@ -1,4 +1,3 @@
-import hashlib
 import time
 import re
 import math
@@ -89,44 +88,11 @@ wildcard_constraints:
 
 
 # ---- code versions: a `script:` rule reruns when its script changes, not when the modules it imports
-# do, so each rule gets a hash of the modules of its step as a param.
-# training.py and what it imports, for every step that imports it
-TRAINING_MODULES = ["training.py", "datasets/manifest.py", "datasets/loading.py", "metrics.py", "precision.py"]
-STEP_MODULES = {
-    "prepare_dataset": ["datasets"],
-    "train_erm": ["erm.py", "models/classifier.py", "resume.py"] + TRAINING_MODULES,
-    "textual_inversion": ["textual_inversion.py", "masking.py", "models/diffusion.py", "models/loading.py",
-                          "models/random_init.py", "resume.py"] + TRAINING_MODULES,
-    "select_low_loss": ["low_loss.py", "models/classifier.py"] + TRAINING_MODULES,
-    "mean_softmax": ["low_loss.py"],
-    "mask": ["masking.py", "models/segmentation.py", "models/loading.py", "models/random_init.py"],
-    "inpaint": ["inpainting.py", "masking.py", "models/diffusion.py", "models/loading.py", "models/random_init.py"],
-    "ig_score": ["ig_scoring.py", "models/classifier.py", "precision.py"],
-    "prune": ["pruning.py"],
-    "retrain": ["retrain.py", "models/classifier.py", "resume.py"] + TRAINING_MODULES,
-    "dfr": ["dfr.py", "models/classifier.py"] + TRAINING_MODULES,
-    "evaluate": ["evaluate.py", "models/classifier.py", "tuning.py", "dfr.py"] + TRAINING_MODULES,
-    "seed_summary": ["summary.py"],
-    "paper_table": ["paper_table.py"],
-    "visualize": ["visualize.py", "inspect.py", "paths.py", "ig_scoring.py", "models/classifier.py", "precision.py"],
-    "tune_select": ["tuning.py"],
-    "visualize_tune": ["visualize.py", "inspect.py", "tuning.py"],
-    "fetch_model": ["models/fetching.py"],
-}
-SHARED_MODULES = ["io.py", "seeding.py"]
-
-
+# do, so each rule gets the hash of its script's import closure in the package as a param (ddb.code_versions).
 def code_version(step):
-    package = PACKAGE_ROOT / "ddb"
-    digest = hashlib.sha256()
-    for entry in STEP_MODULES[step] + SHARED_MODULES:
-        path = package / entry
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            if file.exists():
-                digest.update(file.relative_to(package).as_posix().encode())
-                digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+    from ddb.code_versions import code_version as import_closure_version
+
+    return import_closure_version(Path(workflow.basedir) / "scripts" / f"{step}.py")
 
 
 # ---- resources: heavy rules ask for a GPU on a cluster; a local run ignores the request.

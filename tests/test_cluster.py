@@ -237,7 +237,7 @@ def test_too_many_cpus_stop_the_run_before_anything_is_submitted(workdir, tmp_pa
     result = slurm_run(workdir, env, targets=(TARGET, target("eval_json", "small")))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
-    assert "rule train_erm (dataset waterbirds) asks for 8 CPUs, 32000 MB memory, 1 GPU (a100)" in output
+    assert "rule train_erm (dataset waterbirds) asks for 8 CPUs, 32000 MB memory, 1 GPU (a100)" in output, output[-4000:]
     assert "rule retrain (dataset waterbirds) asks for 8 CPUs" in output
     assert "the nodes of partition debug have at most 6 CPUs, 64000 MB memory and 1 GPU (a100)" in output
     assert "rule inpaint" not in output and "dataset small" not in output  # 4 and 2 CPUs fit

@@ -115,7 +115,9 @@ def test_dry_run_prints_slurm_resources_per_job(workdir):
     assert result.returncode == 0, output[-4000:]
     # ("Using profiles slurm and workflow specific profile ..." when profiles/default/ exists too)
     assert re.search(r"Using profiles? slurm\b", output)
-    jobs = planned_jobs(output)
+    # fetch_model runs where Snakemake runs (a local rule), one job per hub model of the config
+    jobs = [(rule, resources) for rule, resources in planned_jobs(output) if rule != "fetch_model"]
+    assert sum(rule == "fetch_model" for rule, _ in planned_jobs(output)) == 5
     # 1 manifest, ERM, 2 tokens, 2 low-loss, Ψ, 2 pairs x 2 shards x (mask, inpaint, IG), 2 prunes, retrain, DFR,
     # eval (K = 1300 landbirds and 1074 waterbirds, at most 1000 images a shard: 2 shards per source class)
     assert {rule for rule, _ in jobs} == GPU_RULES | LIGHT_RULES
@@ -212,7 +214,7 @@ def test_a_retried_job_asks_for_more_runtime(workdir):
     jobs = planned_jobs(result.stdout + result.stderr)
     assert {rule for rule, _ in jobs} >= GPU_RULES
     for rule, resources in jobs:
-        if rule in ("mean_softmax", "prune"):  # local rules (seconds of pandas in Snakemake's process): never retried
+        if rule in ("mean_softmax", "prune", "fetch_model"):  # local rules (in Snakemake's process): never retried
             continue
         assert int(resources["runtime"]) == 2 * expected_rule_resources(rule)["runtime"], rule
         assert int(resources["mem_mb"]) == expected_rule_resources(rule)["mem_mb"], rule
@@ -224,7 +226,7 @@ def test_a_retried_job_asks_for_more_runtime(workdir):
         result = dry_run(workdir, env, "--attempt", attempt)
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
         for rule, resources in planned_jobs(result.stdout + result.stderr):
-            if rule in ("mean_softmax", "prune"):
+            if rule in ("mean_softmax", "prune", "fetch_model"):
                 continue
             first = min(expected_rule_resources(rule)["runtime"], 300)
             assert int(resources["runtime"]) == grown(first), (rule, attempt)

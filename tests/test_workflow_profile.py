@@ -3,7 +3,9 @@ Snakefile: `snakemake TARGET` runs as the README writes it, without --cores."""
 
 from __future__ import annotations
 
-import yaml
+import sys
+
+import pytest
 
 from conftest import REPO, run_snakemake, small_config, target, write_config
 
@@ -15,6 +17,17 @@ def test_a_target_builds_without_cores_on_the_command_line(tmp_path):
     assert (tmp_path / target("manifest")).is_file()
 
 
-def test_the_profile_keeps_rerun_incomplete_and_sets_cores():
-    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
-    assert profile == {"rerun-incomplete": True, "cores": "all"}
+@pytest.mark.parametrize("argv, expected", [
+    (["snakemake", "results/demo/eval.json"], {"rerun-incomplete": True, "cores": "all"}),
+    # a cluster run's jobs keep their own threads: `cores` would cap them at this machine's CPU count
+    (["snakemake", "--profile", "slurm", "results/demo/eval.json"], {"rerun-incomplete": True}),
+    (["snakemake", "--executor=slurm"], {"rerun-incomplete": True}),
+    (["snakemake", "-e", "slurm"], {"rerun-incomplete": True}),
+])
+def test_the_profile_keeps_rerun_incomplete_and_sets_cores_for_local_runs(monkeypatch, argv, expected):
+    import yte
+
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.delenv("SNAKEMAKE_PROFILE", raising=False)
+    profile = yte.process_yaml((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert profile == expected
