@@ -62,7 +62,8 @@ def _with_parents(dotted: str) -> list[str]:
 def imported_modules(source: str, dotted: str | None = None) -> set[str]:
     """The package modules that ``source`` imports (``dotted``: its own module name, for relative imports;
     None for a script), named in full (``ddb.models.loading``); parents not included."""
-    is_package = dotted is not None and _module_file(dotted) is not None and _module_file(dotted).name == "__init__.py"
+    own_file = _module_file(dotted) if dotted is not None else None
+    is_package = own_file is not None and own_file.name == "__init__.py"
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
