@@ -47,7 +47,8 @@ from ddb.config import validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
 from ddb.inpainting import inpaint_shard, torch_dtype  # noqa: E402
-from ddb.io import ImageShard, png_bytes, write_image_shard  # noqa: E402
+from ddb.storage.shards import ImageShard, write_image_shard  # noqa: E402
+from ddb.storage.images import png_bytes  # noqa: E402
 from ddb.masking import make_masker, mask_shard  # noqa: E402
 from ddb.models.classifier import build_classifier  # noqa: E402
 from ddb.models.diffusion import load_inpaint_pipeline  # noqa: E402

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import small_config  # noqa: E402  (the reduced demo of the test suite)
-from ddb.io import checkpointed  # noqa: E402
+from ddb.storage.checkpoints import checkpointed  # noqa: E402
 
 
 def snakemake(workdir: Path, *args: str, output=None):

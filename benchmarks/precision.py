@@ -89,7 +89,8 @@ def fixed_model_comparison(workdir: Path) -> None:
     from ddb.config import validate_config
     from ddb.datasets.loading import ImageDataset
     from ddb.ig_scoring import score_shard
-    from ddb.io import ImageShard, read_parquet
+    from ddb.storage.shards import ImageShard
+    from ddb.storage.reading import read_parquet
     from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
     from ddb.models.classifier import eval_transform, load_classifier
     from ddb.precision import FP32, Precision

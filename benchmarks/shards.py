@@ -2,8 +2,8 @@
 Prints figures; never passes or fails on time.
 
 1. Shards of 10, 1,000 and 20,000 images at 512 px, written through the real code path
-   (``ddb.io.process_shard``: checkpoint per batch, then the tar packed from the checkpoint, streaming,
-   then the index) and read back with ``ddb.io.ImageShard`` (index, then every image's bytes, every
+   (``ddb.storage.checkpoints.process_shard``: checkpoint per batch, then the tar packed from the checkpoint, streaming,
+   then the index) and read back with ``ddb.storage.shards.ImageShard`` (index, then every image's bytes, every
    100th decoded). Each size is written and read in its own child process, so ``ru_maxrss`` is that
    phase's peak resident memory; a child that only imports the same modules gives the baseline. The
    PNGs are pre-encoded: 8 images of 512 x 512 (a gradient with noise, about 350 KB each, near a real
@@ -46,7 +46,7 @@ def encoded_pngs(size: int = 512) -> list[bytes]:
     """``DISTINCT_PNGS`` PNGs of ``size`` px: a colour gradient with Gaussian noise (std 2), ~350 KB each."""
     import numpy as np
 
-    from ddb.io import png_bytes
+    from ddb.storage.images import png_bytes
 
     y, x = np.mgrid[0:size, 0:size]
     pngs = []
@@ -71,7 +71,7 @@ def child_baseline(folder: Path, images: int, pngs: list[bytes]) -> dict:
 
 
 def child_write(folder: Path, images: int, pngs: list[bytes]) -> dict:
-    from ddb.io import process_shard
+    from ddb.storage.checkpoints import process_shard
 
     ids = [f"{i:06d}_to_blond_d{i % 3}" for i in range(images)]  # CelebA-like generated ids
 
@@ -92,7 +92,7 @@ def child_write_in_memory(folder: Path, images: int, pngs: list[bytes]) -> dict:
     one are), then written."""
     import pandas as pd
 
-    from ddb.io import write_image_shard
+    from ddb.storage.shards import write_image_shard
 
     start = time.perf_counter()
     items = [(f"{i:06d}", bytes(bytearray(pngs[i % DISTINCT_PNGS]))) for i in range(images)]
@@ -102,7 +102,7 @@ def child_write_in_memory(folder: Path, images: int, pngs: list[bytes]) -> dict:
 
 
 def child_read(folder: Path, images: int, pngs: list[bytes]) -> dict:
-    from ddb.io import ImageShard
+    from ddb.storage.shards import ImageShard
 
     start = time.perf_counter()
     shard = ImageShard(folder / "shard-0.tar")
@@ -132,7 +132,7 @@ def child_main(phase: str, folder: Path, images: int) -> None:
     import pandas  # noqa: F401  (what every phase's imports cost, the baseline included)
     import PIL.Image  # noqa: F401
 
-    import ddb.io  # noqa: F401
+    import ddb.storage.checkpoints  # noqa: F401
 
     pngs = encoded_pngs()
     figures = PHASES[phase](folder, images, pngs)
@@ -145,7 +145,7 @@ def shard_io(sizes: list[int], folder: Path | None, in_memory: bool) -> None:
     parent = Path(tempfile.mkdtemp(prefix="ddb-shards-bench-", dir=folder))
     try:
         baseline = run_child("baseline", parent, 0)["peak_rss_mb"]
-        print(f"   baseline (python + pandas + PIL + ddb.io + 8 encoded PNGs): peak RSS {baseline:.0f} MB\n")
+        print(f"   baseline (python + pandas + PIL + ddb.storage + 8 encoded PNGs): peak RSS {baseline:.0f} MB\n")
         print(f"{'images':>8} {'tar GB':>8} {'write s':>8} {'write MB':>9} {'read s':>8} {'open s':>7} "
               f"{'read MB':>8}" + (f" {'in-memory s':>12} {'in-memory MB':>13}" if in_memory else ""))
         for images in sizes:

@@ -1,6 +1,7 @@
 """Rule dfr: Deep Feature Reweighting on the ERM model's features, the baseline beside DDB."""
 from ddb.dfr import deep_feature_reweighting, dfr_precision
-from ddb.io import read_parquet, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.models.classifier import load_classifier, save_classifier
 from ddb.scripting import device, run_step
 

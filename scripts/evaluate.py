@@ -1,7 +1,8 @@
 """Rule evaluate: ERM, DFR and DDB on the test split."""
 from ddb.dfr import dfr_precision
 from ddb.evaluate import evaluate_models, format_comparison
-from ddb.io import read_parquet, write_json, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_json, write_parquet
 from ddb.models.classifier import load_classifier
 from ddb.precision import classifier_precision
 from ddb.scripting import device, run_step

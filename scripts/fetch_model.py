@@ -1,5 +1,5 @@
 """Rule fetch_model: one hub model in the cache, and its record (ddb.models.fetching)."""
-from ddb.io import write_json
+from ddb.storage.atomic import write_json
 from ddb.models.fetching import fetch_model
 from ddb.scripting import run_step
 

@@ -1,6 +1,8 @@
 """Rule ig_score: ρ and softmax for one shard of generated images."""
 from ddb.ig_scoring import score_shard
-from ddb.io import ImageShard, read_parquet, write_parquet
+from ddb.storage.shards import ImageShard
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.job_stats import report_setup
 from ddb.models.classifier import load_classifier
 from ddb.precision import classifier_precision

@@ -1,6 +1,7 @@
 """Rule inpaint: one shard of class src redrawn as class dst."""
 from ddb.inpainting import inpaint_shard, prompt_for, torch_dtype
-from ddb.io import ImageShard, read_parquet
+from ddb.storage.shards import ImageShard
+from ddb.storage.reading import read_parquet
 from ddb.job_stats import report_setup
 from ddb.masking import shard_rows, step_sources
 from ddb.models.diffusion import load_inpaint_pipeline

@@ -1,5 +1,5 @@
 """Rule mask: masks of one shard of one source class."""
-from ddb.io import read_parquet
+from ddb.storage.reading import read_parquet
 from ddb.job_stats import report_setup
 from ddb.masking import make_masker, mask_shard, shard_rows, step_sources
 from ddb.scripting import device, run_step

@@ -1,5 +1,6 @@
 """Rule mean_softmax: Ψ per class from the low-loss tables."""
-from ddb.io import read_parquet, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.low_loss import mean_softmax
 from ddb.scripting import run_step
 

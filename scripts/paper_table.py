@@ -1,7 +1,7 @@
 """Rule paper_table: one table across the target datasets, ERM / DFR / DDB beside the paper's figures."""
 import json
 
-from ddb.io import write_text
+from ddb.storage.atomic import write_text
 from ddb.paper_table import build_rows, format_csv, format_markdown
 from ddb.scripting import run_step
 

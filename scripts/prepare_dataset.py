@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ddb.datasets import build_manifest, format_group_table, small_class_warnings
 from ddb.datasets.manifest import group_split_table
-from ddb.io import write_parquet, write_text
+from ddb.storage.atomic import write_parquet, write_text
 from ddb.scripting import run_step
 
 

@@ -3,7 +3,8 @@ import logging
 
 import pandas as pd
 
-from ddb.io import read_parquet, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.pruning import prune, reason_counts
 from ddb.scripting import run_step
 

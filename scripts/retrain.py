@@ -1,6 +1,8 @@
 """Rule retrain: f fine-tuned on real + kept generated images."""
 
-from ddb.io import ImageShard, read_parquet, write_parquet
+from ddb.storage.shards import ImageShard
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.models.classifier import load_classifier, save_classifier
 from ddb.resume import TrainingCheckpoint, resume_path, runtime_note
 from ddb.retrain import retrain

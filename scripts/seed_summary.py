@@ -1,7 +1,7 @@
 """Rule seed_summary: mean ± std over the seeds of a dataset, per method."""
 import json
 
-from ddb.io import write_json, write_parquet
+from ddb.storage.atomic import write_json, write_parquet
 from ddb.scripting import run_step
 from ddb.summary import format_summary, summarize
 

@@ -1,7 +1,8 @@
 """Rule select_low_loss: per-sample losses of one class and its K lowest."""
 import logging
 
-from ddb.io import read_parquet, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.low_loss import per_sample_losses, select_low_loss
 from ddb.models.classifier import load_classifier
 from ddb.precision import classifier_precision

@@ -1,6 +1,7 @@
 """Rule textual_inversion: the learned token of one class."""
 from ddb.config import minority_group_name
-from ddb.io import read_parquet, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.job_stats import report_setup
 from ddb.models.diffusion import load_text_to_image_components
 from ddb.resume import TrainingCheckpoint, resume_path, runtime_note

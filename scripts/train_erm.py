@@ -1,6 +1,7 @@
 """Rule train_erm: the ERM classifier f (trained, or imported from erm.checkpoint)."""
 from ddb.erm import train_erm
-from ddb.io import read_parquet, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_parquet
 from ddb.models.classifier import save_classifier
 from ddb.resume import TrainingCheckpoint, resume_path, runtime_note
 from ddb.scripting import device, run_step

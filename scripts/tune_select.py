@@ -1,5 +1,6 @@
 """Rule tune_select: every candidate's validation figures and kept counts; the best validation WGA wins."""
-from ddb.io import read_parquet, write_json, write_parquet
+from ddb.storage.reading import read_parquet
+from ddb.storage.atomic import write_json, write_parquet
 from ddb.paths import wildcards_of
 from ddb.scripting import run_step
 from ddb.tuning import candidate_record, select, selection

@@ -112,7 +112,7 @@ def inpaint(generation: dict, pipeline, folder: Path, rows=None, mask_index=None
             batch_size: int = 2):
     """``inpaint_shard`` of ``rows`` (default: every source) into ``folder/shard.tar``."""
     from ddb.inpainting import inpaint_shard
-    from ddb.io import ImageShard
+    from ddb.storage.shards import ImageShard
 
     return inpaint_shard(pipeline, generation["rows"] if rows is None else rows,
                          ImageShard(masks or generation["masks"]),

@@ -141,7 +141,8 @@ def test_disk_full_write_is_one_message_and_keeps_the_previous_file(tmp_path, mo
     import logging
     import sys
 
-    from ddb.io import write_image_shard, write_parquet
+    from ddb.storage.shards import write_image_shard
+    from ddb.storage.atomic import write_parquet
     from ddb.scripting import run_step
 
     # run_step is made for a one-job process: it redirects these and sets up logging; put them back after

@@ -14,7 +14,7 @@ from torch import nn
 
 from ddb.datasets.synthetic import draw_sample
 from ddb.inpainting import paste_back
-from ddb.io import to_square as square
+from ddb.storage.images import to_square as square
 from ddb.masking import box_mask, dilate
 from ddb.models.classifier import eval_transform
 from ddb.models.diffusion import load_inpaint_pipeline

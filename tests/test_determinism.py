@@ -76,7 +76,7 @@ def relocated(table: pd.DataFrame, folder: str, instead: str) -> pd.DataFrame:
 def test_shard_count_changes_no_generated_image(tmp_path):
     """Seeds come from (global seed, target class, sample id): splitting 6 sources into 1, 2 or 3 shards
     (batches of 4, hence differently composed batches) gives the same PNG bytes per sample."""
-    from ddb.io import ImageShard
+    from ddb.storage.shards import ImageShard
     from ddb.masking import mask_shard, shard_rows
 
     generation = make_generation(tmp_path, n_sources=6)

@@ -227,6 +227,6 @@ def test_the_dfr_rule_on_the_demo(demo_run):
 
 
 def test_a_damaged_dfr_artifact_names_its_rule():
-    from ddb.io import rule_of
+    from ddb.storage.remake import rule_of
 
     assert rule_of(target("dfr_features")) == rule_of(target("dfr_model")) == "dfr"

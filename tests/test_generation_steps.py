@@ -11,7 +11,8 @@ from ddb.datasets import build_manifest
 from ddb.errors import DDBError
 from ddb.ig_scoring import attribute, score_shard
 from ddb.inpainting import generated_id, inpaint_shard, prompt_for
-from ddb.io import ImageShard, process_shard
+from ddb.storage.shards import ImageShard
+from ddb.storage.checkpoints import process_shard
 from ddb.config import minority_group_name
 from ddb.masking import FilesMasker, generation_sources, mask_shard, shard_rows
 from ddb.models.classifier import build_classifier
@@ -109,7 +110,7 @@ def test_samples_without_mask_are_listed_not_dropped(demo, tmp_path):
 
 
 def test_shard_resumes_from_its_checkpoints(tmp_path):
-    from ddb.io import PartialShard
+    from ddb.storage.checkpoints import PartialShard
 
     calls = []
 

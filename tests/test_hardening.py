@@ -493,7 +493,7 @@ def test_checkpoints_made_with_another_thread_count_are_discarded(generation, tm
     from _reliability import inpaint
     from test_resume import Interrupted, Pipeline
 
-    from ddb.io import checkpointed
+    from ddb.storage.checkpoints import checkpointed
     from ddb.scripting import run_step
 
     # run_step is made for a one-job process: it redirects these and sets up logging; put them back after

@@ -98,7 +98,8 @@ def umask(request):
 def test_artifacts_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask):
     import torch
 
-    from ddb.io import save_torch, write_image_shard, write_json, write_parquet, write_png, write_text
+    from ddb.storage.atomic import save_torch, write_json, write_parquet, write_png, write_text
+    from ddb.storage.shards import write_image_shard
 
     write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "table.parquet")
     write_json({"wga": 0.5}, tmp_path / "eval.json")
@@ -117,7 +118,8 @@ def test_artifacts_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask):
 
 
 def test_a_200_character_sample_id_round_trips_through_a_shard(tmp_path):
-    from ddb.io import ImageShard, process_shard
+    from ddb.storage.shards import ImageShard
+    from ddb.storage.checkpoints import process_shard
 
     pixels = {LONG_ID: np.full((4, 4), 200, np.uint8), "short": np.full((4, 4), 9, np.uint8)}
 
@@ -141,7 +143,7 @@ def test_a_200_character_sample_id_round_trips_through_a_shard(tmp_path):
     writer = run_python("""
         import sys
         import pandas as pd
-        from ddb.io import ImageShard, write_image_shard
+        from ddb.storage.shards import ImageShard, write_image_shard
         shard = ImageShard(sys.argv[1])
         write_image_shard([(i, shard.read_bytes(i)) for i in shard.ids()], sys.argv[2],
                           pd.DataFrame({"sample_id": shard.ids()}), sys.argv[2] + ".parquet")
@@ -154,13 +156,13 @@ def test_a_200_character_sample_id_round_trips_through_a_shard(tmp_path):
 def test_shards_with_short_names_keep_their_ustar_bytes_and_old_shards_still_read(tmp_path):
     import io
 
-    from ddb.io import ImageShard, _tarinfo, write_image_shard
+    from ddb.storage.shards import ImageShard, tarinfo, write_image_shard
 
     items = [("a", b"first png"), ("b" * 96, b"second png")]  # 'b' * 96 + '.png': 100 characters
     write_image_shard(items, tmp_path / "new.tar", pd.DataFrame({"sample_id": ["a", "b"]}), tmp_path / "new.parquet")
     with tarfile.open(tmp_path / "old.tar", "w", format=tarfile.USTAR_FORMAT) as old:  # as shards were written
         for sample_id, data in items:
-            old.addfile(_tarinfo(f"{sample_id}.png", len(data)), io.BytesIO(data))
+            old.addfile(tarinfo(f"{sample_id}.png", len(data)), io.BytesIO(data))
     assert (tmp_path / "new.tar").read_bytes() == (tmp_path / "old.tar").read_bytes()
     shard = ImageShard(tmp_path / "old.tar")
     assert {i: shard.read_bytes(i) for i in shard.ids()} == dict(items)
@@ -171,7 +173,7 @@ def test_shards_with_short_names_keep_their_ustar_bytes_and_old_shards_still_rea
 HOLDER = """
     import sys, time
     from pathlib import Path
-    from ddb.io import process_shard
+    from ddb.storage.checkpoints import process_shard
 
     tar, go = Path(sys.argv[1]), Path(sys.argv[2])
 
@@ -213,7 +215,7 @@ def compute_records(calls: list):
 
 
 def test_second_job_on_a_busy_shard_stops_naming_the_first_and_leaves_its_files(busy_shard, monkeypatch):
-    from ddb.io import checkpointed, process_shard
+    from ddb.storage.checkpoints import checkpointed, process_shard
 
     tar, calls = busy_shard.tar, []
     monkeypatch.setenv("DDB_SHARD_LOCK_WAIT", "0.5")
@@ -235,7 +237,8 @@ def test_second_job_on_a_busy_shard_stops_naming_the_first_and_leaves_its_files(
 
 
 def test_second_job_waits_for_the_first_then_does_the_shard(busy_shard, capsys):
-    from ddb.io import ImageShard, process_shard
+    from ddb.storage.shards import ImageShard
+    from ddb.storage.checkpoints import process_shard
 
     tar, calls = busy_shard.tar, []
     threading.Timer(1.0, busy_shard.go.touch).start()
@@ -247,7 +250,7 @@ def test_second_job_waits_for_the_first_then_does_the_shard(busy_shard, capsys):
 
 
 def test_a_lock_left_by_a_killed_job_is_taken_over(tmp_path):
-    from ddb.io import process_shard
+    from ddb.storage.checkpoints import process_shard
 
     tar = tmp_path / "shard-0.tar"
     (tmp_path / ".shard-0.tar.lock").write_text("pid 1 on host gone, started long ago\n")
@@ -257,7 +260,7 @@ def test_a_lock_left_by_a_killed_job_is_taken_over(tmp_path):
 
 
 def test_a_lock_left_by_another_users_killed_job_is_replaced(tmp_path, monkeypatch):
-    from ddb.io import process_shard
+    from ddb.storage.checkpoints import process_shard
 
     tar, lock = tmp_path / "shard-0.tar", tmp_path / ".shard-0.tar.lock"
     lock.write_text("pid 1 on host gone, started long ago\n")
@@ -275,7 +278,7 @@ def test_a_lock_left_by_another_users_killed_job_is_replaced(tmp_path, monkeypat
 
 
 def test_the_wait_comes_from_DDB_SHARD_LOCK_WAIT(monkeypatch):
-    from ddb.io import DEFAULT_SHARD_LOCK_WAIT, shard_lock_wait
+    from ddb.storage.locks import DEFAULT_SHARD_LOCK_WAIT, shard_lock_wait
 
     monkeypatch.delenv("DDB_SHARD_LOCK_WAIT", raising=False)
     assert shard_lock_wait() == DEFAULT_SHARD_LOCK_WAIT == 120
@@ -290,7 +293,7 @@ def test_the_wait_comes_from_DDB_SHARD_LOCK_WAIT(monkeypatch):
 
 
 def test_load_image_decompression_bomb_and_unreadable_files(tmp_path, monkeypatch):
-    from ddb.io import load_image
+    from ddb.storage.images import load_image
 
     big = tmp_path / "big.png"
     Image.new("RGB", (64, 64)).save(big)
@@ -317,7 +320,7 @@ def test_load_image_decompression_bomb_and_unreadable_files(tmp_path, monkeypatc
 
 def shard_of(tmp_path: Path, name: str, items, **wildcards) -> Path:
     """Image shard ``name`` (mask_tar or inpaint_tar) number 0 of the demo run, holding ``items``."""
-    from ddb.io import write_image_shard
+    from ddb.storage.shards import write_image_shard
 
     tar = run_paths(tmp_path).path(name, n=0, **wildcards)
     write_image_shard(items, tar, pd.DataFrame({"sample_id": [i for i, _ in items]}), tar.with_suffix(".parquet"))
@@ -325,7 +328,8 @@ def shard_of(tmp_path: Path, name: str, items, **wildcards) -> Path:
 
 
 def test_corrupt_png_in_a_shard_names_the_shard_and_the_sample(tmp_path):
-    from ddb.io import ImageShard, png_bytes
+    from ddb.storage.shards import ImageShard
+    from ddb.storage.images import png_bytes
 
     good = png_bytes(np.full((8, 8), 3, np.uint8))
     broken = good[:40] + bytes(len(good) - 40)  # header intact, image data zeroed
@@ -343,7 +347,7 @@ def test_corrupt_png_in_a_shard_names_the_shard_and_the_sample(tmp_path):
 @pytest.mark.parametrize("cut", ["in the first header", "in a member's data", "at the second header",
                                  "in the second header", "before the end blocks", "empty"])
 def test_truncated_tar_names_it_and_the_rule_that_remakes_it(tmp_path, cut):
-    from ddb.io import ImageShard
+    from ddb.storage.shards import ImageShard
 
     tar = shard_of(tmp_path, "mask_tar", [("a", bytes(700)), ("b", bytes(700))], src="landbird")
     data = tar.read_bytes()  # headers at 0 and 1536, data at 512 and 2048, end blocks at 3072
@@ -359,7 +363,7 @@ def test_truncated_tar_names_it_and_the_rule_that_remakes_it(tmp_path, cut):
 
 
 def test_remake_hint_names_each_artifacts_rule():
-    from ddb.io import rule_of
+    from ddb.storage.remake import rule_of
 
     results = Path("results/celeba")
     assert {p: rule_of(results / p) for p in [
@@ -379,7 +383,8 @@ def test_remake_hint_names_each_artifacts_rule():
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed footer", "not parquet"])
 def test_truncated_or_corrupt_parquet_names_it(tmp_path, damage):
-    from ddb.io import read_parquet, write_parquet
+    from ddb.storage.reading import read_parquet
+    from ddb.storage.atomic import write_parquet
 
     table = run_paths(tmp_path).path("prune", src="landbird", dst="waterbird")
     write_parquet(pd.DataFrame({"sample_id": [f"s{i}" for i in range(50)], "ig": np.arange(50.0)}), table)
@@ -398,7 +403,7 @@ def test_truncated_or_corrupt_parquet_names_it(tmp_path, damage):
                                            (errno.EDQUOT, "the disk quota is exceeded")])
 @pytest.mark.parametrize("when", ["creating the temporary file", "writing", "writing, wrapped"])
 def test_full_disk_or_quota_is_one_message_and_leaves_nothing(tmp_path, monkeypatch, code, problem, when):
-    from ddb import io
+    from ddb.storage import atomic as io
 
     table = tmp_path / "out" / "table.parquet"
     io.write_parquet(pd.DataFrame({"a": [1]}), table)
@@ -436,7 +441,7 @@ def test_full_disk_or_quota_is_one_message_and_leaves_nothing(tmp_path, monkeypa
 SLOW_WRITER = """
     import sys, time
     from types import SimpleNamespace
-    from ddb.io import atomic_path
+    from ddb.storage.atomic import atomic_path
     from ddb.scripting import run_step
 
     @run_step
@@ -469,7 +474,7 @@ def test_sigterm_removes_the_temporary_file_of_the_artifact_being_written(tmp_pa
 
 
 def test_root_txt_is_written_atomically(tmp_path, monkeypatch, in_process_step):
-    from ddb import io
+    from ddb.storage import atomic as io
     from ddb.config import validate_config
 
     config = validate_config(small_config(synthetic={"n_train": 40, "n_val_per_group": 1, "n_test_per_group": 1,
@@ -495,7 +500,7 @@ def test_root_txt_is_written_atomically(tmp_path, monkeypatch, in_process_step):
 
 
 def test_the_rename_is_made_durable_by_fsyncing_the_folder(tmp_path, monkeypatch):
-    from ddb.io import write_json
+    from ddb.storage.atomic import write_json
 
     synced = []
     real_fsync = os.fsync

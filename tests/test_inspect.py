@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run_paths
-from ddb.io import ImageShard
+from ddb.storage.shards import ImageShard
 from ddb.paths import RunPaths
 
 pytestmark = pytest.mark.slow  # needs the demo run

@@ -16,7 +16,7 @@ from conftest import REPO, SMALL_DEMO, run_snakemake, small_config, write_config
 
 from ddb.config import validate_config
 from ddb.errors import DDBError
-from ddb.io import write_json
+from ddb.storage.atomic import write_json
 from ddb.job_environment import OFFLINE_VARIABLES, prepare
 from ddb.models import fetching
 from ddb.models.fetching import (ALLOW_PATTERNS, download_command, fetch_model, model_refs, planned_models,

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
 from ddb.inpainting import generated_id, inpaint_shard  # noqa: E402
-from ddb.io import ImageShard, png_bytes, write_image_shard  # noqa: E402
+from ddb.storage.shards import ImageShard, write_image_shard  # noqa: E402
+from ddb.storage.images import png_bytes  # noqa: E402
 from ddb.masking import make_masker, mask_shard  # noqa: E402
 from ddb.models.classifier import build_classifier, import_classifier  # noqa: E402
 from ddb.models.diffusion import (load_inpaint_pipeline, load_text_to_image_components,  # noqa: E402

@@ -25,7 +25,8 @@ from ddb.datasets import build_manifest, format_group_table
 from ddb.datasets.manifest import EXCLUDED, smallest_groups
 from ddb.datasets.synthetic import draw_sample
 from ddb.errors import DDBError
-from ddb.io import ImageShard, read_parquet
+from ddb.storage.shards import ImageShard
+from ddb.storage.reading import read_parquet
 from ddb.models.classifier import IMAGENET_MEAN, IMAGENET_STD, build_classifier, eval_transform, import_classifier
 from ddb.paths import RunPaths
 from ddb.textual_inversion import choose_images

@@ -7,7 +7,7 @@ import pandas as pd
 import yaml
 
 from conftest import REPO, planned_jobs, run_paths, run_snakemake, small_config, write_config
-from ddb.io import ImageShard
+from ddb.storage.shards import ImageShard
 
 RULES = ["prepare_dataset", "train_erm", "textual_inversion", "select_low_loss", "mean_softmax", "mask",
          "inpaint", "ig_score", "prune", "retrain", "dfr", "evaluate"]

@@ -9,7 +9,7 @@ import torch
 from conftest import small_config
 
 from ddb.config import validate_config
-from ddb.io import write_png
+from ddb.storage.atomic import write_png
 from ddb.precision import FP32, Precision, choose_precision, classifier_precision, enable_tf32
 
 

@@ -39,7 +39,7 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
 
 def finished_checkpoints(partial: Path) -> list[str]:
     """The samples checkpointed in ``partial`` (the shard's ``.partial`` folder), read as a resumed job would."""
-    from ddb.io import checkpointed
+    from ddb.storage.checkpoints import checkpointed
 
     return checkpointed(str(partial)[: -len(".partial")])
 
@@ -151,7 +151,7 @@ def test_interrupted_shard_resumes_from_its_last_image_and_equals_an_uninterrupt
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_checkpoints_of_a_job_with_other_settings_are_discarded(generation, tmp_path, capsys):
-    from ddb import io
+    from ddb.storage import checkpoints as io
 
     folder = tmp_path / "shard"
     try:

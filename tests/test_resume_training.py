@@ -27,7 +27,7 @@ from conftest import REPO, small_config, write_config
 from _reliability import one_torch_thread  # noqa: F401
 
 from ddb.config import validate_config
-from ddb.io import set_job_fingerprint
+from ddb.storage.checkpoints import set_job_fingerprint
 from ddb.precision import Precision
 from ddb.resume import TrainingCheckpoint, resume_path
 

@@ -3,7 +3,7 @@ streaming.
 
 - ``ddb.sharding``: shards per source class from K (``low_loss.k``), per_source and images_per_shard; no
   shard above images_per_shard; the config keys refused with their fix.
-- ``ddb.io.PartialShard``: a job killed mid-shard (SIGKILL, in a child process) resumes and packs the bytes
+- ``ddb.storage.checkpoints.PartialShard``: a job killed mid-shard (SIGKILL, in a child process) resumes and packs the bytes
   of an uninterrupted run; the checkpoint folder holds the same three files for 10 or 300 samples; a
   tail cut by a kill is dropped; checkpoints of another fingerprint are discarded.
 - A CelebA-sized dry run (`snakemake -n`) plans ceil(K x per_source / images_per_shard) shards per class.
@@ -28,7 +28,9 @@ from conftest import REPO, planned_jobs, small_config, write_config
 
 from ddb.config import validate_config
 from ddb.errors import DDBError
-from ddb.io import ImageShard, PartialShard, checkpointed, png_bytes, process_shard, set_job_fingerprint
+from ddb.storage.shards import ImageShard
+from ddb.storage.checkpoints import PartialShard, checkpointed, process_shard, set_job_fingerprint
+from ddb.storage.images import png_bytes
 from ddb.masking import shard_rows
 from ddb.sharding import check_shard_size, planned_sources, shard_count, shard_counts
 
@@ -146,7 +148,7 @@ import os, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_shards import compute_pngs, ids_of
-from ddb.io import process_shard
+from ddb.storage.checkpoints import process_shard
 
 tar, count, batches = Path(sys.argv[1]), int(sys.argv[2]), [0]
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ddb.config import validate_config
 from ddb.evaluate import format_comparison
-from ddb.io import write_png
+from ddb.storage.atomic import write_png
 from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
 from ddb.metrics import group_accuracies, summarize
 from ddb.pruning import prune, reason_counts

@@ -19,7 +19,8 @@ from captum.attr import IntegratedGradients
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .io import ImageShard, load_image
+from .storage.shards import ImageShard
+from .storage.images import load_image
 from .models.classifier import eval_transform, mask_geometry
 from .precision import FP32, Precision
 

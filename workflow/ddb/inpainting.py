@@ -16,7 +16,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .io import ImageShard, load_image, process_shard, to_square
+from .storage.shards import ImageShard
+from .storage.images import load_image, to_square
+from .storage.checkpoints import process_shard
 from .seeding import derive_seed
 from .textual_inversion import placeholder_token
 

@@ -15,7 +15,8 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from .errors import DDBError
-from .io import load_image, process_shard
+from .storage.images import load_image
+from .storage.checkpoints import process_shard
 from .seeding import derive_seed
 
 
@@ -54,7 +55,7 @@ def step_sources(manifest: pd.DataFrame, dataset_cfg: dict, source_class: str, *
     """``generation_sources`` as the mask and inpaint rules call it: from the dataset entry (its
     generation settings and named minority groups) and, for ``sources: low_loss``, the class's table."""
     from .config import minority_group_name
-    from .io import read_parquet
+    from .storage.reading import read_parquet
 
     y = dataset_cfg["classes"].index(source_class)
     low_loss = read_parquet(low_loss_path, ["sample_id"]) if low_loss_path else None

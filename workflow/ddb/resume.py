@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import io as ddb_io
-from .io import save_torch
+from .storage.atomic import save_torch
+from .storage.checkpoints import job_fingerprint
 
 RESUME_SUFFIX = ".resume.pt"
 FORMAT = 1
@@ -47,7 +47,7 @@ class TrainingCheckpoint:
 
     def __init__(self, path: str | Path, what: str, settings=None, fingerprint: str | None = None, note: str = ""):
         self.path, self.what, self.note = Path(path), what, note
-        job = fingerprint if fingerprint is not None else ddb_io._JOB_FINGERPRINT
+        job = fingerprint if fingerprint is not None else job_fingerprint()
         payload = json.dumps([FORMAT, what, job, settings], sort_keys=True, default=str)
         self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()
 

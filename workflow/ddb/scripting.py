@@ -13,7 +13,7 @@ import sys
 import threading
 
 from .errors import DDBError
-from .io import set_job_fingerprint
+from .storage.checkpoints import set_job_fingerprint
 from .job_environment import CLUSTER_JOB_VARIABLE
 
 

@@ -29,7 +29,8 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .errors import DDBError
-from .io import atomic_path, load_image, to_square
+from .storage.atomic import atomic_path
+from .storage.images import load_image, to_square
 from .masking import box_mask, dilate
 from .resume import TrainingCheckpoint, generator_state, rng_state, set_rng_state
 from .seeding import derive_seed, seed_everything

@@ -29,7 +29,10 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from .inspect import REASONS, Results, eval_models, eval_rows, eval_title, fmt, prune_counts
-from .io import ImageShard, atomic_path, load_image, read_parquet, write_png
+from .storage.shards import ImageShard
+from .storage.atomic import atomic_path, write_png
+from .storage.images import load_image
+from .storage.reading import read_parquet
 from .paths import report_file, report_folder
 from .seeding import derive_seed
 

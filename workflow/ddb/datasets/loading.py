@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..io import load_image
+from ..storage.images import load_image
 from ..seeding import derive_seed
 from .balancing import class_balanced_weights
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import write_png
+from ..storage.atomic import write_png
 from ..seeding import numpy_rng
 from .manifest import group_name
 

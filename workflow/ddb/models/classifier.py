@@ -12,7 +12,7 @@ from torchvision import transforms
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from ..errors import DDBError
-from ..io import save_torch
+from ..storage.atomic import save_torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
