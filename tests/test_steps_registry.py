@@ -119,14 +119,14 @@ def test_inspect_and_its_help_show_the_registry_steps_with_registered_presenters
 
 def test_every_step_module_exists_and_its_rules_scripts_import_it():
     for step in steps.STEPS:
-        assert importlib.util.find_spec(step.module) is not None, step.module
+        assert importlib.util.find_spec(f"ddb.{step.module}") is not None, step.module
     # the scripts of its rules (a `use rule` runs its parent's) call the step's module: directly, or for the
     # dataset's preparation through ddb.scripting
     scripts = {"tune_prune": "prune", "tune_retrain": "retrain", "seed_run_data": None}  # the last: a shell copy
     for step in steps.STEPS:
         sources = [(REPO / "scripts" / f"{scripts.get(rule.name, rule.name)}.py").read_text()
                    for rule in step.rules if scripts.get(rule.name, rule.name)]
-        module = step.module.removeprefix("ddb.")
+        module = step.module
         assert any(re.search(rf"\bddb\.{module}\b|from ddb import .*\b{module}\b", source) for source in sources), \
             step.name
 
@@ -145,7 +145,7 @@ def test_readme_table_names_the_registry_steps_and_modules():
     # a cell names its rules in backquotes, what they run for in parentheses: "`seed_summary` (with `seeds`)"
     listed = {rule: module.strip("` ") for cell, module in rows
               for rule in re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", cell))}
-    known = {rule.name: step.module for step in steps.STEPS for rule in step.rules}
+    known = {rule.name: f"ddb.{step.module}" for step in steps.STEPS for rule in step.rules}
     known["paper_table"] = "ddb.paper_table"
     assert listed == {rule: module for rule, module in known.items()
                       if rule not in ("seed_run_data", "visualize", "visualize_tune")}

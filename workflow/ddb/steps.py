@@ -75,7 +75,8 @@ class Rule:
 @dataclass(frozen=True)
 class Step:
     """One step of DDB: ``name`` is what ``ddb inspect`` calls it (``aliases``: other names a user may type),
-    ``module`` the package module that computes it, ``shows`` the artifact its ``ddb inspect`` line names
+    ``module`` the module of this package that computes it (``masking``: ddb.masking; not spelled out in
+    full, which ddb.code_versions would read as an import of every step's module), ``shows`` the artifact its ``ddb inspect`` line names
     (None: no line of its own)."""
 
     name: str
@@ -86,45 +87,45 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("prepare_dataset", "ddb.datasets", (
+    Step("prepare_dataset", "datasets", (
         Rule("prepare_dataset", ("manifest", "groups"), also_writes=("dataset_root",), resources="light",
              runs="dataset"),
         # another seed's run copies the dataset's manifest instead of preparing the same images again
         Rule("seed_run_data", ("manifest", "groups"), runs="seed", in_all=False),
     ), shows="manifest", aliases=("data", "manifest", "dataset")),
-    Step("train_erm", "ddb.erm", (Rule("train_erm", ("erm_model", "erm_history"), resources="training"),),
+    Step("train_erm", "erm", (Rule("train_erm", ("erm_model", "erm_history"), resources="training"),),
          shows="erm_history", aliases=("erm",)),
-    Step("textual_inversion", "ddb.textual_inversion", (
+    Step("textual_inversion", "textual_inversion", (
         Rule("textual_inversion", ("ti_embeds", "ti_samples", "ti_loss"), resources="diffusion",
              when=textual_inversion_enabled),
     ), shows="ti_loss", aliases=("ti", "token", "tokens")),
-    Step("select_low_loss", "ddb.low_loss", (Rule("select_low_loss", ("low_loss",), resources="classifier_pass"),),
+    Step("select_low_loss", "low_loss", (Rule("select_low_loss", ("low_loss",), resources="classifier_pass"),),
          shows="low_loss", aliases=("low_loss", "lowloss")),
-    Step("mean_softmax", "ddb.low_loss", (Rule("mean_softmax", ("psi",)),), shows="psi", aliases=("psi",)),
-    Step("mask", "ddb.masking", (Rule("mask", ("mask_tar", "mask_index"), resources="shard_models"),),
+    Step("mean_softmax", "low_loss", (Rule("mean_softmax", ("psi",)),), shows="psi", aliases=("psi",)),
+    Step("mask", "masking", (Rule("mask", ("mask_tar", "mask_index"), resources="shard_models"),),
          shows="mask_tar", aliases=("masks", "masking")),
-    Step("inpaint", "ddb.inpainting", (Rule("inpaint", ("inpaint_tar", "inpaint_index"), resources="diffusion"),),
+    Step("inpaint", "inpainting", (Rule("inpaint", ("inpaint_tar", "inpaint_index"), resources="diffusion"),),
          shows="inpaint_tar", aliases=("inpainting", "generate", "generated")),
-    Step("ig_score", "ddb.ig_scoring", (Rule("ig_score", ("ig_scores",), resources="shard_models"),),
+    Step("ig_score", "ig_scoring", (Rule("ig_score", ("ig_scores",), resources="shard_models"),),
          shows="ig_scores", aliases=("ig", "scores")),
-    Step("prune", "ddb.pruning", (Rule("prune", ("prune",), when=untuned),), shows="prune", aliases=("pruning",)),
-    Step("retrain", "ddb.retrain", (
+    Step("prune", "pruning", (Rule("prune", ("prune",), when=untuned),), shows="prune", aliases=("pruning",)),
+    Step("retrain", "retrain", (
         Rule("retrain", ("retrain_model", "retrain_history"), resources="training", when=untuned),
     ), shows="retrain_history", aliases=("ddb",)),
     # with a `tune` section, in place of prune and retrain: both once per candidate, then the choice
-    Step("tune", "ddb.tuning", (
+    Step("tune", "tuning", (
         Rule("tune_prune", ("tune_prune",), when=tuned),
         Rule("tune_retrain", ("tune_model", "tune_history"), resources="training", when=tuned),
         Rule("tune_select", ("tune_candidates", "tune_selected"), when=tuned),
     ), shows="tune_candidates", aliases=("tuning", "tune_select", "candidates")),
-    Step("dfr", "ddb.dfr", (
+    Step("dfr", "dfr", (
         Rule("dfr", ("dfr_model", "dfr_selection", "dfr_halves", "dfr_coefficients", "dfr_features"),
              resources="classifier_pass", when=dfr_enabled),
     ), shows="dfr_selection", aliases=("baseline", "deep_feature_reweighting")),
-    Step("evaluate", "ddb.evaluate", (Rule("evaluate", ("eval_json", "eval_table"), resources="evaluation"),),
+    Step("evaluate", "evaluate", (Rule("evaluate", ("eval_json", "eval_table"), resources="evaluation"),),
          shows="eval_json", aliases=("eval",)),
     # the report: built by the visualize_all target, not by `all`
-    Step("visualize", "ddb.visualize", (
+    Step("visualize", "visualize", (
         Rule("visualize", ("report_eval_html", "report_eval_csv", "report_retrain_curves", "report_prune_html",
                            "report_prune_csv", "report_kept_vs_pruned", "report_pairs", "report_psi_html",
                            "report_psi_csv", "report_ti_curve", "report_grid_samples"),
@@ -132,7 +133,7 @@ STEPS: tuple[Step, ...] = (
         Rule("visualize_tune", ("report_tune_html", "report_tune_csv"), in_all=False, when=tuned),
     ), shows="report_dir", aliases=("report", "grids")),
     # with `seeds`: the dataset's mean ± std over its runs (ddb inspect prints it below the steps)
-    Step("seed_summary", "ddb.summary", (
+    Step("seed_summary", "summary", (
         Rule("seed_summary", ("seed_summary", "seed_summary_table"), runs="dataset", in_all=False),
     )),
 )
