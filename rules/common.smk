@@ -14,15 +14,19 @@ from ddb.job_environment import prepare as prepare_job_environment  # noqa: E402
 
 prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 
-from ddb.config import class_pairs, validate_config  # noqa: E402
+from ddb.config import ConfigSources, class_pairs, validate_config  # noqa: E402
 from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.paths import ARTIFACTS, MODEL_RECORD, artifact_path, results_artifact_path, run_name  # noqa: E402
 from ddb.steps import STEPS, resource_class  # noqa: E402
 
-# Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
+# Our own validator: snakemake.utils.validate's messages do not name the key path of the error. Each message
+# names the file the bad value came from: the Snakefile's config.yaml, a --configfile or the --config overrides.
+CONFIG_SOURCES = ConfigSources.from_snakemake(workflow.configfiles, workflow.overwrite_configfiles,
+                                              workflow.config_settings.config,
+                                              workflow.config_settings.replace_workflow_config)
 try:
-    validate_config(config, "config")
+    validate_config(config, CONFIG_SOURCES)
 except DDBError as error:
     raise WorkflowError(str(error)) from None
 
@@ -419,6 +423,7 @@ def print_eval_summaries():
     import json
 
     from ddb.evaluate import format_comparison
+    from ddb.selection_checks import format_warnings
     from ddb.summary import format_summary
     from ddb.tuning import describe_selection
 
@@ -427,7 +432,9 @@ def print_eval_summaries():
         if target.exists():
             summary = json.loads(target.read_text())
             tuned_line = describe_selection(summary)  # which tuned candidate DDB is (rules/tune.smk)
-            print(f"\n{format_comparison(summary)}" + (f"\n{tuned_line}" if tuned_line else "") + "\n")
+            # choices validation could not make (ddb.selection_checks): beside the figures they concern
+            extra = [line for line in [tuned_line, *format_warnings(summary.get("warnings", []))] if line]
+            print(f"\n{format_comparison(summary)}" + "".join(f"\n{line}" for line in extra) + "\n")
     for ds in config["datasets"]:
         summary_path = artifact_path(R, ds, "seed_summary")
         # only where this invocation wrote it: the table of a summary made by an earlier run would mislead
@@ -623,6 +630,19 @@ def tune_outputs(kind):
 def tune_selection(wildcards):
     """selected.json of a tuned dataset (an input of evaluate), nothing otherwise."""
     return expand(rules.tune_select.output.selected, ds=wildcards.ds) if tuned(wildcards.ds) else []
+
+
+def tune_candidates_table(wildcards):
+    """candidates.parquet of a tuned dataset (an input of evaluate), nothing otherwise."""
+    return expand(rules.tune_select.output.table, ds=wildcards.ds) if tuned(wildcards.ds) else []
+
+
+def dfr_output(name):
+    """The DFR baseline's output ``name`` (rules/retrain.smk) where the dataset's `dfr` section is enabled."""
+    def get(wildcards):
+        return expand(getattr(rules.dfr.output, name), ds=wildcards.ds)[0] if DATASETS[wildcards.ds]["dfr"]["enabled"] else []
+
+    return get
 
 
 def ddb_models(wildcards):

@@ -66,7 +66,12 @@ rule evaluate:
         ddb=ddb_models,
         tune=tune_selection,
         # DFR's model where the dataset's `dfr` section is enabled (eval.json then has a `dfr` entry)
-        dfr=lambda wc: expand(rules.dfr.output.model, ds=wc.ds)[0] if DATASETS[wc.ds]["dfr"]["enabled"] else [],
+        dfr=dfr_output("model"),
+        # what the choices on validation were made from, for the warnings of ties (ddb.selection_checks)
+        erm_history=rules.train_erm.output.history,
+        ddb_history=ddb_retrain_histories,
+        tune_candidates=tune_candidates_table,
+        dfr_selection=dfr_output("selection"),
     output:
         json=report(artifact("eval_json"), caption="../report/eval_json.rst", category="1. evaluate",
                     subcategory="{ds}"),
@@ -75,6 +80,8 @@ rule evaluate:
         cfg=dataset_section("classifier", "retrain"),
         # the entry's `random:` models: eval.json marks a rehearsal (ddb.models.loading.random_models_of)
         random_models=lambda wc: random_models_of(DATASETS[wc.ds]),
+        validation=lambda wc: DATASETS[wc.ds]["validation"],
+        erm_select_epoch=lambda wc: DATASETS[wc.ds]["erm"]["select_epoch"],
         code=code_version("evaluate"),
     benchmark:
         f"{BENCHMARKS}/evaluate/{{ds}}.tsv",

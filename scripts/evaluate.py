@@ -1,4 +1,6 @@
-"""Rule evaluate: ERM, DFR and DDB on the test split."""
+"""Rule evaluate: ERM, DFR and DDB on the test split, and the choices validation could not make."""
+import logging
+
 from ddb.dfr import dfr_precision
 from ddb.evaluate import evaluate_models, format_comparison
 from ddb.storage.reading import read_parquet
@@ -6,7 +8,8 @@ from ddb.storage.atomic import write_json, write_parquet
 from ddb.models.classifier import load_classifier
 from ddb.precision import classifier_precision
 from ddb.scripting import device, run_step
-from ddb.tuning import describe_selection, selected_model
+from ddb.selection_checks import format_warnings, selection_warnings
+from ddb.tuning import describe_selection, selected_history, selected_model
 
 
 @run_step
@@ -31,11 +34,36 @@ def main(snakemake):
                                     random_models=random_models, precision=precision)
     if tuned:
         report["tune"] = tuned  # which candidate DDB is, chosen on validation
+    warnings = run_warnings(snakemake, manifest, tuned)
+    if warnings:  # only then: a run whose choices were all made on validation keeps the eval.json it had
+        report["warnings"] = warnings
     print(format_comparison(report))
     if tuned:
         print(describe_selection(report))
+    for line in format_warnings(warnings):  # to the log and the terminal
+        logging.getLogger("ddb.selection_checks").warning(line)
     write_parquet(table, snakemake.output.table)
     write_json(report, snakemake.output.json)
+
+
+def one_path(value):
+    """A named input of one file: Snakemake gives it as a string or as a list of one."""
+    return value if isinstance(value, str) else value[0]
+
+
+def run_warnings(snakemake, manifest, tuned):
+    """The choices made on validation that validation could not make (ddb.selection_checks)."""
+    inputs = snakemake.input
+    history_path, step = one_path(inputs.ddb_history), "retrain"
+    if tuned:
+        history_path = selected_history(tuned["selected"], inputs.ddb_history)
+        step = f"tune_retrain {tuned['selected']}"
+    optional = lambda name: read_parquet(one_path(inputs.get(name))) if inputs.get(name) else None
+    return selection_warnings(manifest=manifest, dataset=snakemake.wildcards.ds, validation=snakemake.params.validation,
+                              erm_history=read_parquet(one_path(inputs.erm_history)),
+                              erm_rule=snakemake.params.erm_select_epoch, retrain_history=read_parquet(history_path),
+                              retrain_step=step, candidates=optional("tune_candidates"),
+                              dfr_selection=optional("dfr_selection"))
 
 
 main(snakemake)

@@ -6,6 +6,7 @@ from ddb.datasets import build_manifest, format_group_table, small_class_warning
 from ddb.datasets.manifest import group_split_table
 from ddb.storage.atomic import write_parquet, write_text
 from ddb.scripting import run_step
+from ddb.selection_checks import check_validation_size, format_warnings
 
 
 @run_step
@@ -17,6 +18,11 @@ def main(snakemake):
     # K is read from the config, not a param of this rule: editing low_loss.k must not rebuild the data
     for line in small_class_warnings(name, manifest, snakemake.params.cfg["classes"],
                                      snakemake.config["datasets"][name]["low_loss"]["k"]):
+        logging.getLogger("ddb.prepare_dataset").warning(line)
+    # The earliest step that sees the validation split checks its group sizes, so `too_small: stop` ends the run
+    # before any training; read from the config like K, so editing the setting never rebuilds the data (evaluate
+    # checks again with the setting as its param, and writes the warning into eval.json).
+    for line in format_warnings(check_validation_size(manifest, name, snakemake.config["datasets"][name]["validation"])):
         logging.getLogger("ddb.prepare_dataset").warning(line)
     if snakemake.params.cfg["class_balance"] == "subsample":
         print(f"class_balance: subsample: {int((manifest['split'] == 'excluded').sum())} training images left out "

@@ -1,6 +1,7 @@
 """Config validation and per-dataset resolution.
 
-The Snakefile calls :func:`load_config` before any job runs. The schema (``workflow/schemas``) is the
+rules/common.smk calls :func:`validate_config` before any job runs, with the files Snakemake merged
+(:class:`ConfigSources`) so that a message names the file a bad value came from. The schema (``workflow/schemas``) is the
 single source of defaults; this module only adds what a JSON schema cannot say: friendlier error
 messages naming the key, the ``prune: false`` / ``textual_inversion: false`` shorthands, and class
 names taken from the dataset format when the config leaves them out.
@@ -9,6 +10,7 @@ names taken from the dataset format when the config leaves them out.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -214,23 +216,38 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def validate_config(config: dict, source: str = "config") -> dict:
+def validate_config(config: dict, source: "str | ConfigSources" = "config") -> dict:
     """Validate ``config`` in place against the schema (filling defaults) and return it.
 
     Raises :class:`DDBError` naming every offending key, e.g.
-    ``config: datasets.demo.prune.thresholds.0: 'a' is not of type 'number'``.
+    ``config: datasets.demo.prune.thresholds.0: 'a' is not of type 'number'``. With ``source`` a
+    :class:`ConfigSources` (the files Snakemake merged), each key is named with the file that set it:
+    ``config.yaml: datasets.demo.prune.thresholds.0: ...``.
     """
+    label = str(source)
+    try:
+        return _validate_config(config, label)
+    except DDBError as error:
+        if isinstance(source, ConfigSources):
+            raise source.attribute(error, label) from None
+        raise
+
+
+def _validate_config(config: dict, source: str) -> dict:
+    _refuse_non_finite(config, source)
     validator = _Validator(load_schema())
     for name, dataset in (config.get("datasets") or {}).items():
         if isinstance(dataset, dict):
             _apply_format_defaults(name, dataset, source)
     _read_yaml_exponents(validator, config)
+    _refuse_non_finite(config, source)  # a string like '1e999' reads as inf
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"{_key_path(e)}: {_describe(e)}" for e in errors]
         raise DDBError(source, "invalid configuration\n    " + "\n    ".join(lines),
                        "correct these keys (see workflow/schemas/config.schema.yaml for every key, "
                        "its type and default)")
+    _check_seed(config, source)
     for name, dataset in config["datasets"].items():
         _check_dataset_name(name, source)
         _normalise_dataset(name, dataset, validator, source)
@@ -242,6 +259,38 @@ def validate_config(config: dict, source: str = "config") -> dict:
             raise DDBError(f"{source}: targets", f"{target!r} is not a dataset of the config",
                            f"use one of {sorted(config['datasets'])}")
     return config
+
+
+def _check_seed(config: dict, source: str) -> None:
+    """`seed` names the run in results/<dataset>/ (the one that prepares the data), so with `seeds` it must be
+    one of them."""
+    if config["seeds"] and config["seed"] not in config["seeds"]:
+        raise DDBError(f"{source}: seed", f"{config['seed']} is not one of seeds {config['seeds']}: the run of "
+                       "`seed` lies in results/<dataset>/ and prepares the data every other seed reads",
+                       f"add it to seeds or choose one of them (e.g. seed: {config['seeds'][0]})")
+
+
+def _non_finite(value, path: list[str]):
+    """Yield (key path, value) of every NaN or infinite number in ``value`` (dicts and lists walked)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield ".".join(path), value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, [*path, str(key)])
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, [*path, str(index)])
+
+
+def _refuse_non_finite(config: dict, source: str) -> None:
+    """NaN and infinity (YAML `.nan`, `.inf`, `--config x=nan`) pass every `minimum` of the schema and would
+    name files and candidates (`Pnan_nan-g1_1`): no key of the config takes one."""
+    found = list(_non_finite(config, []))
+    if found:
+        key, value = found[0]
+        more = f" (also {', '.join(k for k, _ in found[1:])})" if len(found) > 1 else ""
+        raise DDBError(f"{source}: {key}", f"{value} is not a finite number{more}",
+                       "give a finite number (YAML `.nan` and `.inf` are not accepted anywhere in the config)")
 
 
 # A float written without a dot before its exponent (5e-6, 1E+3): YAML 1.1, which PyYAML and so Snakemake
@@ -435,6 +484,83 @@ def _check_diffusers_folder(path: Path, ref: str, where: str, *, inpainting: boo
     if inpainting and channels != 9:
         raise DDBError(where, f"{ref!r} has a UNet with {channels} input channels, not an inpainting UNet (9)",
                        "use an inpainting model such as sd2-community/stable-diffusion-2-inpainting")
+
+
+class ConfigSources:
+    """The config files (and `--config` overrides) Snakemake merged into ``config``, to name the one a
+    key came from. ``sources`` lists (label, raw content) from the highest precedence down: Snakemake merges
+    mappings key by key and lets a list or a value replace what lay below it."""
+
+    def __init__(self, sources: list[tuple[str, dict]]):
+        self.sources = [(label, content) for label, content in sources if isinstance(content, dict)]
+
+    @classmethod
+    def from_snakemake(cls, configfiles, cli_configfiles, overrides: dict | None,
+                       replace_workflow_config: bool = False) -> "ConfigSources":
+        """From Snakemake's ``workflow.configfiles`` (the command line's `--configfile` files, then the
+        Snakefile's `configfile:`), ``workflow.overwrite_configfiles`` (the command line's) and
+        ``workflow.config_settings.config`` (`--config`). Snakemake loads the Snakefile's file first and then
+        updates it with the command line's files in order and `--config` last."""
+        cli = [Path(f) for f in cli_configfiles or []]
+        own = [Path(f) for f in configfiles or [] if Path(f).absolute() not in {c.absolute() for c in cli}]
+        files = list(reversed(cli)) + ([] if replace_workflow_config else list(reversed(own)))
+        sources = [("--config overrides", overrides or {})] if overrides else []
+        for path in files:
+            try:
+                content = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            sources.append((_shown_path(path), content))
+        return cls(sources)
+
+    def __str__(self) -> str:
+        labels = [label for label, _ in self.sources]
+        if len(labels) == 1:
+            return labels[0]
+        return "config (" + (", then ".join(labels) if labels else "no file") + ")"
+
+    def origin(self, key_path: str) -> str | None:
+        """The label of the source that set ``key_path`` (``datasets.demo.prune.thresholds.0``), or None
+        where none did (a default)."""
+        keys = key_path.split(".")
+        for label, content in self.sources:
+            node = content
+            for key in keys:
+                if not isinstance(node, dict):
+                    return label  # a list or value set here replaced whatever lay below it
+                if key not in node:
+                    break
+                node = node[key]
+            else:
+                return label
+        return None
+
+    def describe(self, key_path: str) -> str:
+        origin = self.origin(key_path)
+        if origin is not None:
+            return origin
+        labels = [label for label, _ in self.sources]
+        return f"config (a default: not set in {', '.join(labels) or 'any file'}, checked in that order)"
+
+    def attribute(self, error: DDBError, label: str) -> DDBError:
+        """``error`` (raised with ``label`` in place of a file) with each key named by its file."""
+        prefix = f"{label}: "
+        if error.where.startswith(prefix):
+            rest = error.where[len(prefix):]
+            return DDBError(f"{self.describe(rest.split(' ')[0])}: {rest}", error.problem, error.fix)
+        if error.where == label and error.problem.startswith("invalid configuration\n"):
+            head, *lines = error.problem.split("\n    ")
+            lines = [f"{self.describe(line.split(':')[0])}: {line}" for line in lines]
+            return DDBError("config", "\n    ".join([head, *lines]), error.fix)
+        return error
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it, else as given."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def load_config(path: str | Path) -> dict:

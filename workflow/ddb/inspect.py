@@ -25,6 +25,7 @@ import pandas as pd
 
 from .paths import ARTIFACTS, RunPaths, run_of_folder
 from .pruning import REASONS  # pandas only: inspect stays torch-free
+from .selection_checks import format_warnings  # pandas only
 from .steps import inspected
 from .tuning import selected_epoch
 
@@ -627,6 +628,9 @@ def _summary_evaluate(results: Results) -> StepSummary:
     if report.get("rehearsal"):
         parts.insert(0, "REHEARSAL (random weights)")
         data["rehearsal"] = True
+    if report.get("warnings"):  # choices validation could not make (ddb.selection_checks)
+        parts.insert(0, f"{len(report['warnings'])} WARNING{'S' if len(report['warnings']) > 1 else ''} (below)")
+        data["warnings"] = report["warnings"]
     return StepSummary("evaluate", _ARTIFACT["evaluate"], rows=rows, figure=" · ".join(parts), status="done", data=data)
 
 
@@ -659,6 +663,9 @@ def format_overview(results: Results, summaries: list[StepSummary]) -> str:
     table = format_table(["step", "artifact", "rows", "images", "key figure"], [s.as_row() for s in summaries])
     rehearsal = results.rehearsal()
     text = f"{title}\n{rehearsal}\n\n{table}" if rehearsal else f"{title}\n\n{table}"
+    warnings = next((s.data.get("warnings") for s in summaries if s.step == "evaluate" and s.data), None)
+    if warnings:
+        text += "\n\n" + "\n".join(format_warnings(warnings))
     if (summary := results.seed_summary()) is not None:  # a dataset run over `seeds`: the table of the paper
         from .summary import format_summary
 
@@ -896,6 +903,7 @@ def _table_evaluate(results):
     columns, rows = eval_rows(report, table)
     title = (f"test accuracy, {eval_title(report)} ({report.get('dataset', results.name)}; eval.json, eval.parquet; "
              "Δ = DDB − ERM)")
+    title = "\n".join([title, *format_warnings(report.get("warnings", []))])
     return (f"{results.rehearsal()}\n{title}" if report.get("rehearsal") else title), columns, rows
 
 

@@ -244,6 +244,16 @@ def selected_model(selection_paths, model_paths) -> tuple[str, dict | None]:
     return matches[0], record
 
 
+def selected_history(candidate: str, history_paths) -> str:
+    """The retraining history of tuned ``candidate`` among every candidate's (tune/<candidate>/retrain/...)."""
+    histories = [history_paths] if isinstance(history_paths, (str, Path)) else list(history_paths)
+    matches = [str(p) for p in histories if (wildcards_of("tune_history", p) or {}).get("cand") == candidate]
+    if len(matches) != 1:
+        raise DDBError("evaluate", f"the selected candidate {candidate!r} has no retraining history among "
+                       f"{[str(p) for p in histories]}", "rerun snakemake: rule tune_retrain remakes it")
+    return matches[0]
+
+
 def describe_selection(report: dict) -> str | None:
     """One line for the end of a run: which tuned candidate DDB is (None without tuning)."""
     tune = report.get("tune")

@@ -35,6 +35,7 @@ from .storage.images import load_image
 from .storage.reading import read_parquet
 from .paths import report_file, report_folder
 from .seeding import derive_seed
+from .selection_checks import format_warnings
 
 # ---- geometry (pixels)
 TILE = 128           # every image tile is TILE x TILE
@@ -478,6 +479,8 @@ def write_eval_tables(results: Results, out: Path) -> None:
     _write_text(html_table(("REHEARSAL: " if rehearsal else "") + f"{results.name}: test accuracy, {eval_title(report)}",
                            columns, rows,
                            note=(f"{rehearsal}. " if rehearsal else "")
+                                # choices validation could not make (ddb.selection_checks), first thing read
+                                + "".join(f"{line}. " for line in format_warnings(report.get("warnings", [])))
                                 + "Per-group accuracy on the test split; (worst) marks each model's worst group; "
                                 "Δ = DDB − ERM. Train-weighted mean weights each group by its share of the training set."
                                 + (" DFR: ERM's last layer refit on group-balanced validation data (the baseline; "
