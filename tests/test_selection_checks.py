@@ -176,3 +176,31 @@ def test_eval_json_has_warnings_only_when_a_choice_tied(tiny_run, in_process_ste
     assert "WARNING (retrain): all 2 epochs of retrain have the same validation WGA (0.000)" in tied["log"]
     assert list(tied["report"])[-1] == "warnings"  # after the figures, which are the same as without it
     assert {k: v for k, v in tied["report"].items() if k != "warnings"} == clean["report"]
+
+
+# ---- where a person sees them
+
+
+def test_inspect_and_the_report_show_the_warnings(tmp_path):
+    from ddb.inspect import Results, format_overview, format_step, summarize
+    from ddb.paths import RunPaths
+    from ddb.visualize import write_eval_tables
+
+    metrics = {"worst_group_accuracy": 0.25, "mean_accuracy": 0.5, "weighted_mean_accuracy": 0.5,
+               "group_accuracy": {"a": 0.25, "b": 0.75}, "group_size": {"a": 4, "b": 4}}
+    warning = {"code": "tied_dfr_c", "step": "dfr", "message": "all 7 values of dfr.c_grid tied"}
+    root = tmp_path / "results" / "demo"
+    path = RunPaths(root).path("eval_json")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"dataset": "demo", "erm": metrics, "ddb": metrics, "warnings": [warning]}))
+    pd.DataFrame([{"model": m, "group": g, "accuracy": a, "n_test": 4, "n_train": 10, "worst_group": g == "a"}
+                  for m in ("erm", "ddb") for g, a in metrics["group_accuracy"].items()]).to_parquet(
+        RunPaths(root).path("eval_table"))
+    results = Results(root)
+    overview = format_overview(results, summarize(results))
+    assert "1 WARNING (below)" in overview and overview.endswith("\nWARNING (dfr): all 7 values of dfr.c_grid tied")
+    assert "WARNING (dfr): all 7 values of dfr.c_grid tied" in format_step(results, "evaluate")
+    report = tmp_path / "report"
+    write_eval_tables(results, report)
+    html = next(report.rglob("eval.html")).read_text()
+    assert "<p>WARNING (dfr): all 7 values of dfr.c_grid tied. Per-group accuracy" in html
