@@ -8,6 +8,7 @@ import yaml
 
 from conftest import REPO, planned_jobs, run_paths, run_snakemake, small_config, write_config
 from ddb.storage.shards import ImageShard
+from ddb.selection_checks import CODES
 
 RULES = ["prepare_dataset", "train_erm", "textual_inversion", "select_low_loss", "mean_softmax", "mask",
          "inpaint", "ig_score", "prune", "retrain", "dfr", "evaluate"]
@@ -50,7 +51,10 @@ def test_eval_json_has_the_promised_shape_and_real_numbers(demo_run):
     manifest = pd.read_parquet(paths.path("manifest"))
     test_sizes = manifest[manifest["split"] == "test"].groupby("group").size().to_dict()
     train_sizes = manifest[manifest["split"] == "train"].groupby("group").size().to_dict()
-    assert report["dataset"] == "demo" and set(report) == {"dataset", "erm", "dfr", "ddb"}
+    assert report["dataset"] == "demo" and set(report) == {"dataset", "erm", "dfr", "ddb", "warnings"}
+    # the reduced demo's validation split has 8 images per group, under validation.min_group_size (10)
+    assert report["warnings"][0]["code"] == "small_validation_group" and "(8 images)" in report["warnings"][0]["message"]
+    assert {w["code"] for w in report["warnings"]} <= set(CODES)
     for model in ("erm", "dfr", "ddb"):
         metrics = report[model]
         assert set(metrics) == {"worst_group_accuracy", "mean_accuracy", "weighted_mean_accuracy",
