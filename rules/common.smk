@@ -640,7 +640,9 @@ def tune_candidates_table(wildcards):
 def dfr_output(name):
     """The DFR baseline's output ``name`` (rules/retrain.smk) where the dataset's `dfr` section is enabled."""
     def get(wildcards):
-        return expand(getattr(rules.dfr.output, name), ds=wildcards.ds)[0] if DATASETS[wildcards.ds]["dfr"]["enabled"] else []
+        if not DATASETS[wildcards.ds]["dfr"]["enabled"]:
+            return []
+        return expand(getattr(rules.dfr.output, name), ds=wildcards.ds)[0]
 
     return get
 

@@ -1,10 +1,11 @@
 """Config validation and per-dataset resolution.
 
 rules/common.smk calls :func:`validate_config` before any job runs, with the files Snakemake merged
-(:class:`ConfigSources`) so that a message names the file a bad value came from. The schema (``workflow/schemas``) is the
-single source of defaults; this module only adds what a JSON schema cannot say: friendlier error
-messages naming the key, the ``prune: false`` / ``textual_inversion: false`` shorthands, and class
-names taken from the dataset format when the config leaves them out.
+(:class:`ConfigSources`), so that a message names the file a bad value came from. The schema
+(``workflow/schemas``) is the single source of defaults; this module only adds what a JSON schema cannot
+say: friendlier error messages naming the key and its file, the ``prune: false`` /
+``textual_inversion: false`` shorthands, class names taken from the dataset format when the config leaves
+them out, a `seed` that must be one of `seeds`, and no NaN or infinity anywhere.
 """
 
 from __future__ import annotations
