@@ -204,3 +204,26 @@ def test_inspect_and_the_report_show_the_warnings(tmp_path):
     write_eval_tables(results, report)
     html = next(report.rglob("eval.html")).read_text()
     assert "<p>WARNING (dfr): all 7 values of dfr.c_grid tied. Per-group accuracy" in html
+
+
+def test_too_small_stop_ends_prepare_dataset_before_the_manifest(tmp_path, in_process_step):  # noqa: F811
+    from ddb.config import validate_config
+    from ddb.paths import RunPaths
+
+    config = validate_config(small_config(synthetic={"n_train": 40, "n_val_per_group": 1, "n_test_per_group": 1,
+                                                     "image_size": 32},
+                                          validation={"min_group_size": 2, "too_small": "stop"}))
+    cfg = config["datasets"]["demo"]
+    cfg["root"] = str(tmp_path / "synthetic")
+    paths = RunPaths(tmp_path / "results" / "demo")
+    snakemake = fake_snakemake(tmp_path, "prepare_dataset", params=Params(cfg=cfg, seed=0), config=config,
+                               wildcards=Wildcards(ds="demo"),
+                               output=SimpleNamespace(manifest=str(paths.path("manifest")),
+                                                      groups=str(paths.path("groups"))))
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(REPO / "scripts" / "prepare_dataset.py"), init_globals={"snakemake": snakemake})
+    assert stopped.value.code == 1 and not paths.path("manifest").exists()
+    log = (tmp_path / "logs" / "prepare_dataset.log").read_text()
+    assert ("ddb: dataset demo (data/manifest.parquet, split val): validation group landbird_land has 1 image, fewer "
+            "than datasets.demo.validation.min_group_size = 2 (so do landbird_water (1 image), waterbird_land "
+            "(1 image), waterbird_water (1 image))") in log
