@@ -227,3 +227,12 @@ def test_too_small_stop_ends_prepare_dataset_before_the_manifest(tmp_path, in_pr
     assert ("ddb: dataset demo (data/manifest.parquet, split val): validation group landbird_land has 1 image, fewer "
             "than datasets.demo.validation.min_group_size = 2 (so do landbird_water (1 image), waterbird_land "
             "(1 image), waterbird_water (1 image))") in log
+
+
+def test_the_selected_candidates_history_is_found_among_every_candidates():
+    from ddb.tuning import selected_history
+
+    paths = [f"results/demo/tune/{c}/retrain/history.parquet" for c in ("P0_0-g1_1", "P1_1-g1_1")]
+    assert selected_history("P1_1-g1_1", paths) == paths[1]
+    with pytest.raises(DDBError, match="'P2_2-g1_1' has no retraining history"):
+        selected_history("P2_2-g1_1", paths)
