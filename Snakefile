@@ -36,10 +36,17 @@ rule all:
 check_command_line_targets()
 
 
-# On a SLURM cluster: stop before submitting a job that no node of its partition can hold.
+# On a SLURM cluster: stop before submitting a job that no node of its partition can hold. Then hold the
+# results folder, so a second run on it (from any checkout) stops at once.
 onstart:
     check_cluster_requests()
+    take_results_lock()
 
 
 onsuccess:
+    release_results_lock()
     print_eval_summaries()
+
+
+onerror:
+    release_results_lock()

@@ -248,6 +248,28 @@ def check_cluster_requests():
         logger.info(f"ddb: the {checked} SLURM jobs planned fit the nodes of their partitions (sinfo)")
 
 
+def take_results_lock():
+    """One run at a time per results folder, from any checkout (ddb.storage.locks.take_run_lock): a second
+    run stops here naming the first. Called from onstart, which Snakemake runs only before real jobs of
+    the main process: never in a dry run, --lint, --list or `ddb inspect`, and never inside a job (a SLURM
+    or local job's `snakemake` runs with --no-hooks), so the holder's own jobs pass."""
+    if not workflow.is_main_process:
+        return
+    from ddb.storage.locks import take_run_lock
+
+    try:
+        take_run_lock(R)
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
+
+
+def release_results_lock():
+    """onsuccess / onerror: hand the results folder to the next run (ddb.storage.locks.release_run_lock)."""
+    from ddb.storage.locks import release_run_lock
+
+    release_run_lock(R)
+
+
 def check_slurm_profile_variables():
     """With the slurm profile: stop at once, in one message, where its account or partition variable is not
     set (the profile leaves a placeholder in default-resources rather than fail after Snakemake's usage)."""
@@ -446,12 +468,15 @@ def print_eval_summaries():
 
 
 def check_dataset_roots():
-    """Refuse to mix results of two different dataset roots under one results folder."""
+    """Refuse to mix results of two different dataset roots under one results folder (one folder spelled two
+    ways is one root: ddb.datasets.roots.same_root)."""
+    from ddb.datasets.roots import same_root
+
     for name, entry in DATASETS.items():
         recorded = artifact_path(R, name, "dataset_root")
         if recorded.exists() and not config["allow_root_change"]:
             previous = recorded.read_text().strip()
-            if previous != entry["root"]:
+            if not same_root(previous, entry["root"]):
                 raise WorkflowError(
                     f"{recorded}: results of dataset {name!r} were made from root {previous!r}, but the config "
                     f"now says {entry['root']!r}\n  fix: use another results folder (config key `results`), "

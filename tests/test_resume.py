@@ -68,8 +68,10 @@ def test_killed_inpaint_job_redoes_its_shard_alone_and_resumes(demo_copy):
     assert 1 <= done < 3, done
     after = snapshot(demo_copy)
     outside_shard = {k: v for k, v in after.items() if not k.startswith(f"{SHARD}.tar.partial/")
-                     and not Path(k).name.startswith(f".{Path(SHARD).name}.")}
+                     and not Path(k).name.startswith(f".{Path(SHARD).name}.") and k != "results/.ddb-run.lock"}
     assert changed_files(before, outside_shard) == {"added": [], "removed": [], "modified": []}
+    # and its hold on the results folder, which the next run on this host takes over
+    assert (demo_copy / "results/.ddb-run.lock").read_text().startswith(f"pid {process.pid} on host ")
 
     # the killed Snakemake left its lock: the user is told to unlock, then reruns
     locked = run_snakemake(demo_copy, "--cores", "1", check=False)
@@ -87,7 +89,9 @@ def test_killed_inpaint_job_redoes_its_shard_alone_and_resumes(demo_copy):
     assert planned_jobs(demo_copy, "--rerun-triggers", "mtime") == {
         "inpaint": 1, "ig_score": 1, "prune": 1, "retrain": 1, "evaluate": 1, "all": 1}
 
-    run_snakemake(demo_copy, "--cores", "1", str(tar.relative_to(demo_copy)))
+    resumed = run_snakemake(demo_copy, "--cores", "1", str(tar.relative_to(demo_copy)))
+    assert f"taking over the lock of a run that ended without releasing it (pid {process.pid} " in resumed.stdout + resumed.stderr
+    assert not (demo_copy / "results/.ddb-run.lock").exists()
     log = (demo_copy / "results/logs/inpaint/demo/landbird_to_waterbird/shard-0.log").read_text()
     assert f"resuming, {done} of 3 samples already done" in log
     assert not partial.exists()

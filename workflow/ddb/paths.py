@@ -82,6 +82,8 @@ RESULTS_ARTIFACTS = {
 # What the fetch_model job (rules/models.smk, ddb.models.fetching) records of each hub model the runs load: one
 # file per model directly under the results folder, shared by every run that loads it
 MODEL_RECORD = "models/{model}.json"
+# held by the one Snakemake run working on a results folder (ddb.storage.locks.take_run_lock); no artifact
+RUN_LOCK = ".ddb-run.lock"
 
 # DDB's own prune tables and model: with a `tune` section, those of the selected candidate (ddb.tuning)
 TUNED_ARTIFACTS = {"prune": "tune_prune", "retrain_model": "tune_model", "retrain_history": "tune_history"}
@@ -121,6 +123,11 @@ def artifact_path(results: str | os.PathLike, run: str, name: str, **wildcards) 
 def results_artifact_path(results: str | os.PathLike, name: str) -> Path:
     """The file ``name`` of :data:`RESULTS_ARTIFACTS` under the results folder ``results``."""
     return Path(results) / RESULTS_ARTIFACTS[name]
+
+
+def run_lock_path(results: str | os.PathLike) -> Path:
+    """The run lock (:data:`RUN_LOCK`) of the results folder ``results``."""
+    return Path(results) / RUN_LOCK
 
 
 def model_record_path(results: str | os.PathLike, name: str) -> Path:

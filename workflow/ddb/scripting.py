@@ -40,6 +40,7 @@ def run_step(function):
             set_job_fingerprint(job_fingerprint(snakemake))
             previous_handler = stop_on_sigterm()
             try:
+                check_inputs(snakemake)
                 check_cuda(snakemake)
                 result = function(snakemake)
                 from .job_stats import report_gpu_memory
@@ -85,6 +86,30 @@ def stop_on_sigterm():
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+
+
+def check_inputs(snakemake) -> None:
+    """Stop a job one of whose declared inputs is gone, naming it and the rule that makes it.
+
+    Snakemake checks inputs when it plans a job, not when the job starts; a file deleted in between
+    (another run on the same results folder rerunning the rule that makes it) would otherwise surface deep
+    in the step, e.g. a textual-inversion token path the model loader then takes for a hub id.
+    """
+    inputs = snakemake.input
+    named = [(name, str(path)) for name, value in (inputs.items() if hasattr(inputs, "items") else ())
+             for path in ([value] if isinstance(value, str) else value)]
+    seen = {path for _, path in named}
+    named += [(None, str(path)) for path in inputs if str(path) not in seen]
+    for name, path in named:
+        if os.path.exists(path):
+            continue
+        from .storage.remake import rule_of
+
+        rule = rule_of(path)
+        again = "rerun snakemake (another run on the same results folder may have removed it)"
+        made_by = (f"made by rule {rule}; {again}" if rule else
+                   f"a file of yours (dataset, model folder): put it back where the config says; else {again}")
+        raise DDBError(path, f"input {name or 'file'} of rule {snakemake.rule} does not exist", made_by)
 
 
 def check_cuda(snakemake) -> None:

@@ -43,6 +43,15 @@ def check_root(name: str, cfg: dict, workdir: str | Path = ".") -> None:
         raise DDBError(error.where, f"{error.problem} ({key})", error.fix) from None
 
 
+def same_root(recorded: str, configured: str, workdir: str | os.PathLike = ".") -> bool:
+    """Whether the root a manifest was drawn from (``data/root.txt``) and the config's ``root`` name one folder:
+    spelled alike, or resolving to the same path (relative ones against ``workdir``, links followed), so an
+    absolute and a relative spelling of one folder are the same root."""
+    if recorded == configured:
+        return True
+    return os.path.realpath(Path(workdir) / recorded) == os.path.realpath(Path(workdir) / configured)
+
+
 def dataset_of_target(target: str, results: str, datasets: Iterable[str]) -> str | None:
     """The dataset a file target belongs to: every artifact of a run lies in ``<results>/<dataset>/``
     (``<results>/<dataset>/seed-<s>/`` for another seed, ddb.paths.run_name); None for anything else (a rule
