@@ -28,6 +28,7 @@ RESULT_NEUTRAL = {
     "steps.py": "which rule writes which artifact, and the steps' names and resource classes: the DAG's "
                 "plan, an error's fix and ddb inspect read it, no computation does",
     "storage/remake.py": "the rule that an error's fix names for a damaged artifact",
+    "failure_cleanup.py": "what a failing job removes and how its error reads; a finished job never runs it",
 }
 # What a module reads at run time besides its imports (paths relative to the package).
 DATA_FILES = {
