@@ -16,8 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_paths, small_config
-from test_hardening_io import Params, Wildcards, fake_snakemake, in_process_step  # noqa: F401 (a fixture)
+from conftest import REPO, Params, Wildcards, fake_snakemake, run_paths, small_config
 
 from ddb.errors import DDBError
 

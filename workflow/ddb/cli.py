@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         "inspect", help="what each DDB step left under results/NAME",
         description="Print one line per DDB step (artifact, row/image counts, key figure); with --step that "
                     "step's table; with --sample one sample followed through every step. Steps whose artifacts "
-                    "are missing are listed as 'not run yet'.")
+                    "are missing are listed as 'not run yet'; exits 1 when an artifact it shows cannot be read.")
     inspect.add_argument("results", help="a dataset's results folder, e.g. results/demo")
     which = inspect.add_mutually_exclusive_group()
     which.add_argument("--step", metavar="STEP", help=step_help())

@@ -8,13 +8,14 @@ Three views, all plain text (or JSON with ``--json``):
 * ``--sample ID``: one sample followed through every step (its mask, its generated image, its
   scores, its verdict), for a source id (``train00001``) or a generated id (``train00001_to_waterbird``).
 
-A step whose artifact is missing is listed as "not run yet"; nothing here needs torch, a config or
-the Snakefile: only the folder (the artifact layout is in ``docs/artifacts.md``).
+A step whose artifact is missing is listed as "not run yet", one whose artifact is damaged as unreadable
+(file and fix, from :mod:`ddb.storage.reading`); ``--verify`` and the list of folders the config no
+longer makes are :mod:`ddb.run_audit`'s. Nothing here needs torch, a config or the Snakefile: only the
+folder (the artifact layout is in ``docs/artifacts.md``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -353,14 +354,15 @@ def summarize_step(results: Results, step: str) -> StepSummary:
     except FileNotFoundError:
         return StepSummary(step, _ARTIFACT[step])
     except DDBError as error:  # a damaged artifact: say which on its line, keep the others
-        return StepSummary(step, _ARTIFACT[step], figure=f"unreadable: {_one_line(error)}", status="error")
+        return StepSummary(step, _ARTIFACT[step], figure=f"unreadable: {_one_line(error, results)}", status="error")
     except Exception as error:  # a malformed table: say so on its line, keep the others
         return StepSummary(step, _ARTIFACT[step], figure=f"unreadable: {type(error).__name__}: {error}",
                            status="error")
 
 
-def _one_line(error: DDBError) -> str:
-    return f"{error.where}: {error.problem}" + (f" (fix: {error.fix})" if error.fix else "")
+def _one_line(error: DDBError, results: Results) -> str:
+    """A DDBError on one line, its file relative to the run."""
+    return f"{results.rel(Path(error.where))}: {error.problem}" + (f" (fix: {error.fix})" if error.fix else "")
 
 
 # the artifact each step's summary line names (ddb.steps, ddb.paths)
@@ -675,7 +677,7 @@ def format_overview(results: Results, summaries: list[StepSummary]) -> str:
         summary = results.seed_summary()
     except DDBError as error:
         summary = None
-        text += f"\n\nseed summary unreadable: {_one_line(error)}"
+        text += f"\n\nseed summary unreadable: {_one_line(error, results)}"
     if summary is not None:  # a dataset run over `seeds`: the table of the paper
         from .summary import format_summary
 
@@ -1214,7 +1216,7 @@ def overview_json(results: Results, summaries: list[StepSummary]) -> dict:
     try:
         seed_summary = results.seed_summary()
     except DDBError as error:
-        seed_summary = {"unreadable": _one_line(error)}
+        seed_summary = {"unreadable": _one_line(error, results)}
     return {"results": str(results.root), "dataset": results.name, "classes": results.classes(),
             "rehearsal": results.rehearsal() is not None, "steps": [asdict(s) for s in summaries],
             "seed_summary": seed_summary,
