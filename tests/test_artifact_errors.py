@@ -144,6 +144,16 @@ def test_inspect_on_a_truncated_shard_names_it_with_no_traceback(tmp_path, capsy
     assert "unreadable: inpaint/landbird_to_waterbird/shard-0.tar: not a readable tar" in inpaint and "landbird 2/2" in out  # the mask line still there
 
 
+def test_inspect_on_a_truncated_manifest_shows_the_other_steps(tmp_path, capsys):
+    paths = build_run(tmp_path)
+    truncate(paths.path("manifest"))
+    assert ddb(["inspect", str(paths.root)]) == 1
+    out = capsys.readouterr().out
+    data = next(line for line in out.splitlines() if line.startswith("prepare_dataset"))
+    assert "unreadable: data/manifest.parquet: not a readable Parquet table" in data
+    assert "landbird 2/2" in out  # the mask step, its classes found from its folders
+
+
 def test_inspect_on_a_truncated_shard_index_names_it(tmp_path, capsys):
     paths = build_run(tmp_path)
     index = paths.path("inpaint_index", src="landbird", dst="waterbird", n=0)

@@ -101,11 +101,14 @@ def inspect_command(args) -> int:
         else:
             print(ins.format_trace(results, trace))
         return 0
-    summaries = ins.summarize(results)
-    if args.json:
-        print(json.dumps(ins.overview_json(results, summaries), indent=2, default=_plain))
-    else:
-        print(ins.format_overview(results, summaries))
+    summaries = ins.summarize(results)  # a damaged artifact is shown on its step's line
+    try:
+        if args.json:
+            print(json.dumps(ins.overview_json(results, summaries), indent=2, default=_plain))
+        else:
+            print(ins.format_overview(results, summaries))
+    except Exception as error:
+        return _unreadable(error)
     return 1 if ins.unreadable(results, summaries) else 0
 
 

@@ -156,13 +156,18 @@ class Results:
         """Class names by index: from the manifest, else Ψ, else the folders the steps made."""
         if self._classes is None:
             classes: list[str] = []
-            if self.manifest.exists():
+            try:  # a damaged table is reported on its step's line; the classes then come from elsewhere
                 frame = self.table(self.manifest)
                 if "class_name" in frame:
                     pairs = frame[["y", "class_name"]].drop_duplicates().sort_values("y")
                     classes = pairs["class_name"].astype(str).tolist()
-            if not classes and self.psi.exists():
-                classes = self.table(self.psi).sort_values("class")["class_name"].astype(str).tolist()
+            except (FileNotFoundError, DDBError):
+                pass
+            if not classes:
+                try:
+                    classes = self.table(self.psi).sort_values("class")["class_name"].astype(str).tolist()
+                except (FileNotFoundError, DDBError):
+                    pass
             if not classes:
                 found = set()
                 for name, key in (("mask_tar", "src"), ("low_loss", "cls"), ("ti_embeds", "cls")):
