@@ -141,7 +141,8 @@ def test_inspect_on_a_truncated_shard_names_it_with_no_traceback(tmp_path, capsy
     assert ddb(["inspect", root]) == 1  # the overview: the inpaint line says why, the others are shown
     out = capsys.readouterr().out
     inpaint = next(line for line in out.splitlines() if line.startswith("inpaint"))
-    assert "unreadable: inpaint/landbird_to_waterbird/shard-0.tar: not a readable tar" in inpaint and "landbird 2/2" in out  # the mask line still there
+    assert "unreadable: inpaint/landbird_to_waterbird/shard-0.tar: not a readable tar" in inpaint
+    assert "landbird 2/2" in out  # the mask line is still there
 
 
 def test_inspect_on_a_truncated_manifest_shows_the_other_steps(tmp_path, capsys):
@@ -181,6 +182,8 @@ def test_an_intact_run_exits_0_and_an_unreadable_summary_json_is_shown_not_dropp
 def test_verify_lists_exactly_the_damaged_artifacts_models_and_candidates_included(tmp_path, capsys):
     import torch
 
+    from safetensors.numpy import save_file
+
     from ddb.storage.atomic import save_torch, write_png
 
     paths = build_run(tmp_path)
@@ -193,25 +196,31 @@ def test_verify_lists_exactly_the_damaged_artifacts_models_and_candidates_includ
         save_torch(state, paths.path("tune_model", cand=cand))
         write_parquet(pd.DataFrame({"epoch": [0, 1]}), paths.path("tune_history", cand=cand))
     write_png(np.zeros((4, 4), dtype=np.uint8), paths.path("report_retrain_curves"))
+    embeds = paths.path("ti_embeds", cls="waterbird")
+    embeds.parent.mkdir(parents=True)
+    save_file({"<waterbird>": np.zeros((1, 32), np.float32)}, str(embeds))
     root = str(paths.root)
     assert ddb(["inspect", root, "--verify"]) == 0
-    assert capsys.readouterr().out.strip() == f"{root}: all 14 artifact(s) read back whole"
+    assert capsys.readouterr().out.strip() == f"{root}: all 15 artifact(s) read back whole"
 
     damaged = [paths.path("erm_model"), paths.path("tune_model", cand="b"),  # b: not the selected candidate
                paths.path("inpaint_tar", src="landbird", dst="waterbird", n=0), paths.path("eval_json"),
-               paths.path("report_retrain_curves")]
+               paths.path("report_retrain_curves"), embeds]
     for path in damaged:
         truncate(path)
     assert ddb(["inspect", root, "--verify", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["read"] == 14
-    assert sorted(d["artifact"] for d in report["damaged"]) == sorted(p.relative_to(paths.root).as_posix() for p in damaged)
+    assert report["read"] == 15
+    listed = sorted(d["artifact"] for d in report["damaged"])
+    assert listed == sorted(p.relative_to(paths.root).as_posix() for p in damaged)
     fixes = {d["artifact"]: d["fix"] for d in report["damaged"]}
     assert fixes["erm/model.pt"] == "delete it and rerun snakemake: rule train_erm remakes it (and what depends on it)"
+    assert fixes["textual_inversion/waterbird/learned_embeds.safetensors"] == (
+        "delete it and rerun snakemake: rule textual_inversion remakes it (and what depends on it)")
     assert fixes["eval.json"] == "delete it and rerun snakemake: rule evaluate remakes it (and what depends on it)"
     assert ddb(["inspect", root, "--verify"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith(f"{root}: 5 of 14 artifact(s) cannot be read:\n  erm/model.pt: not a readable checkpoint")
+    assert out.startswith(f"{root}: 6 of 15 artifact(s) cannot be read:\n  erm/model.pt: not a readable checkpoint")
 
 
 def test_leftover_candidates_and_seed_folders_are_listed_not_deleted(tmp_path, capsys):

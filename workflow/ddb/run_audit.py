@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import DDBError
 from .paths import ARTIFACTS, SEED_FOLDER, RunPaths
-from .storage.reading import load_checkpoint, read_csv, read_json, read_parquet, read_png
+from .storage.reading import load_checkpoint, read_csv, read_json, read_parquet, read_png, safetensors_keys
 from .storage.remake import remake_hint
 
 
@@ -53,7 +53,7 @@ def read_artifact(path: Path) -> None:
         for sample_id in shard.ids():
             shard.image(sample_id)
     elif suffix == ".safetensors":
-        _read_safetensors(path)
+        safetensors_keys(path)
     elif suffix == ".csv":
         read_csv(path)
     else:
@@ -61,17 +61,6 @@ def read_artifact(path: Path) -> None:
             path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise DDBError(path, f"cannot be read ({error})", remake_hint(path)) from error
-
-
-def _read_safetensors(path: Path) -> None:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise DDBError(path, f"not a readable safetensors file, truncated or corrupt ({error})",
-                       remake_hint(path)) from error
 
 
 def verify_run(paths: RunPaths) -> tuple[int, list[Damaged]]:

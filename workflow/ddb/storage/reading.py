@@ -1,7 +1,7 @@
 """Reading artifacts back: a missing, unreadable or damaged one is one DDBError naming the file, what is
 wrong and the rule that remakes it (:func:`.remake.remake_hint`). Every artifact the package reads goes
-through here: tables (Parquet, CSV), JSON records, model checkpoints and PNGs. torch is imported only to
-load a checkpoint, so ``ddb inspect`` stays torch-free."""
+through here: tables (Parquet, CSV), JSON records, model checkpoints, learned tokens and PNGs. torch is
+imported only to load a checkpoint, so ``ddb inspect`` stays torch-free."""
 
 from __future__ import annotations
 
@@ -110,6 +110,22 @@ def _damaged_checkpoint(path: Path, error: BaseException) -> DDBError:
     reason = " ".join(str(error).split())[:200]
     return DDBError(path, f"not a readable checkpoint, truncated or corrupt ({type(error).__name__}: {reason})",
                     remake_hint(path))
+
+
+def safetensors_keys(path: str | os.PathLike) -> list[str]:
+    """The tensor names of a safetensors artifact (a learned token), after checking that the file holds
+    every byte its header names, so a truncated one fails here rather than inside the library that loads it."""
+    from safetensors import SafetensorError, safe_open
+
+    path = _existing(path, "the tensors")
+    try:
+        with safe_open(str(path), framework="np") as tensors:
+            return list(tensors.keys())
+    except PermissionError as error:
+        raise _denied(path, "the tensors") from error
+    except (SafetensorError, OSError, ValueError) as error:
+        raise DDBError(path, f"not a readable safetensors file, truncated or corrupt ({error})",
+                       remake_hint(path)) from error
 
 
 def read_png(path: str | os.PathLike, mode: str | None = None):
