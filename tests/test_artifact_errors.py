@@ -217,6 +217,8 @@ def test_verify_lists_exactly_the_damaged_artifacts_models_and_candidates_includ
     assert fixes["erm/model.pt"] == "delete it and rerun snakemake: rule train_erm remakes it (and what depends on it)"
     assert fixes["textual_inversion/waterbird/learned_embeds.safetensors"] == (
         "delete it and rerun snakemake: rule textual_inversion remakes it (and what depends on it)")
+    assert fixes["tune/b/retrain/model.pt"] == (
+        "delete it and rerun snakemake: rule tune_retrain remakes it (and what depends on it)")
     assert fixes["eval.json"] == "delete it and rerun snakemake: rule evaluate remakes it (and what depends on it)"
     assert ddb(["inspect", root, "--verify"]) == 1
     out = capsys.readouterr().out
