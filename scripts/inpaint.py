@@ -1,7 +1,7 @@
 """Rule inpaint: one shard of class src redrawn as class dst."""
 from ddb.inpainting import inpaint_shard, prompt_for, torch_dtype
 from ddb.storage.shards import ImageShard
-from ddb.storage.reading import read_parquet
+from ddb.storage.reading import read_parquet, safetensors_keys
 from ddb.job_stats import report_setup
 from ddb.masking import shard_rows, step_sources
 from ddb.models.diffusion import load_inpaint_pipeline
@@ -24,6 +24,7 @@ def main(snakemake):
                                      config_key=f"datasets.{wc.ds}.inpainting.model")
     use_token = snakemake.params.textual_inversion
     if use_token:
+        safetensors_keys(snakemake.input.token[0])  # a truncated token is named here, not deep in diffusers
         pipeline.load_textual_inversion(snakemake.input.token[0])
     prompt = prompt_for(wc.dst, inpainting_cfg, use_token)
     print(f"prompt: {prompt!r}", flush=True)

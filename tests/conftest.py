@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -105,3 +107,44 @@ def demo_copy(demo_run, tmp_path) -> Path:
     target = tmp_path / "run"
     shutil.copytree(demo_run, target, symlinks=True)
     return target
+
+
+# ---- a rule script run in-process, with what Snakemake would give it
+
+
+@pytest.fixture
+def in_process_step(monkeypatch):
+    """run_step is made for a one-job process: it redirects these, sets up logging, torch's threads and a
+    SIGTERM handler; put them back after."""
+    import logging
+
+    import torch
+
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
+    monkeypatch.setattr(logging.getLogger("ddb"), "handlers", list(logging.getLogger("ddb").handlers))
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    yield
+    torch.set_num_threads(threads)
+    assert signal.getsignal(signal.SIGTERM) == handler  # run_step put it back itself
+    signal.signal(signal.SIGTERM, handler)
+
+
+class Params(list):
+    """What Snakemake gives a script as ``snakemake.params``: a list with names."""
+
+    def __init__(self, **named):
+        super().__init__(named.values())
+        self.__dict__.update(named)
+
+
+class Wildcards(dict):
+    def __getattr__(self, name):
+        return self[name]
+
+
+def fake_snakemake(tmp_path: Path, rule: str = "step", **fields) -> SimpleNamespace:
+    return SimpleNamespace(**{"log": [str(tmp_path / "logs" / f"{rule}.log")], "threads": 1,
+                              "resources": SimpleNamespace(), "input": [], "params": Params(),
+                              "wildcards": Wildcards(), "rule": rule, **fields})

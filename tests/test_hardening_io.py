@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_paths, small_config
+from conftest import REPO, Params, Wildcards, fake_snakemake, run_paths, small_config
 from PIL import Image
 
 from ddb.errors import DDBError
@@ -45,44 +45,6 @@ def run_python(code: str, *args: str, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": WORKFLOW}
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-@pytest.fixture
-def in_process_step(monkeypatch):
-    """run_step is made for a one-job process: it redirects these, sets up logging, torch's threads and a
-    SIGTERM handler; put them back after."""
-    import logging
-
-    import torch
-
-    monkeypatch.setattr(sys, "stdout", sys.stdout)
-    monkeypatch.setattr(sys, "stderr", sys.stderr)
-    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
-    monkeypatch.setattr(logging.getLogger("ddb"), "handlers", list(logging.getLogger("ddb").handlers))
-    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
-    yield
-    torch.set_num_threads(threads)
-    assert signal.getsignal(signal.SIGTERM) == handler  # run_step put it back itself
-    signal.signal(signal.SIGTERM, handler)
-
-
-class Params(list):
-    """What Snakemake gives a script as ``snakemake.params``: a list with names."""
-
-    def __init__(self, **named):
-        super().__init__(named.values())
-        self.__dict__.update(named)
-
-
-class Wildcards(dict):
-    def __getattr__(self, name):
-        return self[name]
-
-
-def fake_snakemake(tmp_path: Path, rule: str = "step", **fields) -> SimpleNamespace:
-    return SimpleNamespace(**{"log": [str(tmp_path / "logs" / f"{rule}.log")], "threads": 1,
-                              "resources": SimpleNamespace(), "input": [], "params": Params(),
-                              "wildcards": Wildcards(), "rule": rule, **fields})
 
 
 # ---- 1. results teammates can read

@@ -1,5 +1,5 @@
-"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID] [--json]``, ``ddb config NAME``
-and ``ddb doctor``."""
+"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID | --verify] [--json]``,
+``ddb config NAME`` and ``ddb doctor``."""
 
 from __future__ import annotations
 
@@ -27,12 +27,15 @@ def _parser() -> argparse.ArgumentParser:
         "inspect", help="what each DDB step left under results/NAME",
         description="Print one line per DDB step (artifact, row/image counts, key figure); with --step that "
                     "step's table; with --sample one sample followed through every step. Steps whose artifacts "
-                    "are missing are listed as 'not run yet'.")
+                    "are missing are listed as 'not run yet'; exits 1 when an artifact it shows cannot be read.")
     inspect.add_argument("results", help="a dataset's results folder, e.g. results/demo")
     which = inspect.add_mutually_exclusive_group()
     which.add_argument("--step", metavar="STEP", help=step_help())
     which.add_argument("--sample", metavar="ID", help="follow a source id (train00001) or a generated id "
                                                       "(train00001_to_waterbird) through every step")
+    which.add_argument("--verify", action="store_true",
+                       help="read every artifact of the run back (models and every tuning candidate's included) "
+                            "and list the damaged ones with the command that remakes them; exits 1 if any")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     config = commands.add_parser(
         "config", help="a dataset entry as the workflow resolves it, each value with where it comes from",
@@ -57,6 +60,15 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _unreadable(error: Exception) -> int:
+    """A damaged artifact met while showing a step or a sample: one line, exit 1."""
+    from .errors import DDBError
+
+    text = str(error) if isinstance(error, DDBError) else f"{type(error).__name__}: {error}"
+    print(f"ddb inspect: {text}", file=sys.stderr)
+    return 1
+
+
 def inspect_command(args) -> int:
     from . import inspect as ins
 
@@ -64,25 +76,24 @@ def inspect_command(args) -> int:
         results = ins.open_results(args.results)
     except ins.NotAResultsFolder as error:
         return _fail(str(error))
+    if args.verify:
+        return verify_command(results, args.json)
     if args.step:
         try:
             step = ins.resolve_step(args.step)
         except ValueError as error:
             return _fail(str(error))
-        if args.json:
-            table = ins.step_table(results, step)
-            payload = {"step": step, "status": "missing" if table is None else "done"}
-            if table is not None:
-                payload.update(title=table[0], columns=table[1], rows=table[2])
-            print(json.dumps(payload, indent=2, default=_plain))
-        else:
-            print(ins.format_step(results, step))
-        return 0
+        try:
+            return _show_step(ins, results, step, args.json)
+        except Exception as error:  # a damaged artifact, or a table of another shape: never a traceback
+            return _unreadable(error)
     if args.sample:
         try:
             trace = ins.trace_sample(results, args.sample)
         except ins.SampleNotFound as error:
             return _fail(str(error))
+        except Exception as error:
+            return _unreadable(error)
         if args.json:
             print(json.dumps({"sample_id": trace.sample_id, "source_id": trace.source_id,
                               "steps": [dict(zip(("step", "artifact", "what"), line)) for line in trace.lines]},
@@ -90,11 +101,26 @@ def inspect_command(args) -> int:
         else:
             print(ins.format_trace(results, trace))
         return 0
-    summaries = ins.summarize(results)
-    if args.json:
-        print(json.dumps(ins.overview_json(results, summaries), indent=2, default=_plain))
+    summaries = ins.summarize(results)  # a damaged artifact is shown on its step's line
+    try:
+        if args.json:
+            print(json.dumps(ins.overview_json(results, summaries), indent=2, default=_plain))
+        else:
+            print(ins.format_overview(results, summaries))
+    except Exception as error:
+        return _unreadable(error)
+    return 1 if ins.unreadable(results, summaries) else 0
+
+
+def _show_step(ins, results, step: str, as_json: bool) -> int:
+    if as_json:
+        table = ins.step_table(results, step)
+        payload = {"step": step, "status": "missing" if table is None else "done"}
+        if table is not None:
+            payload.update(title=table[0], columns=table[1], rows=table[2])
+        print(json.dumps(payload, indent=2, default=_plain))
     else:
-        print(ins.format_overview(results, summaries))
+        print(ins.format_step(results, step))
     return 0
 
 
@@ -113,6 +139,19 @@ def config_command(args) -> int:
     else:
         print(format_entry(args.name, values))
     return 0
+
+
+def verify_command(results, as_json: bool) -> int:
+    from .run_audit import format_verification, verify_run
+
+    read, damaged = verify_run(results.paths)
+    if as_json:
+        print(json.dumps({"results": str(results.root), "read": read,
+                          "damaged": [{"artifact": results.rel(d.path), "problem": d.problem, "fix": d.fix}
+                                      for d in damaged]}, indent=2))
+    else:
+        print(format_verification(results.paths, read, damaged))
+    return 1 if damaged else 0
 
 
 def _plain(value):

@@ -29,6 +29,7 @@ RESULT_NEUTRAL = {
                 "plan, an error's fix and ddb inspect read it, no computation does",
     "storage/remake.py": "the rule that an error's fix names for a damaged artifact",
     "storage/locks.py": "which process may work on a shard or a results folder, never what it computes",
+    "failure_cleanup.py": "what a failing job removes and how its error reads; a finished job never runs it",
 }
 # What a module reads at run time besides its imports (paths relative to the package).
 DATA_FILES = {

@@ -8,13 +8,14 @@ Three views, all plain text (or JSON with ``--json``):
 * ``--sample ID``: one sample followed through every step (its mask, its generated image, its
   scores, its verdict), for a source id (``train00001``) or a generated id (``train00001_to_waterbird``).
 
-A step whose artifact is missing is listed as "not run yet"; nothing here needs torch, a config or
-the Snakefile: only the folder (the artifact layout is in ``docs/artifacts.md``).
+A step whose artifact is missing is listed as "not run yet", one whose artifact is damaged as unreadable
+(file and fix, from :mod:`ddb.storage.reading`); ``--verify`` and the list of folders the config no
+longer makes are :mod:`ddb.run_audit`'s. Nothing here needs torch, a config or the Snakefile: only the
+folder (the artifact layout is in ``docs/artifacts.md``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -23,10 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import DDBError
 from .paths import ARTIFACTS, RunPaths, run_of_folder
+from .run_audit import leftover_folders
 from .pruning import REASONS  # pandas only: inspect stays torch-free
 from .selection_checks import format_warnings  # pandas only
 from .steps import inspected
+from .storage.reading import read_csv, read_json, read_parquet, read_png
 from .tuning import selected_epoch
 
 NOT_RUN = "not run yet"
@@ -106,8 +110,8 @@ class Results:
             if self.eval_json.exists():
                 name = (self.eval_report().get("tune") or {}).get("selected")
             elif self.tune_selection.exists():
-                name = json.loads(self.tune_selection.read_text()).get("selected")
-        except (OSError, ValueError, AttributeError):
+                name = read_json(self.tune_selection).get("selected")
+        except (DDBError, AttributeError):
             name = None
         found = name and self.paths.path("tune_candidate_dir", cand=str(name)).is_dir()
         return name if found else None
@@ -153,13 +157,18 @@ class Results:
         """Class names by index: from the manifest, else Ψ, else the folders the steps made."""
         if self._classes is None:
             classes: list[str] = []
-            if self.manifest.exists():
+            try:  # a damaged table is reported on its step's line; the classes then come from elsewhere
                 frame = self.table(self.manifest)
                 if "class_name" in frame:
                     pairs = frame[["y", "class_name"]].drop_duplicates().sort_values("y")
                     classes = pairs["class_name"].astype(str).tolist()
-            if not classes and self.psi.exists():
-                classes = self.table(self.psi).sort_values("class")["class_name"].astype(str).tolist()
+            except (FileNotFoundError, DDBError):
+                pass
+            if not classes:
+                try:
+                    classes = self.table(self.psi).sort_values("class")["class_name"].astype(str).tolist()
+                except (FileNotFoundError, DDBError):
+                    pass
             if not classes:
                 found = set()
                 for name, key in (("mask_tar", "src"), ("low_loss", "cls"), ("ti_embeds", "cls")):
@@ -207,7 +216,7 @@ class Results:
     def table(self, path: Path) -> pd.DataFrame:
         path = Path(path)
         if path not in self._tables:
-            self._tables[path] = pd.read_parquet(path)
+            self._tables[path] = read_parquet(_require(path))  # missing: "not run yet"; damaged: a DDBError
         return self._tables[path]
 
     def concat(self, paths: list[Path], **extra) -> pd.DataFrame:
@@ -240,17 +249,20 @@ class Results:
     def ig_table(self, src: str, dst: str) -> pd.DataFrame:
         return self.concat([p for _, p in self.ig_shards(src, dst)], shard=lambda p: self.rel(p))
 
+    def shard_images(self, tar: Path) -> set[str]:
+        """The sample ids with a PNG in the shard ``tar``; a DDBError naming it if it is truncated."""
+        from .storage.shards import ImageShard
+
+        return set(ImageShard(tar).ids())
+
     def seed_summary(self) -> dict | None:
-        """summary.json of a dataset run over `seeds` (mean ± std per method), None where there is none
-        or it cannot be read."""
+        """summary.json of a dataset run over `seeds` (mean ± std per method), None where there is none;
+        a DDBError where it cannot be read."""
         path = self.paths.path("seed_summary")
-        try:
-            return json.loads(path.read_text()) if path.exists() else None
-        except (OSError, ValueError):
-            return None
+        return read_json(path) if path.exists() else None
 
     def eval_report(self) -> dict:
-        return json.loads(self.eval_json.read_text())
+        return read_json(_require(self.eval_json))
 
     def rehearsal(self) -> str | None:
         """The REHEARSAL line when eval.json says the run used `random:` models (ddb.evaluate), else None."""
@@ -258,7 +270,7 @@ class Results:
             return None
         try:
             report = self.eval_report()
-        except (OSError, ValueError):
+        except DDBError:  # the evaluate line says so
             return None
         if not report.get("rehearsal"):
             return None
@@ -267,11 +279,11 @@ class Results:
 
 
 def tar_members(path: Path) -> int:
-    """PNG members of an image shard (read from the tar's headers, not from its index)."""
-    import tarfile
+    """PNG members of an image shard (read from the tar's headers, not from its index); a DDBError naming
+    the shard where it is truncated or corrupt."""
+    from .storage.shards import ImageShard
 
-    with tarfile.open(path) as tar:
-        return sum(1 for m in tar.getmembers() if m.name.endswith(".png"))
+    return len(ImageShard(path))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -347,9 +359,16 @@ def summarize_step(results: Results, step: str) -> StepSummary:
         return function(results)
     except FileNotFoundError:
         return StepSummary(step, _ARTIFACT[step])
+    except DDBError as error:  # a damaged artifact: say which on its line, keep the others
+        return StepSummary(step, _ARTIFACT[step], figure=f"unreadable: {_one_line(error, results)}", status="error")
     except Exception as error:  # a malformed table: say so on its line, keep the others
         return StepSummary(step, _ARTIFACT[step], figure=f"unreadable: {type(error).__name__}: {error}",
                            status="error")
+
+
+def _one_line(error: DDBError, results: Results) -> str:
+    """A DDBError on one line, its file relative to the run."""
+    return f"{results.rel(Path(error.where))}: {error.problem}" + (f" (fix: {error.fix})" if error.fix else "")
 
 
 # the artifact each step's summary line names (ddb.steps, ddb.paths)
@@ -585,7 +604,7 @@ def dfr_selected(selection: pd.DataFrame) -> dict:
 def _dfr_subsamples(results: Results) -> int | None:
     if not results.dfr_coefficients.exists():
         return None
-    parts = pd.read_parquet(results.dfr_coefficients, columns=["part", "subsample"])
+    parts = read_parquet(results.dfr_coefficients, ["part", "subsample"])
     return int(parts.loc[parts["part"] == "subsample", "subsample"].nunique())
 
 
@@ -666,12 +685,31 @@ def format_overview(results: Results, summaries: list[StepSummary]) -> str:
     warnings = next((s.data.get("warnings") for s in summaries if s.step == "evaluate" and s.data), None)
     if warnings:
         text += "\n\n" + "\n".join(format_warnings(warnings))
-    if (summary := results.seed_summary()) is not None:  # a dataset run over `seeds`: the table of the paper
+    try:
+        summary = results.seed_summary()
+    except DDBError as error:
+        summary = None
+        text += f"\n\nseed summary unreadable: {_one_line(error, results)}"
+    if summary is not None:  # a dataset run over `seeds`: the table of the paper
         from .summary import format_summary
 
         text += (f"\n\n{format_summary(summary)}\n(summary.json; the steps above are the config seed's run, the "
                  f"other seeds' runs are {results.root}/seed-<s>/)")
+    if leftovers := leftover_folders(results.paths):
+        text += "\n\nnot part of the current config (kept; delete them if no longer needed):\n" + "\n".join(
+            f"  {results.rel(folder)}/: {why}" for folder, why in leftovers)
     return text
+
+
+def unreadable(results: Results, summaries: list[StepSummary]) -> bool:
+    """Whether something the overview shows could not be read (``ddb inspect`` then exits non-zero)."""
+    if any(s.status == "error" for s in summaries):
+        return True
+    try:
+        results.seed_summary()
+    except DDBError:
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -913,10 +951,8 @@ def _table_visualize(results):
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         size = "-"
         if path.suffix == ".png":
-            from PIL import Image
-
-            with Image.open(path) as image:
-                size = f"{image.width}x{image.height}"
+            image = read_png(path)
+            size = f"{image.width}x{image.height}"
         rows.append([results.rel(path), path.stat().st_size, size])
     if not rows:
         raise FileNotFoundError(folder)
@@ -1075,7 +1111,9 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
         if gen is None:
             trace.add("inpaint", _folder(results, "inpaint_tar", src=src, dst=dst), arrow + f"{gid} not in the index")
         elif gen["has_image"]:
-            trace.add("inpaint", gen["shard"], arrow + f"{gid}.png · label {dst} (y {int(gen['y'])}) · "
+            # the image is read from the shard's tar, so a truncated one is named here, not taken on trust
+            member = "" if gid in results.shard_images(results.root / gen["shard"]) else " (missing from the tar)"
+            trace.add("inpaint", gen["shard"], arrow + f"{gid}.png{member} · label {dst} (y {int(gen['y'])}) · "
                                                f"prompt {gen['prompt']!r} · seed {int(gen['seed'])}")
         else:
             trace.add("inpaint", gen["shard"], arrow + f"{gid}: no image (no mask to inpaint)")
@@ -1111,7 +1149,7 @@ def _trace_generated(results: Results, trace: Trace, gid: str, src: str, dst: st
                            else f"{gid} not used (pruned)"))
     shown = results.paths.path("report_grid_samples")
     if shown.exists():
-        grid = pd.read_csv(shown)
+        grid = read_csv(shown)
         hits = grid[grid["sample_id"].astype(str) == gid]
         for hit in hits.to_dict("records"):
             trace.add("visualize", results.rel(results.report_dir / hit["grid"]), arrow + f"shown in row {int(hit['row']) + 1}, "
@@ -1188,6 +1226,12 @@ def open_results(path: str | Path) -> Results:
 
 
 def overview_json(results: Results, summaries: list[StepSummary]) -> dict:
+    try:
+        seed_summary = results.seed_summary()
+    except DDBError as error:
+        seed_summary = {"unreadable": _one_line(error, results)}
     return {"results": str(results.root), "dataset": results.name, "classes": results.classes(),
             "rehearsal": results.rehearsal() is not None, "steps": [asdict(s) for s in summaries],
-            "seed_summary": results.seed_summary()}
+            "seed_summary": seed_summary,
+            "not_in_config": [{"folder": results.rel(folder), "why": why}
+                              for folder, why in leftover_folders(results.paths)]}

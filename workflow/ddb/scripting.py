@@ -13,6 +13,7 @@ import sys
 import threading
 
 from .errors import DDBError
+from .failure_cleanup import JobFiles, as_ddb_error, quietly
 from .storage.checkpoints import set_job_fingerprint
 from .job_environment import CLUSTER_JOB_VARIABLE
 
@@ -22,49 +23,73 @@ def run_step(function):
 
     @functools.wraps(function)
     def wrapper(snakemake):
-        terminal = sys.__stderr__
         log_path = snakemake.log[0] if len(snakemake.log) else os.devnull
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-        with open(log_path, "w", buffering=1) as log_file:
-            sys.stdout = sys.stderr = log_file
-            logging.basicConfig(level=logging.INFO, stream=log_file, force=True,
-                                format="%(asctime)s %(levelname)s %(message)s")
-            # DDB's own warnings (e.g. a class with no generation left after pruning) reach the terminal too
-            to_terminal = logging.StreamHandler(terminal)
-            to_terminal.setLevel(logging.WARNING)
-            to_terminal.setFormatter(logging.Formatter(f"ddb (rule {snakemake.rule}): %(message)s"))
-            logging.getLogger("ddb").addHandler(to_terminal)
-            import torch
-
-            torch.set_num_threads(compute_threads(snakemake))
-            set_job_fingerprint(job_fingerprint(snakemake))
-            previous_handler = stop_on_sigterm()
-            try:
-                check_inputs(snakemake)
-                check_cuda(snakemake)
-                result = function(snakemake)
-                from .job_stats import report_gpu_memory
-
-                report_gpu_memory()  # Snakemake's benchmark files have no GPU column
-                return result
-            except DDBError as error:
-                message = f"ddb: {error}"
-                print(message, file=log_file)
-                print(f"\n{message}\n  (rule {snakemake.rule}, log {log_path})\n", file=terminal, flush=True)
-                sys.exit(1)
-            except Terminated:
-                print("ddb: stopped by SIGTERM (scancel, or the job's time limit); its temporary files are removed, "
-                      "finished shard checkpoints kept", file=log_file, flush=True)
-                raise
-            finally:
-                # a step run in-process (tests) must leave no state behind for the next one
-                if previous_handler is not None:
-                    signal.signal(signal.SIGTERM, previous_handler)
-                set_job_fingerprint(None)
-                logging.getLogger("ddb").removeHandler(to_terminal)
-                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        log_file = open(log_path, "w", buffering=1)
+        try:
+            with JobFiles():  # what the job creates through it goes if the job fails
+                result = _run_logged(function, snakemake, log_file, log_path)
+        except BaseException:
+            # the log may lie on the disk whose being full is the error: closing it must not replace that
+            quietly(log_file.close)
+            raise
+        log_file.close()
+        return result
 
     return wrapper
+
+
+def _run_logged(function, snakemake, log_file, log_path: str):
+    terminal = sys.__stderr__
+    sys.stdout = sys.stderr = log_file
+    logging.basicConfig(level=logging.INFO, stream=log_file, force=True,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    # DDB's own warnings (e.g. a class with no generation left after pruning) reach the terminal too
+    to_terminal = logging.StreamHandler(terminal)
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(logging.Formatter(f"ddb (rule {snakemake.rule}): %(message)s"))
+    logging.getLogger("ddb").addHandler(to_terminal)
+    import torch
+
+    torch.set_num_threads(compute_threads(snakemake))
+    set_job_fingerprint(job_fingerprint(snakemake))
+    previous_handler = stop_on_sigterm()
+    try:
+        check_inputs(snakemake)
+        check_cuda(snakemake)
+        result = function(snakemake)
+        from .job_stats import report_gpu_memory
+
+        report_gpu_memory()  # Snakemake's benchmark files have no GPU column
+        return result
+    except DDBError as error:
+        _fail(error, snakemake, log_file, log_path, terminal)
+    except Terminated:
+        quietly(print, "ddb: stopped by SIGTERM (scancel, or the job's time limit); its temporary files are "
+                "removed, finished shard checkpoints kept", file=log_file, flush=True)
+        raise
+    except Exception as error:
+        # a full disk met outside ddb's writers (the log itself, a library's cache) is the same one line
+        if (as_ddb := as_ddb_error(error, log_path)) is None:
+            raise
+        _fail(as_ddb, snakemake, log_file, log_path, terminal)
+    finally:
+        # a step run in-process (tests) must leave no state behind for the next one
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        set_job_fingerprint(None)
+        logging.getLogger("ddb").removeHandler(to_terminal)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _fail(error: DDBError, snakemake, log_file, log_path: str, terminal) -> None:
+    """The one line, on the terminal first: the log may lie on the full disk the error is about, and
+    whatever fails after it says nothing new."""
+    message = f"ddb: {error}"
+    print(f"\n{message}\n  (rule {snakemake.rule}, log {log_path})\n", file=terminal, flush=True)
+    quietly(print, message, file=log_file, flush=True)
+    # the exception's context (a chain of OSErrors from clean-up) is not shown: SystemExit prints nothing
+    sys.exit(1)
 
 
 class Terminated(SystemExit):

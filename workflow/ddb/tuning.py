@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pandas as pd
 
 from .errors import DDBError
 from .paths import wildcards_of
+from .storage.reading import read_json
 
 SELECTION_RULE = "best validation WGA; ties: fewer kept generated images, then the order given"
 # the key of each candidate list in `tune`, and the entry's own value it replaces
@@ -211,12 +211,7 @@ def selection(table: pd.DataFrame, dataset: str, classes: list[str]) -> dict:
 
 
 def read_selection(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise DDBError(path, f"not a readable selection ({error})",
-                       "delete it and rerun snakemake: rule tune_select remakes it") from error
+    return read_json(path, "the selection")
 
 
 # ---------------------------------------------------------------------------------------------------

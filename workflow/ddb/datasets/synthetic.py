@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..failure_cleanup import JobFiles
 from ..storage.atomic import write_png
 from ..seeding import numpy_rng
 from .manifest import group_name
@@ -103,18 +104,20 @@ def build_manifest(cfg: dict, *, seed: int, workdir: Path) -> pd.DataFrame:
         "test": [options["n_test_per_group"]] * 4,
     }
     rows = []
-    for split, counts in plan.items():
-        index = 0
-        for (y, s), count in zip(groups, counts):
-            for _ in range(count):
-                sample_id = f"{split}{index:05d}"
-                index += 1
-                image, mask = draw_sample(seed, sample_id, y, SPURIOUS[s], size)
-                path = root / split / f"{sample_id}.png"
-                mask_path = root / "masks" / f"{sample_id}.png"
-                write_png(image, workdir / path)
-                write_png(mask.astype(np.uint8) * 255, workdir / mask_path)
-                rows.append({"sample_id": sample_id, "path": str(path), "split": split, "y": y,
-                             "class_name": classes[y], "spurious": SPURIOUS[s],
-                             "group": group_name(classes[y], SPURIOUS[s]), "mask_path": str(mask_path)})
+    # a draw that fails (a full disk) removes the images it wrote, never those a previous draw left
+    with JobFiles() as drawn:
+        for split, counts in plan.items():
+            index = 0
+            for (y, s), count in zip(groups, counts):
+                for _ in range(count):
+                    sample_id = f"{split}{index:05d}"
+                    index += 1
+                    image, mask = draw_sample(seed, sample_id, y, SPURIOUS[s], size)
+                    path = root / split / f"{sample_id}.png"
+                    mask_path = root / "masks" / f"{sample_id}.png"
+                    write_png(image, drawn.add(workdir / path))
+                    write_png(mask.astype(np.uint8) * 255, drawn.add(workdir / mask_path))
+                    rows.append({"sample_id": sample_id, "path": str(path), "split": split, "y": y,
+                                 "class_name": classes[y], "spurious": SPURIOUS[s],
+                                 "group": group_name(classes[y], SPURIOUS[s]), "mask_path": str(mask_path)})
     return pd.DataFrame(rows)

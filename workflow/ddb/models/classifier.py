@@ -13,6 +13,7 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from ..errors import DDBError
 from ..storage.atomic import save_torch
+from ..storage.reading import load_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,7 +58,10 @@ def load_state_dict_file(path: str | Path, config_key: str) -> dict:
                        "checkpoint even with weights_only=True (CVE-2025-32434), so no checkpoint file is loaded",
                        "install torch 2.6 or newer (pip install -U 'torch>=2.6')")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checkpoint(path)
+    except DDBError as error:  # the user's file, not an artifact a rule remakes
+        raise DDBError(f"config: {config_key} ({path})", error.problem,
+                       "point it at a whole checkpoint file (download or copy it again)") from error
     except pickle.UnpicklingError as error:
         converted = f"{Path(path).stem}.state_dict.pt"
         raise DDBError(f"config: {config_key} ({path})",
@@ -121,7 +125,7 @@ def save_classifier(model: nn.Module, path: str | Path, *, arch: str, classes: l
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load a checkpoint written by :func:`save_classifier`; returns (model in eval mode, its metadata)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path)
     model = build_classifier(checkpoint["arch"], len(checkpoint["classes"]), None, seed=0)
     model.load_state_dict(checkpoint["state_dict"])
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}

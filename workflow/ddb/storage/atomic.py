@@ -103,7 +103,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the error being raised is the one to report
+            pass
         if isinstance(error, Exception) and not isinstance(error, DDBError) and (code := no_space_errno(error)):
             raise no_space_error(path, code) from error
         raise

@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import DDBError
+from ..failure_cleanup import quietly
 from .atomic import NO_SPACE, atomic_path, no_space_errno, write_parquet
 from .images import png_bytes
 from .locks import shard_lock
@@ -149,7 +150,7 @@ class PartialShard:
             self._records = open(self.records_path, "ab")
             self._records.truncate(self._records_end)
         except OSError as error:
-            self.close()
+            quietly(self.close)
             raise self._write_error(error) from error
 
     def _write_error(self, error: OSError) -> BaseException:
@@ -269,6 +270,7 @@ def _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, 
     from tqdm.auto import tqdm
 
     partial = PartialShard(tar_path)
+    packed = False
     try:
         todo = [s for s in sample_ids if not partial.done(s)]
         if len(todo) < len(sample_ids):
@@ -282,9 +284,17 @@ def _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, 
                 partial.commit()
         index = partial.index(sample_ids, columns)
         partial.write_tar(sample_ids, tar_path)
+        packed = True
         write_parquet(index, index_path)  # last: the shard counts as finished once both files are in place
-    finally:
-        partial.close()
+    except BaseException:
+        # closing flushes the checkpoint's buffers, which a full disk refuses again: the error being raised
+        # is the one to report. A tar without its index is not a finished shard; the checkpoint (kept for
+        # the next job) holds its images.
+        quietly(partial.close)
+        if packed:
+            quietly(Path(tar_path).unlink, True)
+        raise
+    partial.close()
     partial.cleanup()
     return index
 
