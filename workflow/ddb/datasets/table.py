@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +149,8 @@ def read_sheet(cfg: dict, workdir: Path = Path(".")) -> Sheet:
     else:
         rows["split"] = None
     if "mask" in frame.columns:
-        rows["mask"] = _text(frame, "mask").replace("", None)
+        masks = _text(frame, "mask")
+        rows["mask"] = masks.where(masks != "", None)
     else:
         rows["mask"] = None
     rows["group"] = group_names(rows["label"], rows["spurious"])
@@ -234,6 +236,34 @@ def sheet_summary(cfg: dict, workdir: Path = Path(".")) -> tuple[list[str], pd.D
     else:
         train = rows[rows["split"] == "train"].groupby(["label", "spurious"]).size()
     return sheet.classes, train.rename("count").reset_index()
+
+
+def split_counts(cfg: dict, workdir: Path = Path(".")) -> dict[str, int]:
+    """Images of each split (the given ones, or the drawn sizes): what runtime estimates count (ddb.sizing).
+    Read once per sheet version and split settings: the estimate is asked for every rule of a run."""
+    path = sheet_path(cfg, workdir)
+    try:
+        stat = path.stat()
+    except OSError:
+        return {split: 0 for split in SPLITS}
+    options = cfg.get("table_split") or {}
+    return dict(_split_counts(str(path), stat.st_size, stat.st_mtime_ns, cfg["root"], cfg["table"],
+                              tuple(cfg["classes"] or ()) or None, options.get("val_fraction"),
+                              options.get("test_fraction"), str(workdir)))
+
+
+@lru_cache(maxsize=16)
+def _split_counts(path: str, size: int, mtime_ns: int, root: str, table: str, classes: tuple | None,
+                  val_fraction: float | None, test_fraction: float | None, workdir: str) -> tuple:
+    sheet = read_sheet({"root": root, "table": table, "classes": list(classes) if classes else None}, Path(workdir))
+    if sheet.drawn_split:
+        counts = dict.fromkeys(SPLITS, 0)
+        for count in sheet.rows.groupby("group").size():
+            for split, n in zip(SPLITS, split_sizes(int(count), val_fraction, test_fraction)):
+                counts[split] += n
+    else:
+        counts = {split: int((sheet.rows["split"] == split).sum()) for split in SPLITS}
+    return tuple(counts.items())
 
 
 def smallest_training_groups(classes: list[str], training: pd.DataFrame) -> dict[str, str | None]:
