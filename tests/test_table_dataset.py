@@ -22,7 +22,7 @@ from ddb.datasets.roots import check_root
 from ddb.datasets.synthetic import draw_sample
 from ddb.datasets.table import split_sizes
 from ddb.errors import DDBError
-from ddb.io import read_parquet
+from ddb.storage.reading import read_parquet
 
 CLASSES = ["cat", "dog"]
 BACKGROUNDS = {"indoor": "land", "outdoor": "water"}  # the demo's drawing code's two backgrounds
@@ -215,6 +215,15 @@ def test_a_bad_sheet_stops_config_loading_naming_the_file_field_and_fix(collecti
         entry(root, "samples.csv")
     assert caught.value.where == str(root / "samples.csv")
     assert "datasets.pets.table" in str(caught.value) and caught.value.fix
+    # a sheet broken after the config loaded stops prepare_dataset's build_manifest with the same message
+    write(table, root / "samples.csv")
+    cfg = entry(root, "samples.csv")
+    write(broken(table, case), root / "samples.csv")
+    if case == "one class":  # the loaded config already names both classes
+        message = r"class\(es\) \['dog'\] of the entry's `classes` have no row"
+    with pytest.raises(DDBError, match=message) as caught:
+        build_manifest("pets", cfg, seed=0)
+    assert caught.value.where == str(root / "samples.csv")
 
 
 def test_a_parquet_sheet_names_rows_not_lines(collection):
