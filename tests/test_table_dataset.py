@@ -22,6 +22,7 @@ from ddb.datasets.roots import check_root
 from ddb.datasets.synthetic import draw_sample
 from ddb.datasets.table import split_sizes
 from ddb.errors import DDBError
+from ddb.sharding import shard_counts
 from ddb.storage.reading import read_parquet
 
 CLASSES = ["cat", "dog"]
@@ -135,6 +136,21 @@ def test_minority_groups_default_to_the_smallest_training_group_and_a_mapping_ov
     assert entry(root, "samples.csv", minority_groups=None)["minority_groups"] == {"cat": None, "dog": None}
     with pytest.raises(DDBError, match=r"minority_groups.dog: names spurious value 'garden'.*\['indoor', 'outdoor'\]"):
         entry(root, "samples.csv", minority_groups={"dog": "garden"})
+
+
+def test_shards_of_all_or_majority_sources_are_counted_from_the_sheet(collection):
+    root, table = collection
+    write(table, root / "samples.csv")
+    # training: cat 6 indoor + 2 outdoor, dog 2 indoor + 6 outdoor; 3 sources a shard
+    generation = {"images_per_shard": 3}
+    assert shard_counts(entry(root, "samples.csv", generation={**generation, "sources": "all"})) == \
+        {"cat": 3, "dog": 3}
+    assert shard_counts(entry(root, "samples.csv", generation={**generation, "sources": "majority"})) == \
+        {"cat": 2, "dog": 2}  # the minority groups (cat_outdoor, dog_indoor) left out: 6 sources each
+    assert shard_counts(entry(root, "samples.csv", generation={**generation, "sources": "all"},
+                              minority_groups={"cat": "indoor"})) == {"cat": 3, "dog": 3}
+    assert shard_counts(entry(root, "samples.csv", generation={**generation, "sources": "majority"},
+                              minority_groups={"cat": "indoor"})) == {"cat": 1, "dog": 2}
 
 
 # ------------------------------------------------------------------------------------ the drawn split

@@ -223,47 +223,58 @@ def _check_groups_reach(sheet: Sheet, splits: tuple[str, ...]) -> None:
                                 "stratified split drawn"))
 
 
-def sheet_summary(cfg: dict, workdir: Path = Path(".")) -> tuple[list[str], pd.DataFrame]:
-    """The classes (``y`` order) and the training images per group (columns label, spurious, count), for
-    config loading: the class names and the minority groups' default come from the sheet."""
-    sheet = read_sheet(cfg, workdir)
-    rows = sheet.rows
-    if sheet.drawn_split:
-        options = cfg["table_split"]
-        sizes = rows.groupby(["label", "spurious"]).size()
-        train = pd.Series([split_sizes(int(n), options["val_fraction"], options["test_fraction"])[0]
-                           for n in sizes], index=sizes.index)
-    else:
-        train = rows[rows["split"] == "train"].groupby(["label", "spurious"]).size()
-    return sheet.classes, train.rename("count").reset_index()
-
-
-def split_counts(cfg: dict, workdir: Path = Path(".")) -> dict[str, int]:
-    """Images of each split (the given ones, or the drawn sizes): what runtime estimates count (ddb.sizing).
-    Read once per sheet version and split settings: the estimate is asked for every rule of a run."""
+def group_split_counts(cfg: dict, workdir: Path = Path(".")) -> pd.DataFrame:
+    """Images per (label, spurious) group (columns label, spurious, train, val, test): the given split, or the
+    drawn one's sizes. Checks the sheet (:func:`read_sheet`); read once per sheet version and settings, as
+    config loading, runtime estimates and shard counts all ask for it."""
     path = sheet_path(cfg, workdir)
-    try:
-        stat = path.stat()
-    except OSError:
-        return {split: 0 for split in SPLITS}
+    stamp = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
     options = cfg.get("table_split") or {}
-    return dict(_split_counts(str(path), stat.st_size, stat.st_mtime_ns, cfg["root"], cfg["table"],
-                              tuple(cfg["classes"] or ()) or None, options.get("val_fraction"),
-                              options.get("test_fraction"), str(workdir)))
+    return _group_split_counts(str(workdir), cfg["root"], cfg["table"], tuple(cfg.get("classes") or ()), stamp,
+                               options.get("val_fraction"), options.get("test_fraction")).copy()
 
 
 @lru_cache(maxsize=16)
-def _split_counts(path: str, size: int, mtime_ns: int, root: str, table: str, classes: tuple | None,
-                  val_fraction: float | None, test_fraction: float | None, workdir: str) -> tuple:
-    sheet = read_sheet({"root": root, "table": table, "classes": list(classes) if classes else None}, Path(workdir))
+def _group_split_counts(workdir: str, root: str, table: str, classes: tuple, stamp: tuple | None,
+                        val_fraction: float | None, test_fraction: float | None) -> pd.DataFrame:
+    sheet = read_sheet({"root": root, "table": table, "classes": list(classes) or None}, Path(workdir))
+    rows = sheet.rows
     if sheet.drawn_split:
-        counts = dict.fromkeys(SPLITS, 0)
-        for count in sheet.rows.groupby("group").size():
-            for split, n in zip(SPLITS, split_sizes(int(count), val_fraction, test_fraction)):
-                counts[split] += n
+        sizes = rows.groupby(["label", "spurious"]).size()
+        counts = pd.DataFrame([split_sizes(int(n), val_fraction, test_fraction) for n in sizes], index=sizes.index,
+                              columns=list(SPLITS))
     else:
-        counts = {split: int((sheet.rows["split"] == split).sum()) for split in SPLITS}
-    return tuple(counts.items())
+        counts = pd.crosstab([rows["label"], rows["spurious"]], rows["split"]).reindex(columns=list(SPLITS),
+                                                                                          fill_value=0)
+        counts.columns.name = None
+    counts = counts.reset_index()
+    counts.attrs["classes"] = sheet.classes
+    return counts
+
+
+def sheet_summary(cfg: dict, workdir: Path = Path(".")) -> tuple[list[str], pd.DataFrame]:
+    """The classes (``y`` order) and the training images per group (columns label, spurious, count), for
+    config loading: the class names and the minority groups' default come from the sheet."""
+    counts = group_split_counts(cfg, workdir)
+    return list(counts.attrs["classes"]), counts[["label", "spurious", "train"]].rename(columns={"train": "count"})
+
+
+def split_counts(cfg: dict, workdir: Path = Path(".")) -> dict[str, int]:
+    """Images of each split: what runtime estimates count (ddb.sizing)."""
+    counts = group_split_counts(cfg, workdir)
+    return {split: int(counts[split].sum()) for split in SPLITS}
+
+
+def training_sources(cfg: dict, class_name: str, *, leave_out: str | None = None) -> int:
+    """Training images of ``class_name`` (without its group of spurious value ``leave_out``): the sources
+    generation can redraw, for shard counts (ddb.sharding). With ``class_balance: subsample`` every class
+    keeps at most the smallest class's count."""
+    counts = group_split_counts(cfg)
+    train = counts[counts["label"] == class_name]
+    sources = int(train.loc[train["spurious"] != leave_out, "train"].sum())
+    if cfg.get("class_balance") == "subsample":
+        sources = min(sources, int(counts.groupby("label")["train"].sum().min()))
+    return sources
 
 
 def smallest_training_groups(classes: list[str], training: pd.DataFrame) -> dict[str, str | None]:
