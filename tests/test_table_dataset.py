@@ -253,7 +253,8 @@ def test_a_parquet_sheet_names_rows_not_lines(collection):
     ({"object": None}, "datasets.pets.object", "is missing"),
     ({"table": "samples.xlsx"}, "samples.xlsx", r"extension '.xlsx' is not one of"),
     ({"table": "nowhere.csv"}, "nowhere.csv", "the sample sheet does not exist"),
-    ({"classes": ["cat", "dog", "bird"]}, "samples.csv", r"class\(es\) \['bird'\] of the entry's `classes` have no row"),
+    ({"classes": ["cat", "dog", "bird"]}, "samples.csv",
+     r"class\(es\) \['bird'\] of the entry's `classes` have no row"),
     ({"classes": ["cat", "dgo"]}, "samples.csv", r"line 10: 'dog' is not one of the entry's classes \['cat', 'dgo'\] "
                                                  r"\(did you mean 'dgo'\?\)"),
 ])
@@ -368,3 +369,10 @@ def test_the_whole_dag_runs_on_a_sheet_described_collection(tmp_path):
     assert set(report["ddb"]["group_accuracy"]) == {"cat_indoor", "cat_outdoor", "dog_indoor", "dog_outdoor"}
     groups = read_parquet(results.path("groups")).set_index("group")
     assert groups.loc["cat_outdoor", "minority"] and not groups.loc["cat_indoor", "minority"]
+    inspected = subprocess.run([sys.executable, "-m", "ddb", "inspect", "results/pets", "--json"], cwd=workdir,
+                               capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "workflow")})
+    assert inspected.returncode == 0, inspected.stderr
+    payload = json.loads(inspected.stdout)
+    steps = {step["step"]: step["status"] for step in payload["steps"]}
+    assert payload["classes"] == ["cat", "dog"]
+    assert [name for name, status in steps.items() if status != "done"] == ["tune", "visualize"]

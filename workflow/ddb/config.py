@@ -3,7 +3,9 @@
 The Snakefile calls :func:`load_config` before any job runs. The schema (``workflow/schemas``) is the
 single source of defaults; this module only adds what a JSON schema cannot say: friendlier error
 messages naming the key, the ``prune: false`` / ``textual_inversion: false`` shorthands, and class
-names taken from the dataset format when the config leaves them out.
+names taken from the dataset format when the config leaves them out. A sample sheet (``format: table``)
+is read here: its class names and each class's minority group come from the sheet, and a bad sheet stops
+the run before any job.
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ def object_defaults(noun: str) -> dict:
     car``): the masker's prompt, the inpainting prompt, the textual-inversion templates and initializer token
     (the noun's last word: it must be one token of the tokenizer)."""
     noun = " ".join(noun.split())
-    return {"textual_inversion": {"initializer_token": noun.split(" ")[-1], "templates": object_templates(f"{{}} {noun}")},
+    return {"textual_inversion": {"initializer_token": noun.split(" ")[-1],
+                                  "templates": object_templates(f"{{}} {noun}")},
             "masking": {"prompt": f"{noun}."},
             "inpainting": {"prompt": f"a photo of a {{}} {noun}"}}
 
