@@ -161,7 +161,8 @@ def test_the_drawn_split_is_stratified_by_group_seeded_and_independent_of_row_or
     sizes = {("cat", "indoor"): 40, ("cat", "outdoor"): 7, ("dog", "indoor"): 3, ("dog", "outdoor"): 21}
     table = draw_collection(root, {"train": sizes}, size=16).drop(columns="split")
     write(table, root / "samples.csv")
-    cfg = entry(root, "samples.csv", table_split={"val_fraction": 0.2, "test_fraction": 0.25})
+    split = {"val_fraction": 0.2, "test_fraction": 0.25}
+    cfg = entry(root, "samples.csv", table_split=split, dfr=False)  # DFR needs two val images a group
     manifest = build_manifest("pets", cfg, seed=0)
     counts = pd.crosstab(manifest["group"], manifest["split"])[["train", "val", "test"]]
     assert counts.loc["cat_indoor"].tolist() == [22, 8, 10]
@@ -173,15 +174,29 @@ def test_the_drawn_split_is_stratified_by_group_seeded_and_independent_of_row_or
     again = build_manifest("pets", cfg, seed=7)  # the global seed does not move the split
     pd.testing.assert_frame_equal(again, manifest)
     write(table.sample(frac=1, random_state=3), root / "shuffled.csv")
-    shuffled = build_manifest("pets", entry(root, "shuffled.csv", table_split={"val_fraction": 0.2,
-                                                                               "test_fraction": 0.25}), seed=0)
+    shuffled = build_manifest("pets", entry(root, "shuffled.csv", table_split=split, dfr=False), seed=0)
     pd.testing.assert_frame_equal(shuffled, manifest)
-    other = build_manifest("pets", entry(root, "samples.csv", table_split={"val_fraction": 0.2, "test_fraction": 0.25,
-                                                                           "seed": 1}), seed=0)
+    other = build_manifest("pets", entry(root, "samples.csv", table_split={**split, "seed": 1}, dfr=False), seed=0)
     by_id = manifest.set_index("sample_id")["split"]
     changed = (other.set_index("sample_id")["split"].reindex(by_id.index) != by_id).sum()
     assert changed > 0  # another seed draws other images, as many per group and split
     assert pd.crosstab(other["group"], other["split"]).equals(pd.crosstab(manifest["group"], manifest["split"]))
+
+
+def test_a_group_with_one_validation_image_is_refused_at_config_load_unless_dfr_is_off(collection):
+    root, table = collection
+    write(table.drop(columns="split"), root / "drawn.csv")  # groups of 10, 6, 6, 10: 0.15 x 6 -> 1 val image
+    with pytest.raises(DDBError, match=r"2 group\(s\) have one validation image: 'cat_outdoor', 'dog_indoor'; the "
+                                       r"DFR baseline needs two.*\n  fix: raise table_split.val_fraction"):
+        entry(root, "drawn.csv")
+    assert entry(root, "drawn.csv", table_split={"val_fraction": 0.3})["classes"] == CLASSES
+    assert entry(root, "drawn.csv", dfr=False)["classes"] == CLASSES
+    table.loc[(table["label"] == "dog") & (table["spurious"] == "indoor") & (table["split"] == "val"), "split"] = \
+        ["val", "test"]
+    write(table, root / "given.csv")
+    with pytest.raises(DDBError, match=r"1 group\(s\) have one validation image: 'dog_indoor'[\s\S]*mark a "
+                                       r"second image"):
+        entry(root, "given.csv")
 
 
 def test_split_sizes_round_halves_up_and_keep_one_image_in_each_split():
@@ -315,7 +330,7 @@ def test_ddb_sheet_writes_a_sheet_from_label_and_spurious_folders(collection, tm
     result = subprocess.run([sys.executable, "-m", "ddb", "sheet", str(root)], capture_output=True, text=True,
                             env={"PYTHONPATH": str(REPO / "workflow")})
     assert result.returncode == 0 and (root / "samples.csv").is_file()
-    cfg = entry(root, "samples.csv")  # the default sheet reads back as a dataset, its split drawn
+    cfg = entry(root, "samples.csv", dfr=False)  # the default sheet reads back as a dataset, its split drawn
     # groups of 10, 6, 6 and 10 images: 0.15 x 10 = 1.5 -> 2 each to val and test, 0.15 x 6 = 0.9 -> 1
     assert build_manifest("pets", cfg, seed=0)["split"].value_counts().to_dict() == {"train": 20, "val": 6,
                                                                                     "test": 6}

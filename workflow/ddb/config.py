@@ -353,6 +353,10 @@ def _normalise_dataset(name: str, dataset: dict, validator, source: str, *, mino
                            f"{dataset['classes']}", "give one value per class, in class-index order")
     if training is not None:
         _table_minority_groups(name, dataset, training, source, from_sheet=minority_from_sheet)
+        if dataset["dfr"]["enabled"]:
+            from .datasets.table import check_dfr_validation
+
+            check_dfr_validation(dataset)
     dataset["minority_groups"] = _minority_groups(name, dataset, source)
     from .sharding import check_generation_config
 

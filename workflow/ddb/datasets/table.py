@@ -259,6 +259,29 @@ def sheet_summary(cfg: dict, workdir: Path = Path(".")) -> tuple[list[str], pd.D
     return list(counts.attrs["classes"]), counts[["label", "spurious", "train"]].rename(columns={"train": "count"})
 
 
+def check_dfr_validation(cfg: dict, workdir: Path = Path(".")) -> None:
+    """The DFR baseline fits on one half of val and scores the other: every group with validation images
+    needs two (found here, before any job, rather than by the dfr job after ERM)."""
+    counts = group_split_counts(cfg, workdir)
+    small = counts[(counts["val"] > 0) & (counts["val"] < 2)]
+    if len(small):
+        groups = quote_some(small["label"] + "_" + small["spurious"])
+        drawn = "split" not in read_header(sheet_path(cfg, workdir))
+        raise DDBError(sheet_path(cfg, workdir), f"{len(small)} group(s) have one validation image: {groups}; the DFR "
+                       "baseline needs two a group (one in each half of val)",
+                       _fix(("raise table_split.val_fraction or give those groups more images" if drawn
+                             else "mark a second image of each such group `val`") + ", or set `dfr: false`"))
+
+
+def read_header(path: Path) -> list[str]:
+    """The sheet's column names, nothing else read."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return [str(c).strip() for c in read_csv(path, sep=SHEET_SEPARATORS[path.suffix.lower()], nrows=0).columns]
+
+
 def split_counts(cfg: dict, workdir: Path = Path(".")) -> dict[str, int]:
     """Images of each split: what runtime estimates count (ddb.sizing)."""
     counts = group_split_counts(cfg, workdir)
