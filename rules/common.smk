@@ -317,10 +317,13 @@ GENERATION_GROUP = "generation" if config["resources"]["group_generation"] else 
 
 # ---- per-dataset config: each rule gets only the sections it uses as params, so editing one
 # section reruns the steps that read it and their descendants, nothing upstream.
-def dataset_section(*keys):
+def dataset_section(*keys, only_if_set=()):
+    """The entry's ``keys``, and those of ``only_if_set`` that it has (keys of one format, e.g. a sample
+    sheet's `table`: absent from the other formats' entries, and so from their params)."""
+
     def get(wildcards):
         entry = DATASETS[wildcards.ds]
-        return {key: entry[key] for key in keys}
+        return {key: entry[key] for key in (*keys, *(key for key in only_if_set if key in entry))}
 
     return get
 

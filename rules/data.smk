@@ -8,7 +8,7 @@ rule prepare_dataset:
         ds=BASE_RUN_PATTERN,
     params:
         cfg=dataset_section("format", "root", "classes", "check_images", "minority_groups", "class_balance",
-                            "synthetic", "celeba", "metashift", "imagenet"),
+                            "synthetic", "celeba", "metashift", "imagenet", only_if_set=("table", "table_split")),
         seed=config["seed"],  # the data are the same for every seed of `seeds`
         allow_root_change=config["allow_root_change"],
         code=code_version("prepare_dataset"),

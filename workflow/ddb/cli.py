@@ -1,5 +1,5 @@
 """The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID | --verify] [--json]``,
-``ddb config NAME`` and ``ddb doctor``."""
+``ddb config NAME``, ``ddb sheet ROOT [-o FILE]`` and ``ddb doctor``."""
 
 from __future__ import annotations
 
@@ -52,7 +52,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Print torch's version and CUDA, the NVIDIA driver, the GPUs, whether a matmul on the GPU "
                     "works, the model caches and the offline switches, then a verdict: OK, or the problem and "
                     "its fix. Exits 1 on a problem. On SLURM: srun --partition=<gpu partition> --gpus=1 ddb doctor")
+    sheet = commands.add_parser(
+        "sheet", help="write a sample sheet (format: table) from ROOT/<label>/<spurious>/<image> folders",
+        description="List every image under ROOT/<label>/<spurious>/ as a row (image relative to ROOT, label, "
+                    "spurious) of a sample sheet for a `format: table` dataset entry with `root: ROOT`. Add a "
+                    "`split` or `mask` column yourself where you have them.")
+    sheet.add_argument("root", metavar="ROOT", help="the folder holding <label>/<spurious>/<image>")
+    sheet.add_argument("-o", "--output", metavar="FILE",
+                       help="the sheet to write, .csv, .tsv or .parquet (default: ROOT/samples.csv)")
     return parser
+
+
+def sheet_command(args) -> int:
+    from pathlib import Path
+
+    from .datasets.folder_sheet import DEFAULT_NAME, sheet_from_folders, write_sheet
+    from .errors import DDBError
+
+    output = Path(args.output) if args.output else Path(args.root) / DEFAULT_NAME
+    try:
+        table = sheet_from_folders(Path(args.root))
+        write_sheet(table, output)
+    except DDBError as error:
+        print(f"ddb sheet: {error}", file=sys.stderr)
+        return 2
+    groups = table.groupby(["label", "spurious"]).size()
+    print(f"{output}: {len(table)} images, {table['label'].nunique()} classes, {len(groups)} groups")
+    print(groups.rename("images").to_string())
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -167,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return inspect_command(args)
     if args.command == "config":
         return config_command(args)
+    if args.command == "sheet":
+        return sheet_command(args)
     if args.command == "doctor":
         from .doctor import doctor_command
 

@@ -5,7 +5,9 @@ rules/common.smk calls :func:`validate_config` before any job runs, with the fil
 (``workflow/schemas``) is the single source of defaults; this module only adds what a JSON schema cannot
 say: friendlier error messages naming the key and its file, the ``prune: false`` /
 ``textual_inversion: false`` shorthands, class names taken from the dataset format when the config leaves
-them out, a `seed` that must be one of `seeds`, and no NaN or infinity anywhere.
+them out, a `seed` that must be one of `seeds`, and no NaN or infinity anywhere. A sample sheet
+(``format: table``) is read here: its class names and each class's minority group come from the sheet,
+and a bad sheet stops the run before any job.
 """
 
 from __future__ import annotations
@@ -131,7 +133,15 @@ FORMAT_DEFAULTS = {
         "masking": PAPER_MASKER,
         "retrain": {"batching": "joint", **PAPER_HEAD},
     },
+    # A sample sheet: its classes and minority groups come from the sheet (_table_classes), its prompts from
+    # the entry's `object` (object_defaults), the masker is the paper formats'.
+    "table": {
+        "table_split": {},
+        "masking": PAPER_MASKER,
+    },
 }
+# Keys of a dataset entry that only a sample sheet (format: table) reads.
+TABLE_KEYS = ("table", "object", "table_split")
 # The CelebA minority groups above name the values of the `Male` attribute; another spurious attribute
 # has no paper default, so its entry must name its minority groups (or null for none).
 CELEBA_DEFAULT_SPURIOUS = "Male"
@@ -159,6 +169,35 @@ def _merge_defaults(entry: dict, defaults: dict) -> None:
             _merge_defaults(entry[key], value)
 
 
+def object_defaults(noun: str) -> dict:
+    """What a paper format sets per dataset, for a sample sheet whose images show ``noun`` (``bird``, ``sports
+    car``): the masker's prompt, the inpainting prompt, the textual-inversion templates and initializer token
+    (the noun's last word: it must be one token of the tokenizer)."""
+    noun = " ".join(noun.split())
+    return {"textual_inversion": {"initializer_token": noun.split(" ")[-1],
+                                  "templates": object_templates(f"{{}} {noun}")},
+            "masking": {"prompt": f"{noun}."},
+            "inpainting": {"prompt": f"a photo of a {{}} {noun}"}}
+
+
+def _check_table_keys(name: str, dataset: dict, source: str) -> None:
+    """``table`` and ``object`` make a sample-sheet entry; the keys of one mean nothing to another format."""
+    where = f"{source}: datasets.{name}"
+    if dataset.get("format") != "table":
+        for key in TABLE_KEYS:
+            if key in dataset:
+                raise DDBError(f"{where}.{key}", f"is a key of a sample sheet (format: table), not of format "
+                               f"{dataset.get('format')!r}", "remove it, or set `format: table` (docs/datasets.md)")
+        return
+    for key, example in (("table", "samples.csv"), ("object", "bird")):
+        if not isinstance(dataset.get(key), str) or not dataset[key].strip():
+            raise DDBError(f"{where}.{key}", "is missing" if key not in dataset else f"{dataset[key]!r} is no text",
+                           f"a sample sheet needs `{key}`, e.g. `{key}: {example}` (README, \"Your own dataset\")")
+    if "{" in dataset["object"] or "}" in dataset["object"]:
+        raise DDBError(f"{where}.object", f"{dataset['object']!r} holds braces",
+                       "name what the images show in plain words, e.g. `object: bird`")
+
+
 def _apply_format_defaults(name: str, dataset: dict, source: str) -> None:
     for key, fix in RENAMED_KEYS.items():
         if key in dataset:
@@ -166,7 +205,10 @@ def _apply_format_defaults(name: str, dataset: dict, source: str) -> None:
     for section in SWITCHABLE_SECTIONS:
         if isinstance(dataset.get(section), bool):
             dataset[section] = {"enabled": dataset[section]}
+    _check_table_keys(name, dataset, source)
     defaults = copy.deepcopy(FORMAT_DEFAULTS.get(dataset.get("format"), {}))
+    if dataset.get("format") == "table":
+        _merge_defaults(defaults, object_defaults(dataset["object"]))
     if (dataset.get("format") == "celeba"
             and (dataset.get("celeba") or {}).get("spurious_attribute", CELEBA_DEFAULT_SPURIOUS)
             != CELEBA_DEFAULT_SPURIOUS):
@@ -237,8 +279,12 @@ def validate_config(config: dict, source: "str | ConfigSources" = "config") -> d
 def _validate_config(config: dict, source: str) -> dict:
     _refuse_non_finite(config, source)
     validator = _Validator(load_schema())
+    # a sample sheet's minority groups default to each class's smallest training group, read from the sheet
+    unnamed_minority = set()
     for name, dataset in (config.get("datasets") or {}).items():
         if isinstance(dataset, dict):
+            if dataset.get("format") == "table" and "minority_groups" not in dataset:
+                unnamed_minority.add(name)
             _apply_format_defaults(name, dataset, source)
     _read_yaml_exponents(validator, config)
     _refuse_non_finite(config, source)  # a string like '1e999' reads as inf
@@ -251,7 +297,7 @@ def _validate_config(config: dict, source: str) -> dict:
     _check_seed(config, source)
     for name, dataset in config["datasets"].items():
         _check_dataset_name(name, source)
-        _normalise_dataset(name, dataset, validator, source)
+        _normalise_dataset(name, dataset, validator, source, minority_from_sheet=name in unnamed_minority)
         _resolve_drawn_root(name, dataset, config["results"])
     if config["targets"] is None:
         config["targets"] = list(config["datasets"])
@@ -335,8 +381,11 @@ def _read_yaml_exponents(validator, config: dict) -> None:
             return
 
 
-def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None:
-    if dataset["classes"] is None:
+def _normalise_dataset(name: str, dataset: dict, validator, source: str, *, minority_from_sheet: bool = False) -> None:
+    training = None
+    if dataset["format"] == "table":
+        dataset["classes"], training = _table_classes(name, dataset, source)
+    elif dataset["classes"] is None:
         dataset["classes"] = list(FORMAT_CLASSES[dataset["format"]])
     _check_classes(name, dataset, source)
     _check_model_paths(name, dataset, source)
@@ -352,6 +401,12 @@ def _normalise_dataset(name: str, dataset: dict, validator, source: str) -> None
             raise DDBError(f"{source}: datasets.{name}.{'.'.join(key)}",
                            f"has {len(values)} values but the dataset has {n_classes} classes "
                            f"{dataset['classes']}", "give one value per class, in class-index order")
+    if training is not None:
+        _table_minority_groups(name, dataset, training, source, from_sheet=minority_from_sheet)
+        if dataset["dfr"]["enabled"]:
+            from .datasets.table import check_dfr_validation
+
+            check_dfr_validation(dataset)
     dataset["minority_groups"] = _minority_groups(name, dataset, source)
     from .sharding import check_generation_config
 
@@ -411,6 +466,42 @@ def _minority_groups(name: str, dataset: dict, source: str) -> dict[str, str | N
                        "map every class name to the spurious value of its minority group (null for none), "
                        "e.g. {landbird: water, waterbird: land}")
     return {c: given[c] for c in classes}
+
+
+def _table_classes(name: str, dataset: dict, source: str):
+    """A sample sheet's classes (``y`` order) and training group sizes, read and checked before any job runs."""
+    from .datasets.table import sheet_summary
+
+    try:
+        return sheet_summary(dataset)
+    except DDBError as error:
+        raise DDBError(error.where, f"{error.problem} ({source}: datasets.{name}.table)", error.fix) from None
+
+
+def _table_minority_groups(name: str, dataset: dict, training, source: str, *, from_sheet: bool) -> None:
+    """Each class's minority group: the entry's, else (no key, or a class the mapping leaves out) the class's
+    smallest training group; a named one must be a training group of the sheet."""
+    from .datasets.table import smallest_training_groups
+
+    classes, given = dataset["classes"], dataset["minority_groups"]
+    smallest = smallest_training_groups(classes, training)
+    if from_sheet:
+        dataset["minority_groups"] = smallest
+    elif isinstance(given, dict):
+        unknown = sorted(set(given) - set(classes))
+        if unknown:
+            raise DDBError(f"{source}: datasets.{name}.minority_groups", f"names {unknown}, which are not classes "
+                           f"of the sample sheet {classes}", "map class names to spurious values, e.g. "
+                           f"{{{classes[0]}: <value>}}; a class left out gets its smallest training group")
+        dataset["minority_groups"] = {c: given[c] if c in given else smallest[c] for c in classes}
+    named = _minority_groups(name, dataset, source)
+    for class_name, value in named.items():
+        values = sorted(training.loc[(training["label"] == class_name) & (training["count"] > 0), "spurious"])
+        if value is not None and value not in values:
+            raise DDBError(f"{source}: datasets.{name}.minority_groups.{class_name}",
+                           f"names spurious value {value!r}, but the training images of {class_name} in the sample "
+                           f"sheet have {values}", f"set it to one of {values}, null for no minority group, or "
+                           "remove it to take the class's smallest training group")
 
 
 def minority_group_name(dataset_cfg: dict, y: int) -> str | None:

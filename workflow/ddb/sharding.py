@@ -12,7 +12,8 @@ or any per_source that divides images_per_shard, this is ``ceil(sources * per_so
 The most sources a class can have comes from the config: with ``generation.sources: low_loss`` (D_i,
 the default) it is K of the class (``low_loss.k``; a class smaller than K has fewer); with ``all`` or
 ``majority`` of the drawn demo it is the class's training images (``synthetic.n_train`` in its group
-proportions); ``max_sources_per_class`` caps both, and bounds a real dataset's ``all`` or ``majority``.
+proportions), of a sample sheet (``format: table``) the training images the sheet lists;
+``max_sources_per_class`` caps both, and bounds a real dataset's ``all`` or ``majority``.
 Without that cap, a real dataset's count depends on the dataset itself, which only prepare_dataset reads:
 then the config names the shard count (``generation.shards``), and a job whose shard would exceed
 images_per_shard stops before doing any work, saying how many shards are needed. Fewer sources than
@@ -41,6 +42,12 @@ def planned_sources(dataset_cfg: dict, source_class: str) -> int | None:
         minority = (dataset_cfg["minority_groups"] or {}).get(source_class)
         sources = sum(count for (group_y, spurious), count in train_group_sizes(dataset_cfg["synthetic"]).items()
                       if group_y == y and not (generation["sources"] == "majority" and spurious == minority))
+    elif dataset_cfg["format"] == "table":  # the sample sheet, read when the config loads, counts them
+        from .datasets.table import training_sources
+
+        minority = (dataset_cfg["minority_groups"] or {}).get(source_class)
+        sources = training_sources(dataset_cfg, source_class,
+                                   leave_out=minority if generation["sources"] == "majority" else None)
     else:
         return cap
     return sources if cap is None else min(sources, cap)
@@ -81,6 +88,8 @@ def check_generation_config(dataset_cfg: dict, where: str) -> None:
         basis = ("K of each class (low_loss.k)" if generation["sources"] == "low_loss"
                  else "the drawn demo's training images (synthetic.n_train)"
                  if dataset_cfg["format"] == "synthetic" and generation["max_sources_per_class"] is None
+                 else "the sample sheet's training images"
+                 if dataset_cfg["format"] == "table" and generation["max_sources_per_class"] is None
                  else "generation.max_sources_per_class")
         raise DDBError(f"{where}.generation.shards",
                        f"is no longer used here: shards are counted from {basis}, "

@@ -106,13 +106,18 @@ def diffusion_peak_key(dtype: str) -> str:
 
 
 def split_sizes(dataset_cfg: dict) -> dict[str, int]:
-    """Images of each split: the paper's sizes for its formats, the drawn demo's from its config."""
+    """Images of each split: the paper's sizes for its formats, the drawn demo's from its config, a sample
+    sheet's from the sheet."""
     fmt = dataset_cfg["format"]
     if fmt == "synthetic":
         synthetic = dataset_cfg["synthetic"]
         groups = 2 * len(dataset_cfg["classes"])
         return {"train": synthetic["n_train"], "val": synthetic["n_val_per_group"] * groups,
                 "test": synthetic["n_test_per_group"] * groups}
+    if fmt == "table":  # counted from the sample sheet
+        from .datasets.table import split_counts
+
+        return split_counts(dataset_cfg)
     return dict(SPLIT_SIZES[fmt])
 
 

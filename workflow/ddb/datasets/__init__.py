@@ -23,6 +23,7 @@ FORMATS = {
     "celeba": "ddb.datasets.celeba",
     "metashift": "ddb.datasets.metashift",
     "imagenet": "ddb.datasets.imagenet",
+    "table": "ddb.datasets.table",
 }
 # The splits that must hold every training group (else it silently drops out of worst-group accuracy):
 # val and test where the published splits share their groups; ImageNet's val is drawn from its training
@@ -33,6 +34,7 @@ TRAINING_GROUPS_IN = {
     "celeba": ("val", "test"),
     "metashift": (),
     "imagenet": ("val",),
+    "table": ("val", "test"),
 }
 # How to give a split, a class or a group its images, by format.
 SPLIT_FIXES = {
@@ -46,6 +48,8 @@ SPLIT_FIXES = {
                  "from test by metashift.val_fraction)",
     "imagenet": "put images in every class folder of both sources (val is drawn from the training source by "
                 "imagenet.val_fraction; a group needs 2 images to be on both sides)",
+    "table": "give every class and group images of each split in the sample sheet (its `split` column), or drop "
+             "the column to have a stratified split drawn (table_split)",
 }
 
 
