@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 from ddb.inspect import STEPS, resolve_step
 
 

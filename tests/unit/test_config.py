@@ -2,7 +2,7 @@ import pytest
 
 from ddb.config import class_pairs, load_config, validate_config
 from ddb.errors import DDBError
-from conftest import REPO
+from helpers import REPO
 
 
 def minimal(**entry):

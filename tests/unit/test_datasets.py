@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 from ddb.config import load_config, validate_config  # noqa: E402
 from ddb.datasets import build_manifest, format_group_table  # noqa: E402
 from ddb.datasets.balancing import class_balanced_weights  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPLITS = ["train", "val", "test"]
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import small_config
+from helpers import small_config
 
 from _reliability import one_torch_thread  # noqa: F401
-from test_resume_training import assert_same_weights, retrain_inputs, with_sections
+from test_resume import assert_same_weights, retrain_inputs, with_sections
 
 from ddb.config import validate_config
 from ddb.datasets.loading import loader_workers, per_sample_augmentation

@@ -11,7 +11,7 @@ from ddb import cli, doctor
 from ddb.doctor import NodeFacts, diagnose, nvidia_smi, proc_driver_version
 from ddb.errors import DDBError
 from ddb.scripting import CLUSTER_JOB_VARIABLE, check_cuda
-from test_gpu_request import job
+from test_scripting_gpu import job
 
 OLD_DRIVER = NodeFacts(torch_version="2.14.1+cu130", torch_cuda="13.0", cuda_available=False, driver="535.104.05",
                        driver_source="nvidia-smi", gpus=["NVIDIA A100-SXM4-80GB"], visible_devices="0")

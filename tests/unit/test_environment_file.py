@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # what runs Snakemake itself, not a rule: the SLURM job's Snakemake is the submitting interpreter's
 CONTROLLER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
 # pinned in the environment file to the versions the README's install line names (the demo's bytes

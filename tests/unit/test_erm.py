@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import small_config
+from helpers import small_config
 
 from _reliability import one_torch_thread  # noqa: F401
 
@@ -226,7 +226,7 @@ def test_select_epoch_keeps_the_epoch_their_code_keeps(demo, monkeypatch):
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_kept_epoch_survives_a_resume(demo, monkeypatch, tmp_path):
-    from test_resume_training import Interrupted, KilledAfter, scramble_random_states
+    from test_resume import Interrupted, KilledAfter, scramble_random_states
 
     scores = [(0.5, 0.5), (0.9, 0.6), (0.7, 0.9)]
     expected, _ = train(demo, monkeypatch, 3, "best_val_wga", scores)

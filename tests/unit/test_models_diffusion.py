@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 
-from conftest import REPO
+from helpers import REPO
 
 LOAD_DEMO_INPAINTER = "from ddb.models.diffusion import load_inpaint_pipeline; load_inpaint_pipeline('ddb:demo_inpainter', seed=0)"
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 from ddb.errors import DDBError  # noqa: E402
 from ddb.evaluate import evaluate_models, format_comparison  # noqa: E402

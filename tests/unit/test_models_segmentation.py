@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
-from conftest import random_images  # noqa: E402
+from helpers import random_images  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.models.loading import hub_cache_dir  # noqa: E402
 from ddb.models.segmentation import (MaskResult, TextPromptedMasker, build_tiny_grounding_dino,  # noqa: E402

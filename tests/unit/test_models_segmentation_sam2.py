@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
-from conftest import random_images  # noqa: E402
+from helpers import random_images  # noqa: E402
 from ddb.config import FORMAT_DEFAULTS  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.masking import make_masker  # noqa: E402

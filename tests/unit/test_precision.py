@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import small_config
+from helpers import small_config
 
 from ddb.config import validate_config
 from ddb.storage.atomic import write_png

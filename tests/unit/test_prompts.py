@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 from ddb.prompts import AUTHORS_TEMPLATE_PREFIXES, object_templates  # noqa: E402
 from ddb.textual_inversion import _pixels  # noqa: E402

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import small_config
-from test_datasets_real import build, dataset_cfg, write_image
-from test_resume_training import demo, with_sections  # noqa: F401 (demo: a fixture)
+from helpers import small_config
+from test_datasets import build, dataset_cfg, write_image
+from test_resume import demo, with_sections  # noqa: F401 (demo: a fixture)
 
 from ddb.metrics import group_accuracies, summarize
 from ddb.retrain import joint_batch_loss

@@ -1,17 +1,15 @@
-"""Runtime requests from the work (ddb.sizing): FLOP counts, the estimate's arithmetic, training retries."""
+"""Runtime requests from the work (ddb.sizing): FLOP counts, the estimate's arithmetic."""
 
 from __future__ import annotations
 
 import copy
-import math
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from ddb import sizing
 from ddb.config import load_config, validate_config
@@ -147,38 +145,3 @@ def test_the_benchmarks_print_achieved_flops_as_a_share_of_the_peak(capsys):
     rehearsal.print_flop_share({"ig_score": {"items": 100, "seconds": 30.0, "setup_s": 10.0}}, dataset)
     out = capsys.readouterr().out  # 100 items x 1.226 TFLOP in 20 s: 6.13 TFLOP/s, 2.0% of 312 (bf16)
     assert re.search(r"ig_score\s+1\.226\s+6\.13\s+312 bf16\s+2\.0%", out), out
-
-
-RULE_RETRIES = """
-import sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-with SnakemakeApi(OutputSettings()) as api:
-    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path(sys.argv[1]), workdir=Path.cwd(),
-                            config_settings=ConfigSettings(configfiles=[Path("config.yaml").absolute()]))
-    for rule in workflow._workflow.rules:
-        print(rule.name, rule._restart_times)
-"""
-
-
-def test_a_capped_celeba_retraining_gets_an_attempt_per_allocation_and_one_more(tmp_path):
-    """The rules' `retries` as Snakemake reads them (its API; a dry run does not print them)."""
-    config = {"seed": 0, "targets": ["celeba"],
-              "datasets": {"celeba": {"format": "celeba", "root": str(tmp_path / "celeba"),
-                                      "resources": {"max": {"runtime": 30}}}}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-c", RULE_RETRIES, str(REPO / "Snakefile")], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
-    assert result.returncode == 0, result.stderr[-3000:]
-    retries = dict(line.split() for line in result.stdout.splitlines() if line.count(" ") == 1)
-    loaded = load_config(tmp_path / "config.yaml")
-    total = sizing.rule_estimate("retrain", loaded["datasets"]["celeba"], loaded["resources"])["minutes"]
-    assert total > 60  # 200 epochs of CelebA: several 30-minute allocations
-    assert retries["retrain"] == retries["tune_retrain"] == str(math.ceil(total / 30))  # ceil(total/cap) + 1 attempts
-    # ERM's 100 epochs need allocations of their own; generation is never retried for time
-    erm = sizing.rule_estimate("train_erm", loaded["datasets"]["celeba"], loaded["resources"])["minutes"]
-    assert erm > 30 and retries["train_erm"] == str(math.ceil(erm / 30))
-    assert retries["inpaint"] == "None"

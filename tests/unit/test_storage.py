@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_paths, small_config
+from helpers import REPO, run_paths, small_config
 from PIL import Image
 
 from ddb.errors import DDBError

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from conftest import SMALL_DEMO, planned_jobs, run_paths, run_snakemake, small_config, write_config
+from helpers import SMALL_DEMO, planned_jobs, run_paths, run_snakemake, small_config, write_config
 
 from _reliability import changed_files, snapshot
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from conftest import run_paths
+from helpers import run_paths
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUMBER = r"[0-9][0-9,]*\.[0-9]+"
 
 

@@ -1,22 +1,17 @@
-"""GPU requests: `resources.gpu_model: null` asks for any GPU, and a cluster job that asked for a GPU but
-finds no CUDA stops at once (unless its dataset allows the CPU) instead of running for hours on a CPU."""
+"""GPU requests through Snakemake: `resources.gpu_model: null` asks for any GPU, a model name that is not a
+string is refused, and a remote-mode job that asked for a GPU but finds no CUDA stops before training."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
-import torch
 import yaml
 
-from ddb.errors import DDBError
-from ddb.scripting import CLUSTER_JOB_VARIABLE, check_cuda
+from ddb.scripting import CLUSTER_JOB_VARIABLE
 from test_profile import REPO, cluster_env, dry_run, planned_jobs, workdir  # noqa: F401 (fixture)
-
-needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
+from test_scripting_gpu import needs_no_cuda
 
 
 def set_gpu_model(workdir, value):
@@ -49,34 +44,6 @@ def test_a_gpu_model_name_is_refused_where_it_is_not_a_string(workdir):
     result = dry_run(workdir, cluster_env(DDB_SLURM_ACCOUNT="a", DDB_SLURM_PARTITION="p"))
     assert result.returncode != 0
     assert "resources.gpu_model" in result.stdout + result.stderr
-
-
-def job(gpu=1, cpu_fallback=0, rule="inpaint"):
-    return SimpleNamespace(rule=rule, resources=SimpleNamespace(gpu=gpu, cpu_fallback=cpu_fallback))
-
-
-@needs_no_cuda
-def test_a_cluster_gpu_job_without_cuda_stops_with_the_fix(monkeypatch):
-    monkeypatch.setenv(CLUSTER_JOB_VARIABLE, "1")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with pytest.raises(DDBError) as raised:
-        check_cuda(job())
-    message = str(raised.value)
-    assert message.startswith("rule inpaint: asked for a GPU, but this cluster job has none")
-    assert "CUDA_VISIBLE_DEVICES=''" in message or "CPU-only build" in message
-    assert "resources.cpu_fallback: true" in message and "DDB_SLURM_GPU_PARTITION" in message
-
-
-@needs_no_cuda
-def test_no_stop_locally_for_cpu_jobs_or_where_the_cpu_is_allowed(monkeypatch, caplog):
-    monkeypatch.delenv(CLUSTER_JOB_VARIABLE, raising=False)
-    check_cuda(job())  # a local run ignores GPU requests
-    monkeypatch.setenv(CLUSTER_JOB_VARIABLE, "1")
-    check_cuda(job(gpu=0))  # a CPU rule on a cluster
-    check_cuda(SimpleNamespace(rule="prune", resources=SimpleNamespace()))  # a light rule has no gpu resource
-    with caplog.at_level(logging.WARNING, logger="ddb"):
-        check_cuda(job(cpu_fallback=1))
-    assert "asked for a GPU but runs on the CPU" in caplog.text
 
 
 @needs_no_cuda

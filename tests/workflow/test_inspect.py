@@ -12,11 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_paths
+from helpers import REPO, run_paths
 from ddb.storage.shards import ImageShard
 from ddb.paths import RunPaths
 
-pytestmark = pytest.mark.slow  # needs the demo run
 
 
 def inspect(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from conftest import REPO, planned_jobs, run_paths, run_snakemake, small_config, write_config
+from helpers import REPO, planned_jobs, run_paths, run_snakemake, small_config, write_config
 from ddb.storage.shards import ImageShard
 
 RULES = ["prepare_dataset", "train_erm", "textual_inversion", "select_low_loss", "mean_softmax", "mask",

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import run_paths, run_snakemake, target
+from helpers import run_paths, run_snakemake, target
 
-pytestmark = pytest.mark.slow  # needs the demo run
 
 
 def embedded(uri: str) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import SMALL_DEMO, planned_jobs, run_paths, run_snakemake, small_config, target, write_config
+from helpers import SMALL_DEMO, planned_jobs, run_paths, run_snakemake, small_config, target, write_config
 
 from _reliability import (artifacts, assert_same_artifact, changed_files, copy_workflow, planned, snakemake,
                           snapshot)

@@ -13,11 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import SMALL_DEMO, run_paths, run_snakemake, target
+from helpers import SMALL_DEMO, run_paths, run_snakemake, target
 from ddb.paths import ARTIFACTS, report_file
 from ddb.visualize import grid_name
 
-pytestmark = pytest.mark.slow  # needs the demo run
 
 # The grid geometry, restated here so a change of layout is a deliberate change of this test too.
 TILE, PAD, TITLE_H, HEADER_H, CAPTION_W, CAPTION_H, GALLERY_COLS, GAP = 128, 6, 30, 20, 250, 34, 4, 24

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_snakemake, small_config, target, write_config
+from helpers import REPO, run_snakemake, small_config, target, write_config
 
 
 def test_a_target_builds_without_cores_on_the_command_line(tmp_path):
