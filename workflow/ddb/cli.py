@@ -1,4 +1,5 @@
-"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID] [--json]`` and ``ddb doctor``."""
+"""The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID] [--json]``, ``ddb config NAME``
+and ``ddb doctor``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--sample", metavar="ID", help="follow a source id (train00001) or a generated id "
                                                       "(train00001_to_waterbird) through every step")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    config = commands.add_parser(
+        "config", help="a dataset entry as the workflow resolves it, each value with where it comes from",
+        description="Print every value of datasets.NAME as the jobs receive it, and where it comes from: a "
+                    "config file, the format's defaults (the paper's setting for its datasets), the schema's "
+                    "defaults, or derived when the config is loaded (class names, one value per class).")
+    config.add_argument("name", help="a dataset of the config, e.g. demo or waterbirds")
+    config.add_argument("--configfile", action="append", metavar="FILE",
+                        help="config file(s), later ones overriding earlier ones as with snakemake "
+                             "(default: config.yaml)")
+    config.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     commands.add_parser(
         "doctor", help="can this node run DDB's GPU jobs? (run it on a GPU node before submitting)",
         description="Print torch's version and CUDA, the NVIDIA driver, the GPUs, whether a matmul on the GPU "
@@ -80,6 +91,23 @@ def inspect_command(args) -> int:
     return 0
 
 
+def config_command(args) -> int:
+    from .config_sources import format_entry, resolve_entry
+    from .errors import DDBError
+
+    try:
+        values = resolve_entry(args.configfile or ["config.yaml"], args.name)
+    except DDBError as error:
+        print(f"ddb config: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([{"key": v.key, "value": v.value, "source": v.source} for v in values], indent=2,
+                         default=_plain))
+    else:
+        print(format_entry(args.name, values))
+    return 0
+
+
 def _plain(value):
     """numpy scalars and the like, for json.dumps."""
     if hasattr(value, "item"):
@@ -91,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "inspect":
         return inspect_command(args)
+    if args.command == "config":
+        return config_command(args)
     if args.command == "doctor":
         from .doctor import doctor_command
 
