@@ -1,5 +1,6 @@
-"""Shared fixtures: a reduced demo workflow run once per session; everything under tests/workflow/ is marked
-`workflow`. The helpers the tests import are in helpers.py."""
+"""Shared fixtures: a reduced demo workflow run once per session. Every test file is in tests/unit/ or
+tests/workflow/, and each test under tests/workflow/ is marked `workflow`. The helpers the tests import are
+in helpers.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import pytest
 
 from helpers import small_config, write_config, run_snakemake
 
-WORKFLOW_TESTS = Path(__file__).resolve().parent / "workflow"
+TESTS = Path(__file__).resolve().parent
+UNIT_TESTS, WORKFLOW_TESTS = TESTS / "unit", TESTS / "workflow"
 
 
 def pytest_collection_modifyitems(items):
+    elsewhere = sorted({str(item.path.relative_to(TESTS)) for item in items
+                        if TESTS in item.path.parents and item.path.parent not in (UNIT_TESTS, WORKFLOW_TESTS)})
+    if elsewhere:
+        raise pytest.UsageError(f"tests/{', tests/'.join(elsewhere)}: a test file belongs in tests/unit/ (named after "
+                                "the module it tests, if it never runs Snakemake) or tests/workflow/ (if it does)")
     for item in items:
-        if WORKFLOW_TESTS in Path(item.path).parents:
+        if item.path.parent == WORKFLOW_TESTS:
             item.add_marker(pytest.mark.workflow)
 
 

@@ -3,8 +3,10 @@ way to run Snakemake's CLI. Imported as `helpers` (pyproject puts tests/ on the 
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -86,3 +88,44 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+# The test's environment without SLURM: a `snakemake --profile slurm` dry run then checks the profile and
+# submits nothing.
+SLURM_VARIABLES = ("DDB_SLURM_ACCOUNT", "DDB_SLURM_PARTITION", "DDB_SLURM_GPU_PARTITION", "SBATCH_ACCOUNT",
+                   "SBATCH_PARTITION")
+SLURM_COMMANDS = ("sbatch", "sinfo", "sacct", "squeue", "scontrol", "sacctmgr")
+
+
+@functools.lru_cache(maxsize=None)
+def without_slurm(directory: str) -> str:
+    """``directory`` itself, or where it holds SLURM commands (Debian's slurm-client puts them in /usr/bin,
+    beside everything else) a copy of it made of links to all its other entries."""
+    if not any(Path(directory, command).exists() for command in SLURM_COMMANDS):
+        return directory
+    shadow = Path(tempfile.mkdtemp(prefix="path-without-slurm-"))
+    for entry in Path(directory).iterdir():
+        if entry.name not in SLURM_COMMANDS:
+            (shadow / entry.name).symlink_to(entry)
+    return str(shadow)
+
+
+def cluster_env(**variables: str) -> dict:
+    """The test's environment without any SLURM setting or command, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if k not in SLURM_VARIABLES}
+    path = [without_slurm(d) for d in env.get("PATH", "").split(os.pathsep) if d]
+    env["PATH"] = os.pathsep.join(path)
+    env["PYTHONPATH"] = str(REPO / "workflow")
+    return {**env, **variables}
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module, to call its functions."""
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "workflow"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module

@@ -39,13 +39,15 @@ def no_snakemake(monkeypatch):
 
     def refusing_popen(self, args, *rest, **kwargs):
         if runs_snakemake(args):
+            # what Popen.__del__ and repr read, as for a process that never started
+            self.args, self.returncode, self._child_created = args, None, False
             raise SnakemakeInAUnitTest(f"{MOVE} (subprocess {args!r})")
         popen_init(self, args, *rest, **kwargs)
 
-    def refusing_api(*args, **kwargs):
+    def refusing_api(self):
         raise SnakemakeInAUnitTest(f"{MOVE} (snakemake.api.SnakemakeApi)")
 
     from snakemake.api import SnakemakeApi
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refusing_popen)
-    monkeypatch.setattr(SnakemakeApi, "__init__", refusing_api)
+    monkeypatch.setattr(SnakemakeApi, "__post_init__", refusing_api)

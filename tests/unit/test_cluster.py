@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from test_profile import cluster_env
+from helpers import cluster_env
 
 sys.path.insert(0, str(REPO / "workflow"))
 from ddb.cluster import (Request, check_fit, check_planned_jobs, job_request, misfits,  # noqa: E402

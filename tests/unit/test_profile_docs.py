@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from test_profile import REPO
+from helpers import REPO
 
 
 def test_documented_commands_put_the_target_before_options_that_take_several_values():

@@ -129,9 +129,9 @@ def test_the_estimate_table_command_prints_every_paper_dataset():
 
 
 def test_the_benchmarks_print_achieved_flops_as_a_share_of_the_peak(capsys):
-    from test_benchmarks import _load_benchmark
+    from helpers import load_benchmark
 
-    generation = _load_benchmark("generation")
+    generation = load_benchmark("generation")
     settings = generation.paper_arch_settings(None, on_gpu=True)
     defaults = generation.dataset_defaults()
     # 16 images inpainted in 20 s: 0.8 image/s x 80.4 TFLOP = 64.4 TFLOP/s, 20.6% of 312
@@ -140,7 +140,7 @@ def test_the_benchmarks_print_achieved_flops_as_a_share_of_the_peak(capsys):
     out = capsys.readouterr().out
     assert "80.438" in out and "64.35" in out and "20.6%" in out
 
-    rehearsal = _load_benchmark("rehearsal")
+    rehearsal = load_benchmark("rehearsal")
     dataset = {**defaults, "classifier": {"arch": "resnet50", "image_size": 224, "precision": "auto"}}
     rehearsal.print_flop_share({"ig_score": {"items": 100, "seconds": 30.0, "setup_s": 10.0}}, dataset)
     out = capsys.readouterr().out  # 100 items x 1.226 TFLOP in 20 s: 6.13 TFLOP/s, 2.0% of 312 (bf16)

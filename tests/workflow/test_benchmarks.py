@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import run_paths
+from helpers import load_benchmark, run_paths
 
 REPO = Path(__file__).resolve().parents[2]
 NUMBER = r"[0-9][0-9,]*\.[0-9]+"
@@ -36,19 +36,8 @@ def test_generation_benchmark_quick_prints_rates_memory_and_the_table4_compariso
     assert "GPU figures missing" in out
 
 
-def _load_benchmark(name: str):
-    import importlib.util
-
-    sys.path.insert(0, str(REPO / "workflow"))
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_paper_arch_runs_the_papers_settings_on_a_gpu_and_says_what_a_cpu_reduces():
-    generation = _load_benchmark("generation")
+    generation = load_benchmark("generation")
     gpu = generation.paper_arch_settings(None, on_gpu=True)
     assert gpu.paper_arch and gpu.real and gpu.warmup and not gpu.reduced
     assert gpu.masking_overrides["detector"] == "random:IDEA-Research/grounding-dino-base"

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from helpers import target
-from test_profile import REPO, TARGET, cluster_env, workdir  # noqa: F401 (workdir is a fixture)
+from helpers import cluster_env
+from test_profile import REPO, TARGET, workdir  # noqa: F401 (workdir is a fixture)
 from ddb.cluster import Node, parse_sinfo
 from test_cluster import fake_commands
 

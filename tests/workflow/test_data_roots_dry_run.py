@@ -39,7 +39,7 @@ def test_the_demo_dry_run_ignores_a_missing_dataset_it_does_not_build(tmp_path):
 
 def test_the_slurm_profile_dry_run_stops_the_same_way(tmp_path):
     """``snakemake --profile slurm -n`` needs no SLURM command: the check runs while the Snakefile is read."""
-    from test_profile import cluster_env
+    from helpers import cluster_env
 
     run_dir = tmp_path / "run"
     shutil.copytree(REPO / "slurm", run_dir / "slurm")

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from ddb.scripting import CLUSTER_JOB_VARIABLE
-from test_profile import REPO, cluster_env, dry_run, planned_jobs, workdir  # noqa: F401 (fixture)
+from helpers import cluster_env
+from test_profile import REPO, dry_run, planned_jobs, workdir  # noqa: F401 (fixture)
 from test_scripting_gpu import needs_no_cuda
 
 

@@ -9,18 +9,16 @@ but executes nothing, so it needs neither ``sbatch`` nor ``sinfo``/``sacct``.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import target
+from helpers import cluster_env, target
 from test_datasets import make_waterbirds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,9 +26,6 @@ TARGET = target("eval_json", "waterbirds")  # results/waterbirds/eval.json, the 
 GPU_RULES = {"train_erm", "textual_inversion", "select_low_loss", "mask", "inpaint", "ig_score", "retrain",
              "dfr", "evaluate"}
 LIGHT_RULES = {"prepare_dataset", "mean_softmax", "prune"}
-SLURM_VARIABLES = ("DDB_SLURM_ACCOUNT", "DDB_SLURM_PARTITION", "DDB_SLURM_GPU_PARTITION", "SBATCH_ACCOUNT",
-                   "SBATCH_PARTITION")
-SLURM_COMMANDS = ("sbatch", "sinfo", "sacct", "squeue", "scontrol", "sacctmgr")
 
 
 @pytest.fixture
@@ -45,28 +40,6 @@ def workdir(tmp_path) -> Path:
     config = {"seed": 0, "targets": ["waterbirds"], "datasets": {"waterbirds": waterbirds}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return run_dir
-
-
-@functools.lru_cache(maxsize=None)
-def without_slurm(directory: str) -> str:
-    """``directory`` itself, or where it holds SLURM commands (Debian's slurm-client puts them in /usr/bin,
-    beside everything else) a copy of it made of links to all its other entries."""
-    if not any(Path(directory, command).exists() for command in SLURM_COMMANDS):
-        return directory
-    shadow = Path(tempfile.mkdtemp(prefix="path-without-slurm-"))
-    for entry in Path(directory).iterdir():
-        if entry.name not in SLURM_COMMANDS:
-            (shadow / entry.name).symlink_to(entry)
-    return str(shadow)
-
-
-def cluster_env(**variables: str) -> dict:
-    """The test's environment without any SLURM setting or command, plus ``variables``."""
-    env = {k: v for k, v in os.environ.items() if k not in SLURM_VARIABLES}
-    path = [without_slurm(d) for d in env.get("PATH", "").split(os.pathsep) if d]
-    env["PATH"] = os.pathsep.join(path)
-    env["PYTHONPATH"] = str(REPO / "workflow")
-    return {**env, **variables}
 
 
 def dry_run(workdir: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
