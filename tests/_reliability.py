@@ -77,7 +77,7 @@ def snakemake(snakefile: Path, workdir: Path, *args: str, check: bool = True, ti
 
 
 def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts per rule from the output of `snakemake -n --quiet rules` (as conftest.planned_jobs)."""
+    """Job counts per rule from the output of `snakemake -n --quiet rules` (as helpers.planned_jobs)."""
     counts = {}
     for line in (result.stdout + result.stderr).splitlines():
         parts = line.split()
