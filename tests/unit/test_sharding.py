@@ -144,7 +144,7 @@ KILLED_JOB = """
 import os, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from test_shards import compute_pngs, ids_of
+from test_sharding import compute_pngs, ids_of
 from ddb.storage.checkpoints import process_shard
 
 tar, count, batches = Path(sys.argv[1]), int(sys.argv[2]), [0]
