@@ -1,7 +1,10 @@
-"""Nothing lost: a real `snakemake` whose `inpaint` job is killed with SIGKILL (the whole process group, as a
-lost node or an OOM kill would) leaves no output that Snakemake or a reader takes as finished; the next run
-redoes that shard and its dependents only, resumes from the images it had finished, and packs the same
-bytes as an uninterrupted run."""
+"""Nothing lost: a generation shard killed mid-way, and its resumption.
+
+- A real `snakemake` whose `inpaint` job is killed with SIGKILL (the whole process group, as a lost
+  node or an OOM kill would) leaves no output that Snakemake or a reader takes as finished; the next run
+  redoes that shard and its dependents only, resumes from the images it had finished, and packs the
+  same bytes as an uninterrupted run.
+"""
 
 from __future__ import annotations
 
