@@ -212,9 +212,6 @@ def test_the_profile_stops_where_squeue_would_forget_finished_jobs(tmp_path):
         load_profile(env)
 
 
-# ---- `snakemake --profile slurm` stops before submitting ------------------------------------------
-
-
 def test_the_profiles_placeholder_for_an_unset_variable_is_one_message():
     from ddb.cluster import check_profile_variables
 

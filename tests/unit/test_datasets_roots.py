@@ -161,6 +161,3 @@ def test_the_drawn_demo_needs_no_data(tmp_path):
 def test_requested_datasets(targets, expected):
     names = ["demo", "waterbirds", "celeba"]
     assert requested_datasets(targets, results="results", datasets=names, default=["demo"]) == expected
-
-
-# ---- the command line ----------------------------------------------------------------------------------

@@ -167,9 +167,6 @@ def test_config_switch_and_format_defaults():
         validate_config({"datasets": {"a": {**SMALL_DEMO, "dfr": {"c_grid": [0]}}}})
 
 
-# ---- the rule, on the reduced demo run (the session's shared fixture: no extra DAG run)
-
-
 def test_a_damaged_dfr_artifact_names_its_rule():
     from ddb.storage.remake import rule_of
 

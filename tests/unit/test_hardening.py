@@ -12,12 +12,6 @@ import pytest
 from helpers import REPO, small_config
 
 
-# ---- the working directory is not on a rule script's import path
-
-
-# ---- changed data reruns prepare_dataset and what depends on it, nothing else
-
-
 def waterbirds_tree(folder: Path, segmentations: bool) -> None:
     from test_datasets import make_waterbirds, write_image
 

@@ -292,9 +292,6 @@ def test_torchvision_weights_missing_offline_fail_at_once(tmp_path, monkeypatch)
     assert "fetch_model" in message and "get_model_weights('resnet18')['IMAGENET1K_V1']" in message
 
 
-# ------------------------------------------------------------------------------------------- the DAG
-
-
 def test_the_docs_name_no_removed_model():
     for path in ("README.md", "docs/cluster.md", "workflow/schemas/config.schema.yaml"):
         text = (REPO / path).read_text()

@@ -282,9 +282,6 @@ def test_retraining_stops_after_patience_epochs_without_a_better_val_wga_and_kee
     assert len(history) == 6 and history.loc[history["selected"], "epoch"].item() == 6  # no patience: every epoch
 
 
-# -------------------------------------------------------------------------------------- the whole DAG
-
-
 def test_every_format_default_is_a_valid_entry():
     for fmt in FORMAT_DEFAULTS:
         assert entry(fmt, "x")["format"] == fmt

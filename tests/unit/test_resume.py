@@ -267,6 +267,3 @@ def test_a_checkpoint_of_other_settings_or_another_job_is_discarded(tmp_path, ca
     path.write_bytes(b"not a checkpoint")
     assert TrainingCheckpoint(path, "train_erm", None).load() is None and not path.exists()
     assert "unreadable checkpoint" in capsys.readouterr().out
-
-
-# ------------------------------------------------------------------------------------ a real job, killed

@@ -290,6 +290,3 @@ def test_per_sample_checkpoints_of_an_earlier_version_are_discarded(tmp_path, ca
 
 def compute_records(ids):
     return [(i, None, {"sample_id": i}) for i in ids]
-
-
-# ---- the plan: a CelebA-sized dry run

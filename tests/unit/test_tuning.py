@@ -144,6 +144,3 @@ def test_selection_and_the_model_evaluate_reads(tmp_path):
     model, tuned = selected_model([str(path)], models)
     assert model == models[1] and tuned["selected"] == "P1_1-g1_1" and tuned["thresholds"] == [0.0, 0.0]
     assert selected_model([], ["results/demo/retrain/model.pt"]) == ("results/demo/retrain/model.pt", None)
-
-
-# ---- on the reduced demo ------------------------------------------------------------------------------
