@@ -143,7 +143,7 @@ def uninterrupted(tmp_path: Path, count: int) -> tuple[bytes, pd.DataFrame]:
 KILLED_JOB = """
 import os, sys, time
 from pathlib import Path
-sys.path.insert(0, {tests!r})
+sys.path[:0] = {tests!r}
 from test_sharding import compute_pngs, ids_of
 from ddb.storage.checkpoints import process_shard
 
@@ -165,7 +165,8 @@ def test_a_job_killed_mid_shard_resumes_and_packs_the_bytes_of_an_uninterrupted_
     tar = tmp_path / "killed" / "shard-0.tar"
     tar.parent.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    job = subprocess.Popen([sys.executable, "-c", KILLED_JOB.format(tests=str(REPO / "tests")), str(tar), "30"],
+    tests = [str(folder) for folder in Path(__file__).resolve().parents[:2]]  # tests/unit/ and tests/ (helpers.py)
+    job = subprocess.Popen([sys.executable, "-c", KILLED_JOB.format(tests=tests), str(tar), "30"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while not (tar.parent / "three-batches-done").exists():
