@@ -18,6 +18,7 @@ from ddb.config import class_pairs, validate_config  # noqa: E402
 from ddb.sharding import shard_count  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.paths import ARTIFACTS, MODEL_RECORD, artifact_path, results_artifact_path, run_name  # noqa: E402
+from ddb.steps import STEPS, resource_class  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error.
 try:
@@ -98,21 +99,22 @@ def code_version(step):
 # ---- resources: heavy rules ask for a GPU on a cluster; a local run ignores the request.
 # The names are the ones snakemake-executor-plugin-slurm reads: `gpu` (count) and `gpu_model` become
 # `sbatch --gpus=<gpu_model>:<gpu>`; mem_mb becomes --mem, runtime (minutes) --time, threads
-# --cpus-per-task. select_low_loss runs f over every training image of a class (80 000
-# for CelebA), which takes hours on one CPU core and minutes on a GPU, so it is heavy too.
+# --cpus-per-task. Keyed by resource class: each rule's is declared with its step (ddb.steps).
 DEFAULT_RESOURCES = {
-    "train_erm": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
-    "textual_inversion": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
-    "select_low_loss": {"gpu": 1, "mem_mb": 16000, "runtime": 60, "threads": 4},
-    "mask": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
-    "inpaint": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
-    "ig_score": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
-    "retrain": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
-    # f's features of the training and validation splits (CelebA: 68 000 images), then seconds of liblinear
-    "dfr": {"gpu": 1, "mem_mb": 16000, "runtime": 60, "threads": 4},
-    "evaluate": {"gpu": 1, "mem_mb": 16000, "runtime": 30, "threads": 4},
+    # epochs over a training split: train_erm, retrain (and each tuning candidate's tune_retrain)
+    "training": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
+    # Stable Diffusion: textual_inversion, inpaint
+    "diffusion": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
+    # one shard's images through the masker (GroundingDINO + SAM) or integrated gradients: mask, ig_score
+    "shard_models": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
+    # f over every image of a split, which takes hours on one CPU core and minutes on a GPU: select_low_loss
+    # (80 000 training images of a class for CelebA), dfr (the training and validation splits' features,
+    # CelebA: 68 000 images, then seconds of liblinear)
+    "classifier_pass": {"gpu": 1, "mem_mb": 16000, "runtime": 60, "threads": 4},
+    # the test split through ERM, DFR and DDB: evaluate
+    "evaluation": {"gpu": 1, "mem_mb": 16000, "runtime": 30, "threads": 4},
+    "light": {"mem_mb": 4000, "runtime": 30, "threads": 1},
 }
-LIGHT_RESOURCES = {"mem_mb": 4000, "runtime": 30, "threads": 1}
 
 
 # The GPU rules' partition, where GPUs have their own (docs/cluster.md). Chosen here rather than in the
@@ -138,7 +140,7 @@ def configured_resources(rule, ds=None, capped=True):
     resources.rules, then for dataset ``ds`` by its own `resources`: `scale` multiplies mem_mb and runtime,
     the runtime estimated from the job's work replaces the scaled runtime (unless resources.rules sets one),
     `max` caps every value (not with ``capped`` false), `rules` sets the rule's values outright."""
-    merged = dict(DEFAULT_RESOURCES.get(rule, LIGHT_RESOURCES))
+    merged = dict(DEFAULT_RESOURCES[resource_class(rule) or "light"])
     merged.update(config["resources"]["rules"].get(rule, {}))
     if ds is not None:
         own = DATASETS[ds]["resources"]
@@ -374,30 +376,40 @@ def paper_table_adds_value():
 
 
 def step_artifacts():
-    """Every artifact of the target datasets, for the `all` rule. Snakemake rebuilds a missing intermediate
-    file only when a job that reads it has to run anyway, so without this a deleted or lost one (an
-    inpaint shard, a mask shard, a model) would not be redone while eval.json is up to date. Listed,
-    it is rebuilt with what depends on it, nothing upstream."""
+    """Every artifact of the target datasets, for the `all` rule: the outputs of each rule ddb.steps marks
+    `in_all`, where the dataset needs it. Snakemake rebuilds a missing intermediate file only when a job that
+    reads it has to run anyway, so without this a deleted or lost one (an inpaint shard, a mask shard, a
+    model) would not be redone while eval.json is up to date. Listed, it is rebuilt with what depends on
+    it, nothing upstream."""
     files = []
     for ds in config["targets"]:
-        names = classes_of(ds)
-        files += expand(rules.prepare_dataset.output, ds=ds) + expand(rules.train_erm.output, ds=ds)
-        files += expand(rules.select_low_loss.output, ds=ds, cls=names) + expand(rules.mean_softmax.output, ds=ds)
-        if ti_enabled(ds):
-            files += expand(rules.textual_inversion.output, ds=ds, cls=names)
-        for src in source_classes(ds):
-            files += expand(rules.mask.output, ds=ds, src=src, n=shards_of(ds, src))
-        for src, dst in pairs_of(ds):
-            for rule_ in (rules.inpaint, rules.ig_score):
-                files += expand(rule_.output, ds=ds, src=src, dst=dst, n=shards_of(ds, src))
-            if not tuned(ds):
-                files += expand(rules.prune.output, ds=ds, src=src, dst=dst)
-        # a tuned dataset's DDB is its selected candidate (rules/tune.smk): the plain prune/retrain do not run
-        files += tune_artifacts(ds) if tuned(ds) else expand(rules.retrain.output, ds=ds)
-        files += expand(rules.evaluate.output, ds=ds)
-        if DATASETS[ds]["dfr"]["enabled"]:
-            files += expand(rules.dfr.output, ds=ds)
+        for step in STEPS:
+            for rule_ in step.rules:
+                if rule_.in_all and rule_.runs != "seed" and rule_.needed_for(DATASETS[ds]):
+                    outputs = getattr(rules, rule_.name).output
+                    for values in wildcard_values(ds, rule_.wildcards):
+                        files += expand(outputs, ds=ds, **values)
     return list(dict.fromkeys(files))
+
+
+def wildcard_values(ds, names):
+    """Every combination of the wildcards ``names`` (of a rule's outputs) for run ``ds``: candidates, classes,
+    class pairs (or the source classes alone), and each source class's shards."""
+    combinations = [{}]
+    if "cand" in names:
+        combinations = [{"cand": cand} for cand in tune_candidates(ds)]
+    if "cls" in names:
+        combinations = [{**c, "cls": cls} for c in combinations for cls in classes_of(ds)]
+    if "dst" in names:
+        combinations = [{**c, "src": src, "dst": dst} for c in combinations for src, dst in pairs_of(ds)]
+    elif "src" in names:
+        combinations = [{**c, "src": src} for c in combinations for src in source_classes(ds)]
+    if "n" in names:
+        combinations = [{**c, "n": n} for c in combinations for n in shards_of(ds, c["src"])]
+    unknown = set(names) - {"cand", "cls", "src", "dst", "n"}
+    if unknown:
+        raise WorkflowError(f"ddb.steps: no values for wildcard(s) {', '.join(sorted(unknown))} in the `all` rule")
+    return combinations
 
 
 STARTED = time.time()
@@ -629,13 +641,6 @@ def ddb_retrain_histories(wildcards):
     if tuned(wildcards.ds):
         return tune_outputs("history")(wildcards)
     return expand(rules.retrain.output.history, ds=wildcards.ds)
-
-
-def tune_artifacts(ds):
-    """A tuned dataset's artifacts for the `all` rule. Each candidate's prune tables and model, the selection."""
-    return ([path for cand in tune_candidates(ds) for path in candidate_prune_tables(ds, cand)]
-            + [path for cand in tune_candidates(ds) for path in expand(rules.tune_retrain.output, ds=ds, cand=cand)]
-            + expand(rules.tune_select.output, ds=ds))
 
 
 def tune_reports():

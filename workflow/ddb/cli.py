@@ -8,7 +8,14 @@ import json
 import sys
 
 from . import __version__
-from .inspect_steps import step_help
+from .steps import inspected
+
+
+def step_help() -> str:
+    """The ``--step`` help: every step ``ddb inspect`` shows (ddb.steps), then the first alias of each."""
+    steps = inspected()
+    return (f"one step's table: {', '.join(step.name for step in steps)} "
+            f"(aliases: {', '.join(step.aliases[0] for step in steps if step.aliases)})")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -25,6 +25,9 @@ PACKAGE_NAME = "ddb"
 RESULT_NEUTRAL = {
     "errors.py": "the DDBError type: only how an error reads",
     "job_stats.py": "the setup-time and GPU-memory lines a job writes to its log",
+    "steps.py": "which rule writes which artifact, and the steps' names and resource classes: the DAG's "
+                "plan, an error's fix and ddb inspect read it, no computation does",
+    "storage/remake.py": "the rule that an error's fix names for a damaged artifact",
 }
 # What a module reads at run time besides its imports (paths relative to the package).
 DATA_FILES = {

@@ -25,11 +25,14 @@ import pandas as pd
 
 from .paths import ARTIFACTS, RunPaths, run_of_folder
 from .pruning import REASONS  # pandas only: inspect stays torch-free
+from .steps import inspected
 from .tuning import selected_epoch
 
 NOT_RUN = "not run yet"
 
-from .inspect_steps import STEP_NAMES, STEPS  # noqa: F401 (STEPS: shared with the CLI's help)
+# (step, aliases a user may type for it), in the order of the overview (ddb.steps)
+STEPS = [(step.name, step.aliases) for step in inspected()]
+STEP_NAMES = [name for name, _ in STEPS]
 # The models of eval.json in table order (ddb.evaluate.MODELS; DFR only where its rule ran).
 EVAL_MODELS = ("erm", "dfr", "ddb")
 
@@ -338,7 +341,7 @@ def summarize(results: Results) -> list[StepSummary]:
 
 
 def summarize_step(results: Results, step: str) -> StepSummary:
-    function = globals()[f"_summary_{step}"]
+    function = _SUMMARIES[step]
     try:
         return function(results)
     except FileNotFoundError:
@@ -348,23 +351,8 @@ def summarize_step(results: Results, step: str) -> StepSummary:
                            status="error")
 
 
-# the artifact each step's summary line names (ddb.paths)
-_STEP_ARTIFACT = {
-    "prepare_dataset": "manifest",
-    "train_erm": "erm_history",
-    "textual_inversion": "ti_loss",
-    "select_low_loss": "low_loss",
-    "mean_softmax": "psi",
-    "mask": "mask_tar",
-    "inpaint": "inpaint_tar",
-    "ig_score": "ig_scores",
-    "prune": "prune",
-    "retrain": "retrain_history",
-    "tune": "tune_candidates",
-    "dfr": "dfr_selection",
-    "evaluate": "eval_json",
-    "visualize": "report_dir",
-}
+# the artifact each step's summary line names (ddb.steps, ddb.paths)
+_STEP_ARTIFACT = {step.name: step.shows for step in inspected()}
 # a folder artifact is shown with its trailing slash
 _ARTIFACT = {step: ARTIFACTS[name] + ("" if Path(ARTIFACTS[name]).suffix else "/")
              for step, name in _STEP_ARTIFACT.items()}
@@ -655,6 +643,16 @@ def _summary_visualize(results: Results) -> StepSummary:
                        data={"files": [results.rel(p) for p in files]})
 
 
+# each step's overview line (keys: the steps of ddb.steps that inspect shows)
+_SUMMARIES = {
+    "prepare_dataset": _summary_prepare_dataset, "train_erm": _summary_train_erm,
+    "textual_inversion": _summary_textual_inversion, "select_low_loss": _summary_select_low_loss,
+    "mean_softmax": _summary_mean_softmax, "mask": _summary_mask, "inpaint": _summary_inpaint,
+    "ig_score": _summary_ig_score, "prune": _summary_prune, "retrain": _summary_retrain, "tune": _summary_tune,
+    "dfr": _summary_dfr, "evaluate": _summary_evaluate, "visualize": _summary_visualize,
+}
+
+
 def format_overview(results: Results, summaries: list[StepSummary]) -> str:
     classes = results.classes()
     title = f"{results.root}: dataset {results.name}" + (f", classes {', '.join(classes)}" if classes else "")
@@ -676,7 +674,7 @@ def format_overview(results: Results, summaries: list[StepSummary]) -> str:
 def step_table(results: Results, step: str) -> tuple[str, list[str], list[list]] | None:
     """(title, columns, rows) of ``step``, or None when its artifact is not there yet."""
     try:
-        return globals()[f"_table_{step}"](results)
+        return _TABLES[step](results)
     except FileNotFoundError:
         return None
 
@@ -915,6 +913,16 @@ def _table_visualize(results):
     if not rows:
         raise FileNotFoundError(folder)
     return (f"files written by visualize ({_ARTIFACT['visualize']})", ["file", "bytes", "pixels"], rows)
+
+
+# each step's --step table (keys: as _SUMMARIES)
+_TABLES = {
+    "prepare_dataset": _table_prepare_dataset, "train_erm": _table_train_erm,
+    "textual_inversion": _table_textual_inversion, "select_low_loss": _table_select_low_loss,
+    "mean_softmax": _table_mean_softmax, "mask": _table_mask, "inpaint": _table_inpaint,
+    "ig_score": _table_ig_score, "prune": _table_prune, "retrain": _table_retrain, "tune": _table_tune,
+    "dfr": _table_dfr, "evaluate": _table_evaluate, "visualize": _table_visualize,
+}
 
 
 def format_step(results: Results, step: str) -> str:

@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
+from ..paths import ARTIFACTS, run_folder_of, run_of_folder, split_run, wildcards_of
+from ..steps import writers
 
-# the rule that writes an artifact, from where it lies under results/{ds}/ (see rules/*.smk)
-_SHARD_RULES = {"masks": "mask", "inpaint": "inpaint", "ig": "ig_score"}  # {folder}/{name}/shard-{n}.*
-_FOLDER_RULES = {"data": "prepare_dataset", "erm": "train_erm", "low_loss": "select_low_loss", "prune": "prune",
-                 "retrain": "retrain", "dfr": "dfr", "report": "visualize"}  # {folder}/{file}
-_FILE_RULES = {"psi.parquet": "mean_softmax", "eval.parquet": "evaluate", "eval.json": "evaluate"}
+
+@lru_cache(maxsize=1)
+def _by_specificity() -> list[str]:
+    """The artifacts, the most specific template first: tune/{cand}/prune/... before prune/...,
+    tune/candidates.parquet before tune/{cand}."""
+    def literal(template: str) -> int:
+        return len(template) - sum(len(part) + 2 for part in re.findall(r"\{(\w+)\}", template))
+
+    return sorted(ARTIFACTS, key=lambda name: (-len(Path(ARTIFACTS[name]).parts), -literal(ARTIFACTS[name])))
 
 
 def rule_of(path: str | os.PathLike) -> str | None:
-    """The rule that writes the artifact at ``path`` (None if the path is not one of the workflow's)."""
+    """The rule that writes the artifact at ``path`` (None if the path is not one of the workflow's), from
+    ddb.steps and ddb.paths: the last part of the path names the artifact, its run folder the kind of run."""
     path = Path(path)
-    if re.fullmatch(r"shard-\d+\.(tar|parquet)", path.name) and path.parent.parent.name in _SHARD_RULES:
-        return _SHARD_RULES[path.parent.parent.name]
-    if path.parent.parent.name == "textual_inversion":
-        return "textual_inversion"
-    return _FOLDER_RULES.get(path.parent.name) or _FILE_RULES.get(path.name)
+    for name in _by_specificity():
+        if wildcards_of(name, path) is None:
+            continue
+        candidates = writers(name)
+        if not candidates:
+            return None
+        seed_run = split_run(run_of_folder(run_folder_of(name, path)))[1] is not None
+        fitting = [rule for rule in candidates if rule.runs == "every" or (rule.runs == "seed") == seed_run]
+        return (fitting or candidates)[0].name
+    return None
 
 
 def remake_hint(path: str | os.PathLike) -> str:
@@ -29,4 +42,3 @@ def remake_hint(path: str | os.PathLike) -> str:
     rule = rule_of(path)
     return ("delete it and rerun snakemake" + (f": rule {rule} remakes it" if rule else ", which remakes it")
             + " (and what depends on it)")
-
