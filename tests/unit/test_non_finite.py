@@ -9,7 +9,7 @@ import pytest
 
 from ddb.errors import DDBError
 from ddb.pruning import prune, reason_counts
-from test_steps import retrain_cfg, tiny_manifest
+from test_step_computations import retrain_cfg, tiny_manifest
 
 
 def test_a_nan_rho_or_softmax_is_pruned_as_non_finite_even_without_pruning():

@@ -263,7 +263,7 @@ def test_the_papers_erm_checkpoints_load_and_a_pickled_model_is_refused_with_the
 
 def test_retraining_stops_after_patience_epochs_without_a_better_val_wga_and_keeps_the_best(tmp_path, monkeypatch):
     import ddb.retrain as retrain_module
-    from test_steps import retrain_cfg, tiny_manifest
+    from test_step_computations import retrain_cfg, tiny_manifest
 
     scores = iter([0.4, 0.6, 0.5, 0.55, 0.9, 0.95])
 

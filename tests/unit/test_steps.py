@@ -1,151 +1,106 @@
-"""Unit tests of the steps that are pure computations: low loss and Ψ, pruning, metrics, retraining."""
+"""ddb.steps against what reads it: the rule an error's fix names for every artifact of a run, ddb inspect's
+steps and presenters, the README's table of steps. The rules Snakemake parses: tests/workflow/test_steps_rules.py."""
 
-import numpy as np
-import pandas as pd
-import pytest
-import torch
-import torch.nn.functional as F
-from PIL import Image
-from torch import nn
+from __future__ import annotations
 
-from ddb.config import validate_config
-from ddb.evaluate import format_comparison
-from ddb.storage.atomic import write_png
-from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
-from ddb.metrics import group_accuracies, summarize
-from ddb.pruning import prune, reason_counts
+import importlib.util
+import re
+
+from helpers import REPO
+from ddb import steps
+from ddb.paths import ARTIFACTS, RunPaths
+from ddb.storage.remake import remake_hint, rule_of
 
 
-class MeanColourModel(nn.Module):
-    """A fixed 'classifier': logits = (mean red, mean blue) of the normalised image."""
-
-    def forward(self, x):
-        return torch.stack([x[:, 0].mean((1, 2)), x[:, 2].mean((1, 2))], 1)
-
-
-def image_rows(tmp_path, colours, labels):
-    rows = []
-    for i, (colour, y) in enumerate(zip(colours, labels)):
-        path = tmp_path / f"s{i}.png"
-        write_png(np.full((8, 8, 3), colour, np.uint8), path)
-        rows.append({"sample_id": f"s{i}", "path": str(path), "y": y})
-    return pd.DataFrame(rows)
-
-
-def test_per_sample_losses_low_loss_and_psi_match_hand_computation(tmp_path):
-    colours = [(250, 0, 10), (200, 0, 60), (120, 0, 120), (30, 0, 240), (90, 0, 160)]
-    rows = image_rows(tmp_path, colours, [0, 0, 0, 0, 0])
-    losses = per_sample_losses(MeanColourModel(), rows, image_size=8, batch_size=2, device="cpu")
-    # by hand: normalised channel means, softmax, cross-entropy of class 0, sample by sample
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    logits = np.array([[(c[0] / 255 - mean[0]) / std[0], (c[2] / 255 - mean[2]) / std[2]] for c in colours])
-    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    np.testing.assert_allclose(losses["loss"], -np.log(probabilities[:, 0]), rtol=1e-5)
-    np.testing.assert_allclose(losses["softmax"], probabilities[:, 0], rtol=1e-5)
-
-    selected = select_low_loss(losses, k=3)
-    assert selected["sample_id"].tolist() == ["s0", "s1", "s2"] and selected["rank"].tolist() == [1, 2, 3]
-    psi = mean_softmax({0: selected, 1: select_low_loss(losses.assign(y=1), k=2)}, ["red", "blue"])
-    assert psi["k"].tolist() == [3, 2]
-    assert psi.loc[0, "psi"] == pytest.approx(probabilities[:3, 0].mean(), rel=1e-5)
-    assert len(select_low_loss(losses, k=50)) == 5  # K larger than the class keeps everything
+def test_every_artifact_has_its_writer_and_the_resource_classes_are_known():
+    owned = {name for rule in steps.rules() for name in rule.writes + rule.also_writes}
+    assert set(ARTIFACTS) - owned == {"tune_candidate_dir"}  # the folder of a candidate's files
+    assert owned <= set(ARTIFACTS)
+    text = (REPO / "rules" / "common.smk").read_text()
+    declared = set(re.findall(r'^    "(\w+)": \{', text[text.index("DEFAULT_RESOURCES = {"):], re.M))
+    classes = {rule.resources for rule in steps.rules()} - {None}
+    assert classes == declared
+    # a rule that asks for resources of its own names them by its own name in its .smk file
+    smk = "".join(path.read_text() for path in (REPO / "rules").glob("*.smk"))
+    for rule in steps.rules():
+        asks = f'rule_resources("{rule.name}")' in smk
+        assert asks == (rule.resources is not None and rule.name != "tune_retrain"), rule.name
+    assert steps.resource_class("tune_retrain") == steps.resource_class("retrain")  # `use rule retrain`
 
 
-def test_low_loss_uses_un_augmented_images_whatever_the_model_mode(tmp_path):
-    rows = image_rows(tmp_path, [(10, 20, 30)] * 3, [0, 1, 0])
-    model = nn.Sequential(nn.Dropout(0.9), MeanColourModel())
-    a = per_sample_losses(model.train(), rows, 8, 3, "cpu")
-    b = per_sample_losses(model, rows, 8, 3, "cpu")
-    assert a["loss"].tolist() == b["loss"].tolist()  # eval mode forced: dropout off, same value twice
+def test_rule_of_names_the_writer_of_every_artifact_of_a_tuned_run_and_a_seed_run(tmp_path):
+    expected = {"manifest": "prepare_dataset", "groups": "prepare_dataset", "dataset_root": "prepare_dataset",
+                "erm_model": "train_erm", "erm_history": "train_erm", "low_loss": "select_low_loss",
+                "psi": "mean_softmax", "ti_embeds": "textual_inversion", "ti_samples": "textual_inversion",
+                "ti_loss": "textual_inversion", "mask_tar": "mask", "mask_index": "mask", "inpaint_tar": "inpaint",
+                "inpaint_index": "inpaint", "ig_scores": "ig_score", "prune": "prune", "retrain_model": "retrain",
+                "retrain_history": "retrain", "tune_prune": "tune_prune", "tune_model": "tune_retrain",
+                "tune_history": "tune_retrain", "tune_candidates": "tune_select", "tune_selected": "tune_select",
+                "tune_candidate_dir": None, "eval_json": "evaluate", "eval_table": "evaluate",
+                "report_tune_html": "visualize_tune", "report_tune_csv": "visualize_tune",
+                "seed_summary": "seed_summary", "seed_summary_table": "seed_summary"}
+    expected.update({name: "dfr" for name in ARTIFACTS if name.startswith("dfr_")})
+    expected.update({name: "visualize" for name in ARTIFACTS if name.startswith("report_") and "tune" not in name})
+    assert set(expected) == set(ARTIFACTS)
+    wildcards = {"cls": "landbird", "src": "landbird", "dst": "waterbird", "n": 1, "cand": "P0_0-g1_1",
+                 "pair": "landbird_to_waterbird"}
+    base, seed_run = RunPaths(tmp_path / "results" / "demo"), RunPaths(tmp_path / "results" / "demo" / "seed-2")
+    for name, template in ARTIFACTS.items():
+        values = {key: wildcards[key] for key in re.findall(r"\{(\w+)\}", template)}
+        assert rule_of(base.path(name, **values)) == expected[name], name
+        in_seed_run = {"manifest": "seed_run_data", "groups": "seed_run_data"}.get(name, expected[name])
+        assert rule_of(seed_run.path(name, **values)) == in_seed_run, name
+    assert rule_of(tmp_path / "results" / "demo" / "notes.txt") is None
+    # a class whose name is a folder's of another step still reads as the shard it is
+    assert rule_of("results/celeba/masks/erm/shard-0.parquet") == "mask"
+    assert remake_hint(base.path("tune_prune", cand="P1_1-g1_1", src="waterbird", dst="landbird")) == (
+        "delete it and rerun snakemake: rule tune_prune remakes it (and what depends on it)")
 
 
-def scores_table():
-    return pd.DataFrame({
-        "sample_id": ["a", "b", "c", "d", "e"], "source_id": ["A", "B", "C", "D", "E"],
-        "y": [1, 1, 1, 0, 0], "source_y": [0, 0, 0, 1, 1],
-        "has_image": [True, True, True, True, False],
-        "rho": [2.0, 0.5, 3.0, 0.4, np.nan], "p_source": [0.2, 0.1, 0.95, 0.3, np.nan],
-    })
+def test_inspect_and_its_help_show_the_registry_steps_with_registered_presenters():
+    from ddb import inspect as ins
+    from ddb.cli import step_help
+
+    shown = [step.name for step in steps.inspected()]
+    assert shown == ins.STEP_NAMES and "dfr" in shown and "tune" in shown
+    assert list(ins._SUMMARIES) == list(ins._TABLES) == shown
+    assert all(ins._SUMMARIES[name].__name__ == f"_summary_{name}" for name in shown)
+    assert all(ins._TABLES[name].__name__ == f"_table_{name}" for name in shown)
+    assert {name: ins._STEP_ARTIFACT[name] for name in shown} == {s.name: s.shows for s in steps.inspected()}
+    assert step_help().startswith(f"one step's table: {', '.join(shown)} (aliases: ")
+    aliases = [alias for step in steps.STEPS for alias in step.aliases]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & set(shown)
 
 
-def test_pruning_keeps_exactly_the_samples_that_pass_both_rules():
-    psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.8]})
-    table = prune(scores_table(), psi, thresholds=[0.3, 1.0])
-    # a: p_source 0.2 < Ψ_0 0.9 and ρ 2 > P_1 1 -> kept; b: ρ 0.5 <= 1 -> low_ig;
-    # c: p_source 0.95 >= 0.9 -> still_source (its ρ would pass); d: 0.3 < Ψ_1, ρ 0.4 > P_0 0.3 -> kept
-    assert table["reason"].tolist() == ["kept", "low_ig", "still_source", "kept", "no_mask"]
-    assert table["keep"].tolist() == [True, False, False, True, False]
-    assert table["psi_source"].tolist()[:4] == [0.9, 0.9, 0.9, 0.8]
-    assert table["threshold"].tolist()[:4] == [1.0, 1.0, 1.0, 0.3]
-    assert reason_counts(table) == {"kept": 2, "still_source": 1, "low_ig": 1, "no_mask": 1, "non_finite": 0}
+def test_every_step_module_exists_and_its_rules_scripts_import_it():
+    for step in steps.STEPS:
+        assert importlib.util.find_spec(f"ddb.{step.module}") is not None, step.module
+    # the scripts of its rules (a `use rule` runs its parent's) call the step's module: directly, or for the
+    # dataset's preparation through ddb.scripting
+    scripts = {"tune_prune": "prune", "tune_retrain": "retrain", "seed_run_data": None}  # the last: a shell copy
+    for step in steps.STEPS:
+        sources = [(REPO / "scripts" / f"{scripts.get(rule.name, rule.name)}.py").read_text()
+                   for rule in step.rules if scripts.get(rule.name, rule.name)]
+        module = step.module
+        assert any(re.search(rf"\bddb\.{module}\b|from ddb import .*\b{module}\b", source) for source in sources), \
+            step.name
 
 
-def test_disabled_pruning_keeps_every_image_but_records_the_rules():
-    psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.8]})
-    table = prune(scores_table(), psi, thresholds=[0.3, 1.0], enabled=False)
-    assert table["keep"].tolist() == [True, True, True, True, False]
-    assert table["low_ig"].tolist() == [False, True, False, False, False]
-    assert table["still_source"].tolist() == [False, False, True, False, False]
+def test_the_when_predicates_agree_with_the_modules_they_stand_for():
+    from ddb.tuning import is_tuned
+
+    for entry in ({"tune": None}, {"tune": {"thresholds": [[0.0, 0.0]]}}, {}):
+        assert steps.tuned(entry) == is_tuned(entry) != steps.untuned(entry)
 
 
-def test_weighted_mean_and_worst_group_match_hand_computation():
-    groups = np.array(["a"] * 4 + ["b"] * 2 + ["c"] * 4)
-    correct = np.array([1, 1, 1, 0] + [1, 0] + [0, 0, 0, 1])
-    per_group = group_accuracies(groups, correct)
-    assert per_group["accuracy"].tolist() == [0.75, 0.5, 0.25] and per_group["n"].tolist() == [4, 2, 4]
-    summary = summarize(per_group, train_sizes={"a": 70, "b": 20, "c": 10})
-    assert summary["worst_group_accuracy"] == 0.25
-    assert summary["mean_accuracy"] == pytest.approx(5 / 10)
-    assert summary["weighted_mean_accuracy"] == pytest.approx(0.7 * 0.75 + 0.2 * 0.5 + 0.1 * 0.25)
-    text = format_comparison({"dataset": "x", "erm": summary, "ddb": summary})
-    assert "WORST-GROUP ACCURACY" in text and "0.250" in text
-
-
-def tiny_manifest(tmp_path):
-    rows, rng = [], np.random.default_rng(0)
-    for split, n in (("train", 24), ("val", 8)):
-        for i in range(n):
-            y, s = i % 2, (i // 2) % 2
-            path = tmp_path / f"{split}{i}.png"
-            colour = (200, 40, 40) if y == 0 else (40, 40, 200)
-            write_png((np.full((16, 16, 3), colour) + rng.integers(0, 30, (16, 16, 3))).astype(np.uint8), path)
-            rows.append({"sample_id": f"{split}{i}", "path": str(path), "split": split, "y": y,
-                         "class_name": ["red", "blue"][y], "spurious": "ab"[s], "group": f"{'rb'[y]}_{'ab'[s]}"})
-    return pd.DataFrame(rows)
-
-
-def retrain_cfg(**retrain):
-    cfg = validate_config({"datasets": {"d": {"format": "synthetic", "root": "x", "classes": ["red", "blue"],
-                                              "classifier": {"arch": "tiny", "weights": None, "image_size": 16},
-                                              "retrain": {"epochs": 3, "batch_size": 8, "generated_batch_size": 4,
-                                                          "lr": 1e-3, "gammas": [2.0, 5.0], "augment": False,
-                                                          **retrain}}}})
-    return cfg["datasets"]["d"]
-
-
-def test_retrain_loss_is_ce_plus_weighted_generated_terms_and_empty_class_adds_zero(tmp_path):
-    from ddb.models.classifier import build_classifier
-    from ddb.retrain import retrain
-
-    manifest = tiny_manifest(tmp_path)
-    generated_paths = [str(tmp_path / f"train{i}.png") for i in range(0, 24, 2)]  # red images, labelled 0
-    model = build_classifier("tiny", 2, None, seed=0)
-    selected, history = retrain(model, manifest, {0: generated_paths}, retrain_cfg(), seed=0, device="cpu")
-    assert len(history) == 3 and history["selected"].sum() == 1
-    assert history["loss_gen_1"].tolist() == [0.0, 0.0, 0.0]  # no generated class-1 sample: exactly 0, not NaN
-    assert (history["loss_gen_0"] > 0).all()
-    np.testing.assert_allclose(history["loss"], history["loss_ce"] + 2.0 * history["loss_gen_0"], rtol=1e-5)
-    best = history.loc[history["val_worst_group_accuracy"].idxmax(), "epoch"]
-    assert history.loc[history["selected"], "epoch"].item() == best
-    assert not any(p.requires_grad is False for p in selected.parameters())
-
-
-def test_box_shape_and_dilation_of_masks():
-    from ddb.masking import box_mask, dilate
-
-    mask = np.zeros((10, 10), bool)
-    mask[2, 3] = mask[5, 6] = True
-    box = box_mask(mask)
-    assert box.sum() == 16 and box[2:6, 3:7].all()
-    assert dilate(mask, 1).sum() == 18 and dilate(mask, 0) is mask
-    assert not box_mask(np.zeros((4, 4), bool)).any()
+def test_readme_table_names_the_registry_steps_and_modules():
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| step (rule) | module |"):readme.index("Each of these paths")]
+    rows = [line.split(" | ")[:2] for line in table.splitlines()[2:] if line.startswith("| `")]
+    # a cell names its rules in backquotes, what they run for in parentheses: "`seed_summary` (with `seeds`)"
+    listed = {rule: module.strip("` ") for cell, module in rows
+              for rule in re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", cell))}
+    known = {rule.name: f"ddb.{step.module}" for step in steps.STEPS for rule in step.rules}
+    known["paper_table"] = "ddb.paper_table"
+    assert listed == {rule: module for rule, module in known.items()
+                      if rule not in ("seed_run_data", "visualize", "visualize_tune")}
