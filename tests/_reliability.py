@@ -77,7 +77,7 @@ def snakemake(snakefile: Path, workdir: Path, *args: str, check: bool = True, ti
 
 
 def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts per rule from the output of `snakemake -n --quiet rules` (as conftest.planned_jobs)."""
+    """Job counts per rule from the output of `snakemake -n --quiet rules` (as helpers.planned_jobs)."""
     counts = {}
     for line in (result.stdout + result.stderr).splitlines():
         parts = line.split()
@@ -89,7 +89,7 @@ def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
 def make_generation(workdir: Path, n_sources: int = 5) -> dict:
     """A small drawn dataset (32 px), masks of ``n_sources`` landbird sources and the tiny inpainting
     pipeline: what an `inpaint` shard needs, built in-process in seconds."""
-    from conftest import small_config
+    from helpers import small_config
 
     from ddb.config import validate_config
     from ddb.datasets import build_manifest
