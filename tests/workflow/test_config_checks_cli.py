@@ -1,11 +1,8 @@
-"""Config values refused at load time with the file they came from: a `seed` outside `seeds`, NaN and
-infinity anywhere, and messages naming config.yaml, a --configfile or the --config overrides."""
+"""A config refused at load time stops the snakemake CLI with one line (the checks: tests/unit/test_config_checks.py)."""
 
 from __future__ import annotations
 
-
 from helpers import run_snakemake, small_config, write_config
-
 
 
 def test_a_bad_seed_stops_snakemake_with_one_clean_message(tmp_path):

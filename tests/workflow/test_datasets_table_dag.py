@@ -1,5 +1,5 @@
-"""Bring your own dataset: a sample sheet (format: table) read into the manifest, checked before any job,
-written from a folder tree by `ddb sheet`, and run through the whole DAG with tiny models."""
+"""A sample sheet (format: table) through Snakemake: missing images found before planning, and the whole DAG
+with tiny models (the sheet's own tests: tests/unit/test_datasets_table.py)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,7 @@ from ddb.datasets.roots import check_root
 from ddb.errors import DDBError
 from ddb.storage.reading import read_parquet
 
-CLASSES = ["cat", "dog"]
-BACKGROUNDS = {"indoor": "land", "outdoor": "water"}  # the demo's drawing code's two backgrounds
-# (label, spurious) -> images per split: cats mostly indoors, dogs mostly outdoors; two val images a group
-# (DFR fits on one half of val and scores the other)
-PLAN = {"train": {("cat", "indoor"): 6, ("cat", "outdoor"): 2, ("dog", "indoor"): 2, ("dog", "outdoor"): 6},
-        "val": {("cat", "indoor"): 2, ("cat", "outdoor"): 2, ("dog", "indoor"): 2, ("dog", "outdoor"): 2},
-        "test": {("cat", "indoor"): 2, ("cat", "outdoor"): 2, ("dog", "indoor"): 2, ("dog", "outdoor"): 2}}
-from test_datasets_table import RESOURCES, TINY, draw_collection, entry, write  # noqa: E402
+from test_datasets_table import RESOURCES, TINY, draw_collection, entry, write
 
 
 def test_missing_images_are_counted_and_the_first_named_before_planning_and_nothing_is_written(tmp_path):

@@ -1,5 +1,5 @@
-"""One Snakemake run per results folder (ddb.storage.locks.take_run_lock), a dataset root spelled two ways,
-and a job whose input another run removed (ddb.scripting.check_inputs)."""
+"""The results folder's run lock through the snakemake CLI: a dry run and the holder's own jobs pass, a second
+run stops (the lock itself: tests/unit/test_storage_locks.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,7 @@ from helpers import run_snakemake, small_config, write_config
 from ddb.paths import run_lock_path
 from ddb.storage.locks import LockHolder
 
-# a run elsewhere: it takes the results folder's lock from its own working directory, says so, and holds it
-# until the file `go` appears (or dies where the test kills it)
-HOLDER = """
-    import os, sys, time
-    from pathlib import Path
-    from ddb.storage.locks import take_run_lock
-
-    results, go = sys.argv[1], Path(sys.argv[2])
-    take_run_lock(results)
-    print("holding", flush=True)
-    deadline = time.monotonic() + 120
-    while not go.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-"""
+from test_storage_locks import holder  # noqa: F401 (a fixture: a run elsewhere holding the lock)
 
 
 def test_a_dry_run_and_the_holders_jobs_pass_beside_a_run_and_a_second_run_stops(tmp_path, holder):
