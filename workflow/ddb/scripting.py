@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 
 from .errors import DDBError
 from .failure_cleanup import JobFiles, as_ddb_error, quietly
@@ -123,8 +124,9 @@ def check_inputs(snakemake) -> None:
     inputs = snakemake.input
     named = [(name, str(path)) for name, value in (inputs.items() if hasattr(inputs, "items") else ())
              for path in ([value] if isinstance(value, str) else value)]
-    seen = {path for _, path in named}
-    named += [(None, str(path)) for path in inputs if str(path) not in seen]
+    if not isinstance(inputs, Mapping):  # Snakemake's input list: unnamed files besides the named ones
+        seen = {path for _, path in named}
+        named += [(None, str(path)) for path in inputs if str(path) not in seen]
     for name, path in named:
         if os.path.exists(path):
             continue
