@@ -60,10 +60,10 @@ def holder(tmp_path):
 
 def test_a_second_run_on_the_folder_stops_naming_the_first_however_the_folder_is_spelled(tmp_path, holder,
                                                                                          monkeypatch):
-    first = holder("shared/results", tmp_path / "checkout-a")  # relative to its own checkout
-    results = tmp_path / "checkout-a" / "shared" / "results"
+    first = holder("project/results", tmp_path / "checkout-a")  # relative to its own checkout
+    results = tmp_path / "checkout-a" / "project" / "results"
     monkeypatch.chdir(tmp_path)
-    for spelling in (str(results), "checkout-a/shared/results", "checkout-a/shared/../shared/results/"):
+    for spelling in (str(results), "checkout-a/project/results", "checkout-a/project/../project/results/"):
         with pytest.raises(DDBError) as error:
             take_run_lock(spelling)
         message = str(error.value)
