@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import SWITCHABLE_SECTIONS, _Validator, _apply_format_defaults, load_schema, validate_config
+from .config import SWITCHABLE_SECTIONS, ConfigSources, _Validator, _apply_format_defaults, load_schema, validate_config
 from .errors import DDBError
 
 SCHEMA_DEFAULT, DERIVED = "schema default", "derived"
@@ -74,16 +74,18 @@ def resolve_entry(config_files: list[str | Path], name: str) -> list[ResolvedVal
     """Dataset ``name`` as the workflow resolves it from ``config_files``, each value with its source."""
     files = [Path(f) for f in config_files]
     merged: dict = {}
-    by_file: list[tuple[str, dict[str, object]]] = []
+    loaded_files: list[tuple[str, dict]] = []
     for path in files:
         loaded = _read_yaml(path)
         _update(merged, loaded)
-        entry = ((loaded.get("datasets") or {}).get(name))
+        entry = (loaded.get("datasets") or {}).get(name)
         if isinstance(entry, dict):
             # `prune: false` sets prune.enabled only
             entry = {k: {"enabled": v} if k in SWITCHABLE_SECTIONS and isinstance(v, bool) else v
                      for k, v in entry.items()}
-            by_file.append((str(path), _leaves(entry)))
+            loaded_files.append((str(path), {"datasets": {name: entry}}))
+    # the file that set a key, as a config error names it: the last file wins
+    given_by = ConfigSources(list(reversed(loaded_files)))
     datasets = merged.get("datasets") or {}
     if name not in datasets:
         raise DDBError(", ".join(map(str, files)), f"no dataset {name!r} (datasets: {sorted(datasets)})",
@@ -104,9 +106,8 @@ def resolve_entry(config_files: list[str | Path], name: str) -> list[ResolvedVal
     fmt = resolved["format"]
     values = []
     for key, value in _leaves(resolved).items():
-        given = [file for file, leaves in by_file if _set_by(key, leaves)]
-        if given:
-            origin = given[-1]
+        if (given := given_by.origin(f"datasets.{name}.{key}")) is not None:
+            origin = given
         elif _set_by(key, format_leaves):
             origin = f"format default ({fmt})"
         elif _set_by(key, before_loading):
