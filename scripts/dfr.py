@@ -7,11 +7,11 @@ from ddb.scripting import device, run_step
 
 
 @run_step
-def main(snakemake):
-    cfg, output = snakemake.params.cfg, snakemake.output
-    manifest = read_parquet(snakemake.input.manifest)
-    model, meta = load_classifier(snakemake.input.model, device())
-    result = deep_feature_reweighting(model, manifest, cfg, seed=snakemake.params.seed, dataset=snakemake.wildcards.ds,
+def main(job):
+    cfg, output = job.params.cfg, job.output
+    manifest = read_parquet(job.input.manifest)
+    model, meta = load_classifier(job.input.model, device())
+    result = deep_feature_reweighting(model, manifest, cfg, seed=job.params.seed, dataset=job.wildcards.ds,
                                       device=device(), precision=dfr_precision(cfg["classifier"], device()))
     print(f"selected C={result.fit.selected_c:g}, {result.fit.subsamples} balanced subsamples averaged", flush=True)
     print(result.fit.selection.to_string(index=False), flush=True)

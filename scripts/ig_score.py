@@ -10,18 +10,18 @@ from ddb.scripting import device, run_step
 
 
 @run_step
-def main(snakemake):
-    cfg = snakemake.params.cfg
-    manifest = read_parquet(snakemake.input.manifest)
-    model, _ = load_classifier(snakemake.input.model, device())
-    index = read_parquet(snakemake.input.index)
+def main(job):
+    cfg = job.params.cfg
+    manifest = read_parquet(job.input.manifest)
+    model, _ = load_classifier(job.input.model, device())
+    index = read_parquet(job.input.index)
     report_setup(int(index["has_image"].sum()))
-    scores = score_shard(model, index, ImageShard(snakemake.input.generated),
-                         ImageShard(snakemake.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
+    scores = score_shard(model, index, ImageShard(job.input.generated),
+                         ImageShard(job.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
                          image_size=cfg["classifier"]["image_size"],
                          ig_cfg=cfg["ig"], device=device(), transform=cfg["classifier"]["transform"],
                          precision=classifier_precision(cfg["classifier"], device()))
-    write_parquet(scores, snakemake.output[0])
+    write_parquet(scores, job.output[0])
 
 
 main(snakemake)

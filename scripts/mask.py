@@ -7,16 +7,16 @@ from ddb.sharding import check_shard_size
 
 
 @run_step
-def main(snakemake):
-    cfg, seed = snakemake.params.cfg, snakemake.params.seed
-    manifest = read_parquet(snakemake.input.manifest)
-    sources = step_sources(manifest, cfg, snakemake.wildcards.src, seed=seed,
-                           low_loss_path=(snakemake.input.low_loss or [None])[0])
-    rows = shard_rows(sources, int(snakemake.wildcards.n), snakemake.params.shards)
-    check_shard_size(len(rows), len(sources), cfg["generation"], snakemake.output.tar)
+def main(job):
+    cfg, seed = job.params.cfg, job.params.seed
+    manifest = read_parquet(job.input.manifest)
+    sources = step_sources(manifest, cfg, job.wildcards.src, seed=seed,
+                           low_loss_path=(job.input.low_loss or [None])[0])
+    rows = shard_rows(sources, int(job.wildcards.n), job.params.shards)
+    check_shard_size(len(rows), len(sources), cfg["generation"], job.output.tar)
     masker = make_masker(cfg["masking"], seed=seed, device=device())
     report_setup(len(rows))
-    index = mask_shard(rows, masker, cfg["masking"], snakemake.output.tar, snakemake.output.index)
+    index = mask_shard(rows, masker, cfg["masking"], job.output.tar, job.output.index, fingerprint=job.fingerprint)
     print(f"{len(index)} source images, {int(index['detected'].sum())} masks detected")
 
 

@@ -10,17 +10,17 @@ from ddb.scripting import run_step
 
 
 @run_step
-def main(snakemake):
-    cfg = snakemake.params.cfg["prune"]
-    scores = pd.concat([read_parquet(path) for path in snakemake.input.scores], ignore_index=True)
-    table = prune(scores, read_parquet(snakemake.input.psi), cfg["thresholds"], cfg["enabled"])
+def main(job):
+    cfg = job.params.cfg["prune"]
+    scores = pd.concat([read_parquet(path) for path in job.input.scores], ignore_index=True)
+    table = prune(scores, read_parquet(job.input.psi), cfg["thresholds"], cfg["enabled"])
     counts = reason_counts(table)
     if counts["non_finite"]:
         logging.getLogger("ddb").warning("%d generated image(s) have a non-finite ρ or softmax (a diverged "
                                          "classifier?): dropped as non_finite", counts["non_finite"])
     print(f"kept {int(table['keep'].sum())} of {len(table)}: {counts}"
           + ("" if cfg["enabled"] else " (pruning disabled: every generated image kept)"))
-    write_parquet(table, snakemake.output[0])
+    write_parquet(table, job.output[0])
 
 
 main(snakemake)

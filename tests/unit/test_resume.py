@@ -18,7 +18,6 @@ from helpers import small_config
 from _reliability import one_torch_thread  # noqa: F401
 
 from ddb.config import validate_config
-from ddb.storage.checkpoints import set_job_fingerprint
 from ddb.precision import Precision
 from ddb.resume import TrainingCheckpoint, resume_path
 
@@ -255,14 +254,10 @@ def test_a_checkpoint_of_other_settings_or_another_job_is_discarded(tmp_path, ca
     assert TrainingCheckpoint(path, "train_erm", {"lr": 0.01}).load() is None
     assert "discarding the checkpoint" in capsys.readouterr().out and not path.exists()
 
-    try:
-        set_job_fingerprint("job one")  # what run_step sets: rule, wildcards, params, inputs, device
-        TrainingCheckpoint(path, "train_erm", None).save({"epoch": 1})
-        assert TrainingCheckpoint(path, "train_erm", None).load() == {"epoch": 1}
-        set_job_fingerprint("job two")
-        assert TrainingCheckpoint(path, "train_erm", None).load() is None and not path.exists()
-    finally:
-        set_job_fingerprint(None)
+    # the job's fingerprint (ddb.jobs.Job.fingerprint: rule, wildcards, params, inputs, device)
+    TrainingCheckpoint(path, "train_erm", None, fingerprint="job one").save({"epoch": 1})
+    assert TrainingCheckpoint(path, "train_erm", None, fingerprint="job one").load() == {"epoch": 1}
+    assert TrainingCheckpoint(path, "train_erm", None, fingerprint="job two").load() is None and not path.exists()
 
     path.write_bytes(b"not a checkpoint")
     assert TrainingCheckpoint(path, "train_erm", None).load() is None and not path.exists()

@@ -66,9 +66,10 @@ def paste_back(generated: np.ndarray, source: Image.Image, mask: Image.Image) ->
 
 def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index: pd.DataFrame, *,
                   source_y: int, target_y: int, target_class: str, prompt: str, inpainting_cfg: dict,
-                  seed: int, tar_path, index_path, per_source: int = 1) -> pd.DataFrame:
+                  seed: int, tar_path, index_path, per_source: int = 1,
+                  fingerprint: str | None = None) -> pd.DataFrame:
     """Generate ``per_source`` images per detected mask, each with its own seed; samples without a mask
-    are listed with has_image False."""
+    are listed with has_image False. ``fingerprint``: the job's (checkpoints of another job are discarded)."""
     resolution = inpainting_cfg["resolution"]
     detected = dict(zip(mask_index["sample_id"], mask_index["detected"]))
     by_generated = {generated_id(r["sample_id"], target_class, draw, per_source): (r, draw)
@@ -107,4 +108,4 @@ def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index
         return out
 
     return process_shard(list(by_generated), compute, inpainting_cfg["batch_size"], tar_path, index_path,
-                         desc=f"inpaint -> {target_class}", columns=INPAINT_INDEX_COLUMNS)
+                         desc=f"inpaint -> {target_class}", columns=INPAINT_INDEX_COLUMNS, fingerprint=fingerprint)

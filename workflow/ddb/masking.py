@@ -140,8 +140,10 @@ def make_masker(masking_cfg: dict, *, seed: int, device):
     return PromptMasker(masking_cfg, seed=seed, device=device)
 
 
-def mask_shard(rows: pd.DataFrame, masker, masking_cfg: dict, tar_path, index_path) -> pd.DataFrame:
-    """Masks of ``rows`` as ``{sample_id}.png`` (L, 0/255) in ``tar_path``; index with area, detected, box."""
+def mask_shard(rows: pd.DataFrame, masker, masking_cfg: dict, tar_path, index_path,
+               fingerprint: str | None = None) -> pd.DataFrame:
+    """Masks of ``rows`` as ``{sample_id}.png`` (L, 0/255) in ``tar_path``; index with area, detected, box.
+    ``fingerprint``: the job's (checkpoints of another job are discarded)."""
     by_id = {r["sample_id"]: r for r in rows.to_dict("records")}
 
     def compute(ids):
@@ -159,4 +161,4 @@ def mask_shard(rows: pd.DataFrame, masker, masking_cfg: dict, tar_path, index_pa
         return out
 
     return process_shard(list(by_id), compute, masking_cfg["batch_size"], tar_path, index_path, desc="mask",
-                         columns=MASK_INDEX_COLUMNS)
+                         columns=MASK_INDEX_COLUMNS, fingerprint=fingerprint)
