@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from ddb.config import validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
+from ddb.settings import IgSettings  # noqa: E402
 from ddb.inpainting import inpaint_shard, torch_dtype  # noqa: E402
 from ddb.storage.shards import ImageShard, write_image_shard  # noqa: E402
 from ddb.storage.images import png_bytes  # noqa: E402
@@ -383,7 +384,7 @@ def bench_ig(settings: Settings, defaults: dict, inputs: Inputs, device, workdir
     def run(batch_size, folder, limit=None):
         index = inputs.generated_index.head(limit)
         score_shard(model, index, inputs.generated, inputs.masks, paths, image_size=classifier["image_size"],
-                    ig_cfg={**ig, "batch_size": batch_size}, device=device)
+                    ig=IgSettings(**{**ig, "batch_size": batch_size}), device=device)
 
     label = (f"{classifier['arch']}{' (random weights)' if settings.paper_arch else ''} {classifier['image_size']} "
              f"px, {ig['n_steps']} steps, internal batch {ig['internal_batch_size']}")

@@ -89,6 +89,7 @@ def fixed_model_comparison(workdir: Path) -> None:
     from ddb.config import validate_config
     from ddb.datasets.loading import ImageDataset
     from ddb.ig_scoring import score_shard
+    from ddb.settings import IgSettings
     from ddb.storage.shards import ImageShard
     from ddb.storage.reading import read_parquet
     from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
@@ -154,7 +155,7 @@ def fixed_model_comparison(workdir: Path) -> None:
                 index = read_parquet(results.path("inpaint_index", **shard))
                 scores.append(score_shard(erm, index, ImageShard(results.path("inpaint_tar", **shard)),
                                           ImageShard(results.path("mask_tar", src=src, n=found["n"])), sources,
-                                          image_size=size, ig_cfg=cfg["ig"], device="cpu", transform=recipe,
+                                          image_size=size, ig=IgSettings(**cfg["ig"]), device="cpu", transform=recipe,
                                           precision=bf16))
                 reference.append(read_parquet(ig_path))
             scored[pair] = pd.concat(scores, ignore_index=True), pd.concat(reference, ignore_index=True)

@@ -7,11 +7,13 @@ from ddb.job_stats import report_setup
 from ddb.models.classifier import load_classifier
 from ddb.precision import classifier_precision
 from ddb.scripting import device, run_step
+from ddb.settings import dataset_settings
 
 
 @run_step
 def main(job):
     cfg = job.params.cfg
+    settings = dataset_settings(cfg, job.wildcards.ds)
     manifest = read_parquet(job.input.manifest)
     model, _ = load_classifier(job.input.model, device())
     index = read_parquet(job.input.index)
@@ -19,7 +21,7 @@ def main(job):
     scores = score_shard(model, index, ImageShard(job.input.generated),
                          ImageShard(job.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
                          image_size=cfg["classifier"]["image_size"],
-                         ig_cfg=cfg["ig"], device=device(), transform=cfg["classifier"]["transform"],
+                         ig=settings.ig, device=device(), transform=cfg["classifier"]["transform"],
                          precision=classifier_precision(cfg["classifier"], device()))
     write_parquet(scores, job.output[0])
 

@@ -17,6 +17,7 @@ from ddb.config import minority_group_name
 from ddb.masking import FilesMasker, generation_sources, mask_shard, shard_rows
 from ddb.models.classifier import build_classifier
 from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_components
+from ddb.settings import IgSettings
 from ddb.textual_inversion import choose_images, learn_token, save_embeddings
 
 
@@ -153,7 +154,7 @@ def test_score_shard_scores_every_generated_image(demo, tmp_path):
     model = build_classifier("tiny", 2, None, seed=0)
     scores = score_shard(model, pd.read_parquet(tmp_path / "g0.parquet"), ImageShard(tmp_path / "g0.tar"),
                          ImageShard(tmp_path / "m0.tar"), dict(zip(manifest["sample_id"], manifest["path"])),
-                         image_size=32, ig_cfg=cfg["ig"], device="cpu")
+                         image_size=32, ig=IgSettings(**cfg["ig"]), device="cpu")
     assert len(scores) == 5 and scores["has_image"].all()
     assert np.isfinite(scores[["rho", "p_source", "p_target"]].to_numpy()).all()
     np.testing.assert_allclose(scores["p_source"] + scores["p_target"], 1.0, rtol=1e-5)

@@ -28,6 +28,7 @@ from ddb.models.classifier import build_classifier, import_classifier  # noqa: E
 from ddb.models.diffusion import (load_inpaint_pipeline, load_text_to_image_components,  # noqa: E402
                                   save_tiny_pipeline, tiny_components)
 from ddb.models.loading import hub_cache_dir  # noqa: E402
+from ddb.settings import IgSettings  # noqa: E402
 
 SEED = 0
 RESOLUTION = 32
@@ -251,7 +252,7 @@ def test_ig_in_batches_equals_one_at_a_time(batched_and_single, generation_input
 
     def scores(batch_size, internal_batch_size):
         return score_shard(model, index, generated, masks, paths, image_size=RESOLUTION, device="cpu",
-                           ig_cfg={"n_steps": 8, "batch_size": batch_size, "internal_batch_size": internal_batch_size})
+                           ig=IgSettings(n_steps=8, batch_size=batch_size, internal_batch_size=internal_batch_size))
 
     batched, single = scores(4, 16), scores(1, 8)
     assert batched["sample_id"].tolist() == single["sample_id"].tolist() == index["sample_id"].tolist()

@@ -30,6 +30,7 @@ from ddb.storage.images import png_bytes  # noqa: E402
 from ddb.masking import make_masker, mask_shard  # noqa: E402
 from ddb.models.classifier import build_classifier  # noqa: E402
 from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_components  # noqa: E402
+from ddb.settings import IgSettings  # noqa: E402
 from ddb.models.loading import check_random_refs, hub_source, is_local, random_models_of  # noqa: E402
 from ddb.models.random_init import (build_seeded, known_random_models, parameter_count,  # noqa: E402
                                     random_manifest, read_config)
@@ -262,6 +263,6 @@ def test_resnet50_integrated_gradients_with_two_steps(tmp_path):
     write_image_shard([("src0_to_b", png_bytes(generated))], tmp_path / "gen.tar", index, tmp_path / "gen.parquet")
     scores = timed("ResNet-50 IG, 224 px, 2 steps", lambda: score_shard(
         model, index, ImageShard(tmp_path / "gen.tar"), ImageShard(tmp_path / "masks.tar"), {"src0": str(source)},
-        image_size=224, ig_cfg={"n_steps": 2, "internal_batch_size": 2, "batch_size": 1}, device="cpu",
+        image_size=224, ig=IgSettings(n_steps=2, internal_batch_size=2, batch_size=1), device="cpu",
         transform="resize_center_crop"))
     assert np.isfinite(scores[["rho", "delta", "p_source", "p_target"]].to_numpy()).all()
