@@ -89,7 +89,7 @@ def fixed_model_comparison(workdir: Path) -> None:
     from ddb.config import validate_config
     from ddb.datasets.loading import ImageDataset
     from ddb.ig_scoring import score_shard
-    from ddb.settings import IgSettings
+    from ddb.settings import IgSettings, PruneSettings
     from ddb.storage.shards import ImageShard
     from ddb.storage.reading import read_parquet
     from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
@@ -163,7 +163,7 @@ def fixed_model_comparison(workdir: Path) -> None:
         both = reference.merge(scores, on="sample_id", suffixes=("_fp32", "_bf16"))
         both = both[both["has_image_fp32"]]
         d_rho = np.abs(both["rho_fp32"] - both["rho_bf16"])
-        verdicts = prune(scores, psi, thresholds, cfg["prune"]["enabled"])
+        verdicts = prune(scores, psi, PruneSettings(enabled=cfg["prune"]["enabled"], thresholds=thresholds))
         verdicts_fp32 = read_parquet(results.ddb_path("prune", candidate, src=src, dst=dst))
         joined = verdicts_fp32.merge(verdicts, on="sample_id", suffixes=("_fp32", "_bf16"))
         flipped = joined[(joined["keep_fp32"] != joined["keep_bf16"])

@@ -9,6 +9,7 @@ import pytest
 
 from ddb.errors import DDBError
 from ddb.pruning import prune, reason_counts
+from ddb.settings import PruneSettings
 from test_step_computations import retrain_cfg, tiny_manifest
 
 
@@ -20,7 +21,7 @@ def test_a_nan_rho_or_softmax_is_pruned_as_non_finite_even_without_pruning():
     })
     psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.9]})
     for enabled in (True, False):
-        table = prune(scores, psi, thresholds=[1.0, 1.0], enabled=enabled)
+        table = prune(scores, psi, PruneSettings(enabled=enabled, thresholds=[1.0, 1.0]))
         # NaN compares False against Ψ and P: without its own rule such a generation would be kept
         assert table["reason"].tolist() == ["kept", "non_finite", "non_finite", "non_finite", "no_mask"]
         assert table["keep"].tolist() == [True, False, False, False, False]

@@ -14,6 +14,7 @@ from ddb.storage.atomic import write_png
 from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
 from ddb.metrics import group_accuracies, summarize
 from ddb.pruning import prune, reason_counts
+from ddb.settings import PruneSettings
 
 
 class MeanColourModel(nn.Module):
@@ -70,7 +71,7 @@ def scores_table():
 
 def test_pruning_keeps_exactly_the_samples_that_pass_both_rules():
     psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.8]})
-    table = prune(scores_table(), psi, thresholds=[0.3, 1.0])
+    table = prune(scores_table(), psi, PruneSettings(enabled=True, thresholds=[0.3, 1.0]))
     # a: p_source 0.2 < Ψ_0 0.9 and ρ 2 > P_1 1 -> kept; b: ρ 0.5 <= 1 -> low_ig;
     # c: p_source 0.95 >= 0.9 -> still_source (its ρ would pass); d: 0.3 < Ψ_1, ρ 0.4 > P_0 0.3 -> kept
     assert table["reason"].tolist() == ["kept", "low_ig", "still_source", "kept", "no_mask"]
@@ -82,7 +83,7 @@ def test_pruning_keeps_exactly_the_samples_that_pass_both_rules():
 
 def test_disabled_pruning_keeps_every_image_but_records_the_rules():
     psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.8]})
-    table = prune(scores_table(), psi, thresholds=[0.3, 1.0], enabled=False)
+    table = prune(scores_table(), psi, PruneSettings(enabled=False, thresholds=[0.3, 1.0]))
     assert table["keep"].tolist() == [True, True, True, True, False]
     assert table["low_ig"].tolist() == [False, True, False, False, False]
     assert table["still_source"].tolist() == [False, False, True, False, False]
