@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from ddb.config import validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
-from ddb.settings import IgSettings  # noqa: E402
+from ddb.settings import IgSettings, InpaintingSettings  # noqa: E402
 from ddb.inpainting import inpaint_shard, torch_dtype  # noqa: E402
 from ddb.storage.shards import ImageShard, write_image_shard  # noqa: E402
 from ddb.storage.images import png_bytes  # noqa: E402
@@ -366,7 +366,7 @@ def bench_inpainting(settings: Settings, defaults: dict, inputs: Inputs, device,
     def run(batch_size, folder, limit=None):
         rows = inputs.sources.head(limit)
         inpaint_shard(pipeline, rows, inputs.masks, inputs.mask_index, source_y=0, target_y=1, target_class="b",
-                      prompt=cfg["prompt"].format("bird"), inpainting_cfg={**cfg, "batch_size": batch_size},
+                      prompt=cfg["prompt"].format("bird"), inpainting=InpaintingSettings(**{**cfg, "batch_size": batch_size}),
                       seed=SEED, tar_path=folder / "shard.tar", index_path=folder / "shard.parquet")
 
     return compare("inpaint", model, len(inputs.sources), settings.inpaint_batch, load_seconds, run, device, workdir,

@@ -112,6 +112,8 @@ def inpaint(generation: dict, pipeline, folder: Path, rows=None, mask_index=None
             batch_size: int = 2, fingerprint: str | None = None):
     """``inpaint_shard`` of ``rows`` (default: every source) into ``folder/shard.tar``, as the job of
     ``fingerprint`` (None: no job, checkpoints of any kept)."""
+    from helpers import settings_of
+
     from ddb.inpainting import inpaint_shard
     from ddb.storage.shards import ImageShard
 
@@ -119,7 +121,8 @@ def inpaint(generation: dict, pipeline, folder: Path, rows=None, mask_index=None
                          ImageShard(masks or generation["masks"]),
                          generation["mask_index"] if mask_index is None else mask_index,
                          source_y=0, target_y=1, target_class="waterbird", prompt="a photo of a <waterbird> bird",
-                         inpainting_cfg={**generation["cfg"]["inpainting"], "batch_size": batch_size}, seed=0,
+                         inpainting=settings_of("inpainting", **{**generation["cfg"]["inpainting"],
+                                                                  "batch_size": batch_size}), seed=0,
                          tar_path=folder / "shard.tar", index_path=folder / "shard.parquet", fingerprint=fingerprint)
 
 

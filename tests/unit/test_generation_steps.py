@@ -6,6 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import settings_of
+
 from ddb.config import validate_config
 from ddb.datasets import build_manifest
 from ddb.errors import DDBError
@@ -55,7 +57,7 @@ def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(dem
     pipeline.load_textual_inversion(str(tmp_path / "learned_embeds.safetensors"))
     token_id = pipeline.tokenizer.convert_tokens_to_ids("<waterbird>")
     assert torch.allclose(pipeline.text_encoder.get_input_embeddings().weight[token_id], learned["<waterbird>"][0])
-    assert len(pipeline.tokenizer.tokenize(prompt_for("waterbird", cfg["inpainting"], True))) == 5
+    assert len(pipeline.tokenizer.tokenize(prompt_for("waterbird", settings_of("inpainting", **cfg["inpainting"]), True))) == 5
 
 
 def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
@@ -75,7 +77,7 @@ def generate_pair(cfg, manifest, tmp_path, shards, seed=0):
         rows = shard_rows(sources, n, shards)
         mask_index = mask_shard(rows, FilesMasker(), cfg["masking"], tmp_path / f"m{n}.tar", tmp_path / f"m{n}.parquet")
         index = inpaint_shard(pipeline, rows, ImageShard(tmp_path / f"m{n}.tar"), mask_index, source_y=0, target_y=1,
-                              target_class="waterbird", prompt="a photo of a waterbird", inpainting_cfg=cfg["inpainting"],
+                              target_class="waterbird", prompt="a photo of a waterbird", inpainting=settings_of("inpainting", **cfg["inpainting"]),
                               seed=seed, tar_path=tmp_path / f"g{n}.tar", index_path=tmp_path / f"g{n}.parquet")
         shard = ImageShard(tmp_path / f"g{n}.tar")
         out.update({i: shard.read_bytes(i) for i in shard.ids()})
@@ -104,7 +106,7 @@ def test_samples_without_mask_are_listed_not_dropped(demo, tmp_path):
                             tmp_path / "m.tar", tmp_path / "m.parquet")
     assert not mask_index["detected"].any() and len(ImageShard(tmp_path / "m.tar")) == 0
     index = inpaint_shard(load_inpaint_pipeline("tiny", seed=0), rows, ImageShard(tmp_path / "m.tar"), mask_index,
-                          source_y=0, target_y=1, target_class="waterbird", prompt="p", inpainting_cfg=cfg["inpainting"],
+                          source_y=0, target_y=1, target_class="waterbird", prompt="p", inpainting=settings_of("inpainting", **cfg["inpainting"]),
                           seed=0, tar_path=tmp_path / "g.tar", index_path=tmp_path / "g.parquet")
     assert len(index) == len(rows) and not index["has_image"].any()
     assert list(pd.read_parquet(tmp_path / "g.parquet").columns) == list(index.columns)

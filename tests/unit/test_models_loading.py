@@ -18,6 +18,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
+from helpers import settings_of  # noqa: E402
+
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
 from ddb.inpainting import generated_id, inpaint_shard  # noqa: E402
@@ -217,10 +219,10 @@ def generation_inputs(tmp_path_factory):
 
 def inpaint_with_batch_size(pipeline, generation_inputs, batch_size: int, folder: Path):
     sources, masks, mask_index = generation_inputs
-    cfg = {"resolution": RESOLUTION, "steps": 3, "guidance_scale": 7.5, "negative_prompt": None,
-           "paste_back": True, "batch_size": batch_size}
+    inpainting = settings_of("inpainting", resolution=RESOLUTION, steps=3, guidance_scale=7.5, negative_prompt=None,
+                             paste_back=True, batch_size=batch_size)
     index = inpaint_shard(pipeline, sources, masks, mask_index, source_y=0, target_y=1, target_class="waterbird",
-                          prompt=PROMPT, inpainting_cfg=cfg, seed=SEED, tar_path=folder / "shard.tar",
+                          prompt=PROMPT, inpainting=inpainting, seed=SEED, tar_path=folder / "shard.tar",
                           index_path=folder / "shard.parquet")
     return index, ImageShard(folder / "shard.tar")
 

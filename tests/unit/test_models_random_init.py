@@ -21,6 +21,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
+from helpers import settings_of  # noqa: E402
+
 from ddb.errors import DDBError  # noqa: E402
 from ddb.evaluate import evaluate_models, format_comparison  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
@@ -220,11 +222,11 @@ def test_one_denoising_step_through_full_sd2_inpainting_with_a_learned_token(lea
     sources = pd.DataFrame([{"sample_id": "src0", "path": str(source)}])
     mask_index = pd.DataFrame({"sample_id": ["src0"], "detected": [True]})
     write_image_shard([("src0", png_bytes(box_mask()))], tmp_path / "masks.tar", mask_index, tmp_path / "masks.parquet")
-    cfg = {"resolution": SIZE, "steps": 1, "guidance_scale": 7.5, "negative_prompt": None, "paste_back": False,
-           "batch_size": 1}
+    inpainting = settings_of("inpainting", resolution=SIZE, steps=1, guidance_scale=7.5, negative_prompt=None,
+                             paste_back=False, batch_size=1)
     index = timed("one denoising step (guidance 7.5: a batch of 2 through the UNet), 64 px", lambda: inpaint_shard(
         pipeline, sources, ImageShard(tmp_path / "masks.tar"), mask_index, source_y=0, target_y=1,
-        target_class="waterbird", prompt="a photo of a <waterbird> bird", inpainting_cfg=cfg, seed=SEED,
+        target_class="waterbird", prompt="a photo of a <waterbird> bird", inpainting=inpainting, seed=SEED,
         tar_path=tmp_path / "shard.tar", index_path=tmp_path / "shard.parquet"))
     assert index["has_image"].tolist() == [True]
     generated = np.asarray(ImageShard(tmp_path / "shard.tar").image("src0_to_waterbird"))
