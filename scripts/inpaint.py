@@ -13,10 +13,11 @@ from ddb.sharding import check_shard_size
 @run_step
 def main(job):
     cfg, seed, wc = job.params.cfg, job.params.seed, job.wildcards
-    inpainting = dataset_settings(cfg, wc.ds).inpainting
-    src, dst = cfg["classes"].index(wc.src), cfg["classes"].index(wc.dst)
+    settings = dataset_settings(cfg, wc.ds)
+    inpainting = settings.inpainting
+    src, dst = settings.classes.index(wc.src), settings.classes.index(wc.dst)
     manifest = read_parquet(job.input.manifest)
-    sources = step_sources(manifest, cfg, wc.src, seed=seed, low_loss_path=(job.input.low_loss or [None])[0])
+    sources = step_sources(manifest, settings, wc.src, seed=seed, low_loss_path=(job.input.low_loss or [None])[0])
     rows = shard_rows(sources, int(wc.n), job.params.shards)
     check_shard_size(len(rows), len(sources), cfg["generation"], job.output.tar)
     pipeline = load_inpaint_pipeline(inpainting.model, seed=seed, device=device(),
@@ -29,11 +30,11 @@ def main(job):
         pipeline.load_textual_inversion(token)
     prompt = prompt_for(wc.dst, inpainting, use_token)
     print(f"prompt: {prompt!r}", flush=True)
-    report_setup(len(rows) * cfg["generation"]["per_source"])
+    report_setup(len(rows) * settings.generation.per_source)
     index = inpaint_shard(pipeline, rows, ImageShard(job.input.masks), read_parquet(job.input.mask_index),
                           source_y=src, target_y=dst, target_class=wc.dst, prompt=prompt,
                           inpainting=inpainting, seed=seed, tar_path=job.output.tar,
-                          index_path=job.output.index, per_source=cfg["generation"]["per_source"],
+                          index_path=job.output.index, per_source=settings.generation.per_source,
                           fingerprint=job.fingerprint)
     print(f"{int(index['has_image'].sum())} of {len(index)} images generated")
 

@@ -6,8 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import settings_of
-
 from ddb.config import validate_config
 from ddb.datasets import build_manifest
 from ddb.errors import DDBError
@@ -19,7 +17,7 @@ from ddb.config import minority_group_name
 from ddb.masking import FilesMasker, generation_sources, mask_shard, shard_rows
 from ddb.models.classifier import build_classifier
 from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_components
-from ddb.settings import IgSettings
+from ddb.settings import dataset_settings
 from ddb.textual_inversion import choose_images, learn_token, save_embeddings
 
 
@@ -37,6 +35,11 @@ def demo(tmp_path_factory):
     }}})
     cfg = config["datasets"]["demo"]
     return cfg, build_manifest("demo", cfg, seed=0), root
+
+
+def settings(cfg: dict):
+    """The demo entry's typed step settings, as a rule script builds them."""
+    return dataset_settings(cfg, "demo")
 
 
 def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(demo, tmp_path):
@@ -57,7 +60,7 @@ def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(dem
     pipeline.load_textual_inversion(str(tmp_path / "learned_embeds.safetensors"))
     token_id = pipeline.tokenizer.convert_tokens_to_ids("<waterbird>")
     assert torch.allclose(pipeline.text_encoder.get_input_embeddings().weight[token_id], learned["<waterbird>"][0])
-    assert len(pipeline.tokenizer.tokenize(prompt_for("waterbird", settings_of("inpainting", **cfg["inpainting"]), True))) == 5
+    assert len(pipeline.tokenizer.tokenize(prompt_for("waterbird", settings(cfg).inpainting, True))) == 5
 
 
 def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
@@ -71,13 +74,15 @@ def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
 def generate_pair(cfg, manifest, tmp_path, shards, seed=0):
     """Masks + inpainting landbird -> waterbird with `shards` shards; returns {generated id: png bytes}."""
     pipeline = load_inpaint_pipeline("tiny", seed=0)
-    sources = generation_sources(manifest, 0, cfg["generation"], seed=seed)
+    sources = generation_sources(manifest, 0, settings(cfg).generation, seed=seed)
     out = {}
     for n in range(shards):
         rows = shard_rows(sources, n, shards)
-        mask_index = mask_shard(rows, FilesMasker(), cfg["masking"], tmp_path / f"m{n}.tar", tmp_path / f"m{n}.parquet")
+        mask_index = mask_shard(rows, FilesMasker(), settings(cfg).masking, tmp_path / f"m{n}.tar",
+                                tmp_path / f"m{n}.parquet")
         index = inpaint_shard(pipeline, rows, ImageShard(tmp_path / f"m{n}.tar"), mask_index, source_y=0, target_y=1,
-                              target_class="waterbird", prompt="a photo of a waterbird", inpainting=settings_of("inpainting", **cfg["inpainting"]),
+                              target_class="waterbird", prompt="a photo of a waterbird",
+                              inpainting=settings(cfg).inpainting,
                               seed=seed, tar_path=tmp_path / f"g{n}.tar", index_path=tmp_path / f"g{n}.parquet")
         shard = ImageShard(tmp_path / f"g{n}.tar")
         out.update({i: shard.read_bytes(i) for i in shard.ids()})
@@ -101,12 +106,13 @@ def test_inpainting_is_labelled_target_keeps_context_and_ignores_sharding(demo, 
 
 def test_samples_without_mask_are_listed_not_dropped(demo, tmp_path):
     cfg, manifest, _ = demo
-    rows = shard_rows(generation_sources(manifest, 0, cfg["generation"], seed=0), 0, 1)
-    mask_index = mask_shard(rows, FilesMasker(str(tmp_path / "no_masks_here")), cfg["masking"],
+    rows = shard_rows(generation_sources(manifest, 0, settings(cfg).generation, seed=0), 0, 1)
+    mask_index = mask_shard(rows, FilesMasker(str(tmp_path / "no_masks_here")), settings(cfg).masking,
                             tmp_path / "m.tar", tmp_path / "m.parquet")
     assert not mask_index["detected"].any() and len(ImageShard(tmp_path / "m.tar")) == 0
     index = inpaint_shard(load_inpaint_pipeline("tiny", seed=0), rows, ImageShard(tmp_path / "m.tar"), mask_index,
-                          source_y=0, target_y=1, target_class="waterbird", prompt="p", inpainting=settings_of("inpainting", **cfg["inpainting"]),
+                          source_y=0, target_y=1, target_class="waterbird", prompt="p",
+                          inpainting=settings(cfg).inpainting,
                           seed=0, tar_path=tmp_path / "g.tar", index_path=tmp_path / "g.parquet")
     assert len(index) == len(rows) and not index["has_image"].any()
     assert list(pd.read_parquet(tmp_path / "g.parquet").columns) == list(index.columns)
@@ -156,7 +162,7 @@ def test_score_shard_scores_every_generated_image(demo, tmp_path):
     model = build_classifier("tiny", 2, None, seed=0)
     scores = score_shard(model, pd.read_parquet(tmp_path / "g0.parquet"), ImageShard(tmp_path / "g0.tar"),
                          ImageShard(tmp_path / "m0.tar"), dict(zip(manifest["sample_id"], manifest["path"])),
-                         image_size=32, ig=IgSettings(**cfg["ig"]), device="cpu")
+                         image_size=32, ig=settings(cfg).ig, device="cpu")
     assert len(scores) == 5 and scores["has_image"].all()
     assert np.isfinite(scores[["rho", "p_source", "p_target"]].to_numpy()).all()
     np.testing.assert_allclose(scores["p_source"] + scores["p_target"], 1.0, rtol=1e-5)

@@ -8,6 +8,7 @@ and IG scoring must not depend on the batch size (each sample has its own genera
 
 import sys
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -266,13 +267,13 @@ def test_ig_in_batches_equals_one_at_a_time(batched_and_single, generation_input
 def test_text_prompted_masking_in_batches_equals_one_at_a_time(generation_inputs, tmp_path):
     """Five images in batches of four leave a last batch of one image: the tiny detector must take it."""
     sources, _, _ = generation_inputs
-    cfg = {"masker": "grounded_sam", "mask_dir": None, "prompt": "bird.", "detector": "tiny", "segmenter": "tiny",
-           "box_threshold": 0.0, "text_threshold": 0.0, "dilate": 0, "shape": "silhouette"}
+    cfg = settings_of("masking", masker="grounded_sam", mask_dir=None, prompt="bird.", detector="tiny",
+                      segmenter="tiny", box_threshold=0.0, text_threshold=0.0, dilate=0, shape="silhouette")
     masker = make_masker(cfg, seed=SEED, device="cpu")
     shards = {}
     for batch_size in (4, 1):
         folder = tmp_path / f"batch{batch_size}"
-        index = mask_shard(sources, masker, {**cfg, "batch_size": batch_size}, folder / "masks.tar",
+        index = mask_shard(sources, masker, replace(cfg, batch_size=batch_size), folder / "masks.tar",
                            folder / "masks.parquet")
         shards[batch_size] = (index, ImageShard(folder / "masks.tar"))
     (batched_index, batched), (single_index, single) = shards[4], shards[1]

@@ -234,9 +234,9 @@ def test_one_denoising_step_through_full_sd2_inpainting_with_a_learned_token(lea
 
 
 def test_grounding_dino_base_and_sam_vit_b_mask_one_image_at_full_size(tmp_path):
-    cfg = {"masker": "grounded_sam", "mask_dir": None, "prompt": "bird.", "box_threshold": 0.0,
-           "text_threshold": 0.0, "dilate": 0, "shape": "silhouette", "batch_size": 1,
-           "detector": "random:IDEA-Research/grounding-dino-base", "segmenter": "random:facebook/sam-vit-base"}
+    cfg = settings_of("masking", masker="grounded_sam", mask_dir=None, prompt="bird.", box_threshold=0.0,
+                      text_threshold=0.0, dilate=0, shape="silhouette", batch_size=1,
+                      detector="random:IDEA-Research/grounding-dino-base", segmenter="random:facebook/sam-vit-base")
     masker = timed("build random GroundingDINO base + SAM ViT-B", lambda: make_masker(cfg, seed=SEED, device="cpu"))
     detector, processor = masker.masker.detector, masker.masker.detector_processor
     assert detector.config.backbone_config.embed_dim == 128 and detector.config.backbone_config.depths == [2, 2, 18, 2]

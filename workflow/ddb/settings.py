@@ -203,6 +203,12 @@ class DatasetSettings:
     retrain: RetrainSettings | None
     dfr: DfrSettings | None
 
+    def minority_group(self, y: int) -> str | None:
+        """The group name (``landbird_water``) of class ``y``'s minority group, or None if it has none."""
+        from .config import minority_group_name
+
+        return minority_group_name({"classes": self.classes, "minority_groups": self.minority_groups}, y)
+
 
 TOP_LEVEL = ("classes", "minority_groups", "class_balance")
 SCHEMA = "workflow/schemas/config.schema.yaml"
