@@ -1,5 +1,7 @@
 """Textual inversion, masking, inpainting and IG with the tiny models: real code paths, small inputs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,12 +46,13 @@ def settings(cfg: dict):
 
 def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(demo, tmp_path):
     cfg, manifest, _ = demo
-    images = choose_images(manifest, 1, cfg["textual_inversion"], seed=0, name="demo",
+    images = choose_images(manifest, 1, settings(cfg).textual_inversion, seed=0, name="demo",
                            minority_group=minority_group_name(cfg, 1))
     assert len(images) == 2 and set(images["group"]) == {"waterbird_land"}  # the minority group
     components = load_text_to_image_components("tiny", seed=0)
     before = components["text_encoder"].get_input_embeddings().weight.detach().clone()
-    learned, losses = learn_token(components, images, "waterbird", cfg["textual_inversion"], seed=0, device="cpu")
+    learned, losses = learn_token(components, images, "waterbird", settings(cfg).textual_inversion, seed=0,
+                                  device="cpu")
     after = components["text_encoder"].get_input_embeddings().weight.detach()
     assert after.shape[0] == before.shape[0] + 1
     assert torch.equal(after[:-1], before)  # every old row restored after each step
@@ -65,7 +68,7 @@ def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(dem
 
 def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
     cfg, manifest, _ = demo
-    asked = {**cfg["textual_inversion"], "num_images": 50}
+    asked = replace(settings(cfg).textual_inversion, num_images=50)
     with pytest.raises(DDBError, match=r"(?s)textual_inversion\.num_images.*asks for 50 images but the minority group "
                                        r"'waterbird_land' has only 3.*set num_images to at most 3"):
         choose_images(manifest, 1, asked, seed=0, name="demo", minority_group="waterbird_land")

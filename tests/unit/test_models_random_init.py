@@ -192,8 +192,8 @@ def learned_token(tmp_path_factory) -> Path:
     assert components["noise_scheduler"].config.prediction_type == "epsilon"
     images = pd.DataFrame([{"sample_id": f"s{i}", "path": str(noise_image(folder / f"s{i}.png", seed=i)),
                             "group": "g"} for i in range(2)])
-    cfg = {"initializer_token": "bird", "resolution": SIZE, "lr": 5e-4, "batch_size": 1, "scale_lr": True,
-           "steps": 1, "templates": ["a photo of a {} bird"]}
+    cfg = settings_of("textual_inversion", initializer_token="bird", resolution=SIZE, lr=5e-4, batch_size=1,
+                      scale_lr=True, steps=1, templates=["a photo of a {} bird"])
     learned, losses = timed("one textual-inversion step, 64 px",
                             lambda: learn_token(components, images, "waterbird", cfg, seed=SEED, device="cpu"))
     assert np.isfinite(losses["loss"]).all() and len(losses) == 1

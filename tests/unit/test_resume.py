@@ -8,6 +8,7 @@ scrambled, as a new process would have others, and the step runs again from the 
 from __future__ import annotations
 
 import random
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from _reliability import one_torch_thread  # noqa: F401
 from ddb.config import validate_config
 from ddb.precision import Precision
 from ddb.resume import TrainingCheckpoint, resume_path
+from ddb.settings import dataset_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -219,13 +221,14 @@ def test_textual_inversion_resumes_to_the_uninterrupted_token(demo, tmp_path, ca
     from ddb.textual_inversion import choose_images, learn_token
 
     base, manifest = demo
-    ti_cfg = {**base["textual_inversion"], "steps": 5, "checkpoint_every": 2, "num_images": 2, "source": "all"}
-    images = choose_images(manifest, 1, ti_cfg, seed=0, name="demo", minority_group=minority_group_name(base, 1))
-    settings = [ti_cfg, 0, "waterbird"]
+    ti = replace(dataset_settings(base, "demo").textual_inversion, steps=5, checkpoint_every=2, num_images=2,
+                 source="all")
+    images = choose_images(manifest, 1, ti, seed=0, name="demo", minority_group=minority_group_name(base, 1))
+    settings = [asdict(ti), 0, "waterbird"]
 
     def learn(resume):
         components = load_text_to_image_components("tiny", seed=0, device="cpu")  # a fresh tokenizer each time
-        return learn_token(components, images, "waterbird", ti_cfg, seed=0, device="cpu", resume=resume)
+        return learn_token(components, images, "waterbird", ti, seed=0, device="cpu", resume=resume)
 
     learned_a, losses_a = learn(TrainingCheckpoint(tmp_path / "a.resume.pt", "textual_inversion", settings))
     path = resume_path(tmp_path / "learned_embeds.safetensors")
