@@ -316,6 +316,7 @@ def gpu_resume_check(device_name: str = "cuda") -> None:
 
     from ddb.erm import train_erm
     from ddb.resume import TrainingCheckpoint
+    from ddb.settings import dataset_settings
 
     folder = Path(tempfile.mkdtemp())
     rng, rows = np.random.default_rng(0), []
@@ -344,11 +345,13 @@ def gpu_resume_check(device_name: str = "cuda") -> None:
         for deterministic in (False, True):
             torch.backends.cudnn.deterministic = deterministic
             torch.backends.cudnn.benchmark = False
-            cfg = {"classes": ["a", "b"], "class_balance": "reweight",
-                   "classifier": {"arch": "tiny", "weights": None, "image_size": 32, "transform": "stretch",
-                                  "precision": precision, "channels_last": "auto", "tf32": True},
-                   "erm": {"checkpoint": None, "epochs": 4, "batch_size": 16, "lr": 0.01, "optimizer": "sgd",
-                           "momentum": 0.9, "weight_decay": 1e-4, "augment": True, "num_workers": 0}}
+            cfg = dataset_settings({
+                "classes": ["a", "b"], "class_balance": "reweight",
+                "classifier": {"arch": "tiny", "weights": None, "image_size": 32, "transform": "stretch",
+                               "precision": precision, "channels_last": "auto", "tf32": True},
+                "erm": {"checkpoint": None, "epochs": 4, "select_epoch": "last", "batch_size": 16, "lr": 0.01,
+                        "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "augment": True,
+                        "num_workers": 0}}, "bench")
             a, _ = train_erm(manifest, cfg, seed=0, device=device_name)
             path = folder / f"{precision}-{deterministic}.resume.pt"
             try:

@@ -276,11 +276,13 @@ def test_retraining_stops_after_patience_epochs_without_a_better_val_wga_and_kee
     monkeypatch.setattr(retrain_module, "evaluate_groups", fake_evaluate)
     manifest = tiny_manifest(tmp_path)
     model = build_classifier("tiny", 2, None, seed=0)
-    _, history = retrain_module.retrain(model, manifest, {}, retrain_cfg(epochs=6, patience=2), seed=0, device="cpu")
+    _, history = retrain_module.retrain(model, manifest, {}, dataset_settings(retrain_cfg(epochs=6, patience=2), "d"),
+                                        seed=0, device="cpu")
     assert history["epoch"].tolist() == [1, 2, 3, 4]  # epochs 3 and 4 brought nothing better than 0.6
     assert history.loc[history["selected"], "epoch"].item() == 2
     scores = iter([0.4, 0.6, 0.5, 0.55, 0.9, 0.95])
-    _, history = retrain_module.retrain(model, manifest, {}, retrain_cfg(epochs=6), seed=0, device="cpu")
+    _, history = retrain_module.retrain(model, manifest, {}, dataset_settings(retrain_cfg(epochs=6), "d"), seed=0,
+                                        device="cpu")
     assert len(history) == 6 and history.loc[history["selected"], "epoch"].item() == 6  # no patience: every epoch
 
 

@@ -77,6 +77,11 @@ def with_sections(cfg: dict, **sections) -> dict:
                       for key, value in sections.items()}}
 
 
+def demo_settings(cfg: dict, **sections):
+    """:func:`with_sections`' entry as the typed settings a rule script builds from it."""
+    return dataset_settings(with_sections(cfg, **sections), "demo")
+
+
 # ---------------------------------------------------------------------------------------------------- ERM
 
 
@@ -99,7 +104,7 @@ def test_train_erm_resumes_to_the_uninterrupted_model(demo, tmp_path, capsys, mo
         monkeypatch.setattr(ddb.erm, "classifier_precision", lambda cfg, device: ScaledFP32("cpu"))
     epochs, saves = 3, 2
     # augmentation and a class-balanced sampler: every random state of the loop is in play
-    cfg = with_sections(base, erm={"epochs": epochs, "batch_size": 16, "augment": True}, class_balance="reweight")
+    cfg = demo_settings(base, erm={"epochs": epochs, "batch_size": 16, "augment": True}, class_balance="reweight")
     settings = [cfg, 0]
     model_a, history_a = train_erm(manifest, cfg, seed=0, device="cpu",
                                    resume=TrainingCheckpoint(tmp_path / "a" / "model.resume.pt", "train_erm", settings))
@@ -140,7 +145,7 @@ def test_retrain_resumes_to_the_uninterrupted_model(demo, tmp_path, capsys, batc
     from ddb.retrain import retrain
 
     erm_model, manifest, generated = retrain_inputs(demo)
-    cfg = with_sections(demo[0], retrain={"epochs": 3, "batch_size": 16, "generated_batch_size": 3, "augment": True,
+    cfg = demo_settings(demo[0], retrain={"epochs": 3, "batch_size": 16, "generated_batch_size": 3, "augment": True,
                                           "lr": 1e-3, "batching": batching}, class_balance="reweight")
     settings = [cfg, 0]
     model_a, history_a = retrain(erm_model, manifest, generated, cfg, seed=0, device="cpu",
@@ -164,7 +169,7 @@ def test_retrain_stopped_by_patience_resumes_to_its_best_epoch(demo, tmp_path, m
     import ddb.retrain as retrain_module
 
     erm_model, manifest, generated = retrain_inputs(demo)
-    cfg = with_sections(demo[0], retrain={"epochs": 6, "patience": 1, "batch_size": 16, "generated_batch_size": 3})
+    cfg = demo_settings(demo[0], retrain={"epochs": 6, "patience": 1, "batch_size": 16, "generated_batch_size": 3})
     scores = {}
 
     def fake_evaluate(*args, **kwargs):  # val WGA 0.4, 0.6, 0.5: patience stops after epoch 3, keeps 2

@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import small_config
 from test_datasets import build, dataset_cfg, write_image
-from test_resume import demo, with_sections  # noqa: F401 (demo: a fixture)
+from test_resume import demo, demo_settings  # noqa: F401 (demo: a fixture)
 
 from ddb.metrics import group_accuracies, summarize
 from ddb.retrain import joint_batch_loss
@@ -81,7 +81,7 @@ def test_joint_retraining_steps_once_over_real_and_generated(demo, monkeypatch):
     base, manifest = demo
     train = manifest[manifest["split"] == "train"]
     generated = {0: train[train["y"] == 1]["path"].tolist()[:7]}  # class 1: nothing kept
-    cfg = with_sections(base, retrain={"epochs": 1, "batch_size": 16, "batching": "joint", "lr": 1e-3})
+    cfg = demo_settings(base, retrain={"epochs": 1, "batch_size": 16, "batching": "joint", "lr": 1e-3})
     seen = []
     original = retrain_module.joint_batch_loss
 

@@ -14,7 +14,7 @@ from ddb.storage.atomic import write_png
 from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
 from ddb.metrics import group_accuracies, summarize
 from ddb.pruning import prune, reason_counts
-from ddb.settings import PruneSettings
+from ddb.settings import PruneSettings, dataset_settings
 
 
 class MeanColourModel(nn.Module):
@@ -131,7 +131,8 @@ def test_retrain_loss_is_ce_plus_weighted_generated_terms_and_empty_class_adds_z
     manifest = tiny_manifest(tmp_path)
     generated_paths = [str(tmp_path / f"train{i}.png") for i in range(0, 24, 2)]  # red images, labelled 0
     model = build_classifier("tiny", 2, None, seed=0)
-    selected, history = retrain(model, manifest, {0: generated_paths}, retrain_cfg(), seed=0, device="cpu")
+    selected, history = retrain(model, manifest, {0: generated_paths}, dataset_settings(retrain_cfg(), "d"), seed=0,
+                                device="cpu")
     assert len(history) == 3 and history["selected"].sum() == 1
     assert history["loss_gen_1"].tolist() == [0.0, 0.0, 0.0]  # no generated class-1 sample: exactly 0, not NaN
     assert (history["loss_gen_0"] > 0).all()
