@@ -1,5 +1,6 @@
 """Rule evaluate: ERM, DFR and DDB on the test split, and the choices validation could not make."""
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from ddb.dfr import dfr_precision
@@ -9,13 +10,13 @@ from ddb.storage.atomic import write_json, write_parquet
 from ddb.models.classifier import load_classifier
 from ddb.precision import classifier_precision
 from ddb.scripting import device, run_step
+from ddb.settings import dataset_settings
 from ddb.selection_checks import format_warnings, selection_warnings
 from ddb.tuning import describe_selection, selected_history, selected_model
 
 
 @run_step
 def main(job):
-    cfg = job.params.cfg
     manifest = read_parquet(job.input.manifest)
     models = {"erm": load_classifier(job.input.erm, device())[0]}
     dfr = job.input.get("dfr")  # the DFR baseline, where the dataset's `dfr` section is enabled
@@ -26,12 +27,14 @@ def main(job):
     models["ddb"] = load_classifier(ddb_path, device())[0]
     # the `random:` models of the dataset entry (rules/retrain.smk); a rehearsal is marked in eval.json
     random_models = dict(getattr(job.params, "random_models", None) or {})
+    settings = dataset_settings(job.params.cfg, job.wildcards.ds)
+    classifier = settings.classifier
     # DFR's model computes in float32 (ddb.dfr.dfr_precision), as its features did; the others as configured
-    precision = {name: classifier_precision(cfg["classifier"], device()) for name in models}
+    precision = {name: classifier_precision(asdict(classifier), device()) for name in models}
     if "dfr" in models:
-        precision["dfr"] = dfr_precision(cfg["classifier"], device())
-    report, table = evaluate_models(models, manifest, cfg["classifier"]["image_size"], cfg["retrain"]["batch_size"],
-                                    device(), job.wildcards.ds, cfg["classifier"]["transform"],
+        precision["dfr"] = dfr_precision(classifier, device())
+    report, table = evaluate_models(models, manifest, classifier.image_size, settings.retrain.batch_size,
+                                    device(), job.wildcards.ds, classifier.transform,
                                     random_models=random_models, precision=precision)
     if tuned:
         report["tune"] = tuned  # which candidate DDB is, chosen on validation

@@ -67,6 +67,16 @@ def settings_of(section: str, **values):
     return section_settings(SECTIONS[section], {**_small_entry()[section], **values}, section)
 
 
+def small_settings(**sections):
+    """The reduced demo's typed settings (ddb.settings.DatasetSettings), each of ``sections`` (a dict of
+    values) in place of the validated section's values."""
+    from ddb.settings import dataset_settings
+
+    entry = _small_entry()
+    return dataset_settings({**entry, **{name: {**entry[name], **values} for name, values in sections.items()}},
+                            "demo")
+
+
 def run_paths(workdir: Path, run: str = "demo") -> RunPaths:
     """The artifacts of ``run`` in a workflow directory (results/<run>/), by their ddb.paths names."""
     return RunPaths(Path(workdir) / "results" / run)
