@@ -1,4 +1,6 @@
 """Rule ig_score: ρ and softmax for one shard of generated images."""
+from dataclasses import asdict
+
 from ddb.ig_scoring import score_shard
 from ddb.storage.shards import ImageShard
 from ddb.storage.reading import read_parquet
@@ -12,17 +14,16 @@ from ddb.settings import dataset_settings
 
 @run_step
 def main(job):
-    cfg = job.params.cfg
-    settings = dataset_settings(cfg, job.wildcards.ds)
+    settings = dataset_settings(job.params.cfg, job.wildcards.ds)
+    classifier = settings.classifier
     manifest = read_parquet(job.input.manifest)
     model, _ = load_classifier(job.input.model, device())
     index = read_parquet(job.input.index)
     report_setup(int(index["has_image"].sum()))
     scores = score_shard(model, index, ImageShard(job.input.generated),
                          ImageShard(job.input.masks), dict(zip(manifest["sample_id"], manifest["path"])),
-                         image_size=cfg["classifier"]["image_size"],
-                         ig=settings.ig, device=device(), transform=cfg["classifier"]["transform"],
-                         precision=classifier_precision(cfg["classifier"], device()))
+                         image_size=classifier.image_size, ig=settings.ig, device=device(),
+                         transform=classifier.transform, precision=classifier_precision(asdict(classifier), device()))
     write_parquet(scores, job.output[0])
 
 
