@@ -60,6 +60,7 @@ def test_run_step_hands_the_step_what_the_rule_declares(tmp_path, job_of):
     assert job.input.low_loss == [] and job.input.get("token") is None
     assert list(job.input) == [run / "data" / "manifest.parquet", run / "masks" / "landbird" / "shard-0.tar"]
     assert job.output[0] == job.output.tar == run / "inpaint" / "shard-0.tar"
+    assert job.output.index == run / "inpaint" / "shard-0.parquet"  # a declared name wins over a method
     assert job.params.cfg == {"inpainting": {"steps": 2}} and job.resources.runtime == 30
     assert job.log == tmp_path / "logs" / "inpaint.log" and job.config == {"datasets": {}}
     # the fingerprint is the one run_step always computed, with the thread count the job computes with

@@ -50,14 +50,18 @@ class Named(Mapping):
     def __len__(self) -> int:
         return len(self._values)
 
+    def __getattribute__(self, name: str):
+        # a declared name wins over a method of the same name (an output named `index`, a param named `items`)
+        if not name.startswith("_"):
+            values = object.__getattribute__(self, "_values")
+            if name in values:
+                return values[name]
+        return object.__getattribute__(self, name)
+
     def __getattr__(self, name: str):
         if name.startswith("_"):  # never a declared name; and no recursion while an instance is half made
             raise AttributeError(name)
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"the rule declares no {name!r} (it declares: {', '.join(self._values) or 'none'})") \
-                from None
+        raise AttributeError(f"the rule declares no {name!r} (it declares: {', '.join(self._values) or 'none'})")
 
     def __setattr__(self, name: str, value) -> None:
         raise AttributeError(f"a job's {type(self).__name__} is read-only")
@@ -66,9 +70,9 @@ class Named(Mapping):
         return f"{type(self).__name__}({dict(self._values)!r})"
 
 
-class Files(Sequence):
-    """A rule's input or output files: every file in declared order by index (``output[0]``) and
-    iteration, the named entries by attribute (``input.manifest``), ``get`` and ``items``."""
+class Files:
+    """A rule's input or output files: every file in declared order by index (``output[0]``), ``len`` and
+    iteration, the named entries by attribute (``input.manifest``, ``output.index``), ``get`` and ``items``."""
 
     __slots__ = ("_paths", "_named")
 
@@ -81,6 +85,17 @@ class Files(Sequence):
 
     def __len__(self) -> int:
         return len(self._paths)
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._paths)
+
+    def __getattribute__(self, name: str):
+        # a declared name wins over a method of the same name, as in Snakemake's named lists
+        if not name.startswith("_"):
+            named = object.__getattribute__(self, "_named")
+            if name in named:
+                return named[name]
+        return object.__getattribute__(self, name)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
