@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from helpers import REPO
-from ddb.inspect import STEPS, resolve_step
+from ddb.presenters.overview import STEPS, resolve_step
 
 
 def test_inspect_help_lists_every_step_and_each_alias_it_names_resolves():
