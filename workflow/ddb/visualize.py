@@ -555,6 +555,9 @@ def _declared(paths: list[Path], name: str, **wildcards) -> Path | None:
     """The path among ``paths`` that is artifact ``name`` with these wildcards, None if none is."""
     tail = ARTIFACTS[name].format(**wildcards)
     found = [p for p in paths if p.as_posix() == tail or p.as_posix().endswith("/" + tail)]
+    if len(found) > 1:  # e.g. every tuning candidate's prune table, and no tune/selected.json to choose one
+        raise DDBError(f"visualize input {name}", f"{len(found)} declared files are {tail}: "
+                       + ", ".join(map(str, found)), "declare tune/selected.json (tune_selection) for a tuned run")
     return found[0] if found else None
 
 
