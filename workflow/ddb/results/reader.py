@@ -264,7 +264,8 @@ def tar_members(path: Path) -> int:
 
 
 def prune_counts_of(tables: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
-    """One row per (src, dst, prune table): generated rows, kept, kept %, one column per reason, Ψ_src and P_dst."""
+    """One row per (src, dst, prune table): generated rows, kept, kept %, one column per reason, Ψ_src and
+    P_dst."""
     records = []
     for src, dst, table in tables:
         counts = table["reason"].value_counts()
