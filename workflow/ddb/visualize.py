@@ -506,7 +506,8 @@ def write_eval_tables(eval_json: str | Path, eval_table: str | Path, name: str, 
 
 
 def write_prune_tables(counts: pd.DataFrame, name: str, out: Path) -> None:
-    """report/prune.html and prune_counts.csv from the counts per pair (:func:`ddb.results.reader.prune_counts_of`)."""
+    """report/prune.html and prune_counts.csv from the counts per pair
+    (:func:`ddb.results.reader.prune_counts_of`)."""
     columns = ["pair", "generated", "kept", "kept %", *REASONS[1:], "Ψ_src", "P_dst"]
     rows = [[f"{r['source']} → {r['target']}", r["generated"], r["kept"], f"{r['kept_percent']:.1f} %",
              *[r[reason] for reason in REASONS[1:]], r["psi_source"], r["threshold"]]
