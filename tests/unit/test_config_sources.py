@@ -51,7 +51,7 @@ def test_an_unknown_dataset_is_one_line_naming_the_datasets(two_files, capsys):
     with pytest.raises(DDBError, match=r"no dataset 'nope' \(datasets: \['wb'\]\)"):
         resolve_entry([first], "nope")
     assert main(["config", "nope", "--configfile", str(first)]) == 1
-    assert capsys.readouterr().err.startswith(f"ddb config: {first}: no dataset 'nope'")
+    assert capsys.readouterr().err.startswith(f"ddb: {first}: no dataset 'nope'")
 
 
 def test_an_invalid_value_is_the_loader_message(tmp_path, capsys):

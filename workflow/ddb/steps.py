@@ -10,7 +10,8 @@ artifacts are names of :data:`ddb.paths.ARTIFACTS`, which stays the one place of
 Adding a step takes one :class:`Step` here, its rule in ``rules/*.smk`` (outputs through ``artifact(name)``,
 ``rule_resources`` / ``rule_threads`` with the rule's own name), a thin ``scripts/<rule>.py``, the module
 in this package that computes it, and its tests; a step with ``shows`` also needs its two presenters in
-``ddb.inspect`` (``_SUMMARIES``, ``_TABLES``). A rule that is no step's goes in :data:`NON_STEP_RULES`.
+:mod:`ddb.presenters` (``@summary("<step>")`` and ``@table("<step>")``, :mod:`ddb.presenters.registry`). A
+rule that is no step's goes in :data:`NON_STEP_RULES`.
 
 This module imports nothing but :mod:`ddb.paths`: the CLI's help reads it (no pandas), and every rule's
 script reaches it through the error messages (``ddb.storage.remake``).
