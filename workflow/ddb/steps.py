@@ -5,7 +5,7 @@ Everything that lists steps reads :data:`STEPS`: the `all` rule's artifacts and 
 (``rules/common.smk``: ``step_artifacts``, ``configured_resources``), the rule an error's fix names for a
 damaged file (:func:`ddb.storage.remake.rule_of`), the steps of ``ddb inspect`` and its ``--step`` help. The
 artifacts are names of :data:`ddb.paths.ARTIFACTS`, which stays the one place of path patterns.
-``tests/test_steps_registry.py`` checks this list against the rules Snakemake parses.
+``tests/workflow/test_steps_rules.py`` checks this list against the rules Snakemake parses.
 
 Adding a step takes one :class:`Step` here, its rule in ``rules/*.smk`` (outputs through ``artifact(name)``,
 ``rule_resources`` / ``rule_threads`` with the rule's own name), a thin ``scripts/<rule>.py``, the module
