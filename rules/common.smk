@@ -175,10 +175,12 @@ def check_command_line_targets():
     targets = command_line_targets()
     if targets is None:
         return
+
+    def producible(target):
+        return any(rule.is_producer(target) for rule in workflow.rules)
+
     try:
-        check(targets, is_rule=workflow.is_rule, producible=lambda target: any(rule.is_producer(target)
-                                                                               for rule in workflow.rules),
-              results=R, datasets=DATASETS)
+        check(targets, is_rule=workflow.is_rule, producible=producible, results=R, datasets=DATASETS)
     except DDBError as error:
         raise WorkflowError(str(error)) from None
 
