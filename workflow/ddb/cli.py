@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--configfile", action="append", metavar="FILE",
                         help="config file(s), later ones overriding earlier ones as with snakemake "
                              "(default: config.yaml)")
+    config.add_argument("--resources", action="store_true",
+                        help="print what each cluster job of the dataset asks for (GPUs, memory, runtime, "
+                             "threads), each value with where it comes from, instead of the entry")
     config.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     commands.add_parser(
         "doctor", help="can this node run DDB's GPU jobs? (run it on a GPU node before submitting)",
@@ -132,8 +135,16 @@ def _show_step(overview, results, step: str, as_json: bool) -> int:
 
 
 def config_command(args) -> int:
-    from .config_sources import format_entry, resolve_entry
+    from .config_sources import format_entry, format_resources, resolve_entry, resolve_resources
 
+    if args.resources:
+        resources = resolve_resources(args.configfile or ["config.yaml"], args.name)
+        if args.json:
+            print(json.dumps([{"rule": r.rule, "key": r.key, "value": r.value, "source": r.source}
+                              for r in resources], indent=2, default=_plain))
+        else:
+            print(format_resources(args.name, resources))
+        return 0
     values = resolve_entry(args.configfile or ["config.yaml"], args.name)
     if args.json:
         print(json.dumps([{"key": v.key, "value": v.value, "source": v.source} for v in values], indent=2,

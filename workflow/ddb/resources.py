@@ -13,7 +13,7 @@ declares ``threads: rule_threads(...)``, ``resources: **rule_resources(...)`` an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .steps import resource_class
 
@@ -86,17 +86,31 @@ class ResourcePolicy:
         resources.rules, then for run ``ds`` by its dataset's own `resources`: `scale` multiplies mem_mb and
         runtime, the runtime estimated from the job's work replaces the scaled runtime (unless resources.rules
         sets one), `max` caps every value (not with ``capped`` false), `rules` sets the rule's values outright."""
-        merged = dict(DEFAULT_RESOURCES[resource_class(rule) or "light"])
-        merged.update(self.resources["rules"].get(rule, {}))
+        return {key: value for key, (value, _) in self.explained(rule, ds, capped).items()}
+
+    def explained(self, rule: str, ds: str | None = None, capped: bool = True,
+                  where: Callable[[str], str] = str) -> dict[str, tuple[object, str]]:
+        """:meth:`configured`, each value with the layer that set it last (what ``ddb config NAME --resources``
+        prints): a config key is named through ``where`` (its dotted path in, a label out: the file that set it)."""
+        cls = resource_class(rule) or "light"
+        merged = {key: (value, f"resource class {cls!r} (ddb.resources)")
+                  for key, value in DEFAULT_RESOURCES[cls].items()}
+        merged.update({key: (value, where(f"resources.rules.{rule}.{key}"))
+                       for key, value in self.resources["rules"].get(rule, {}).items()})
         if ds is not None:
             own = self.datasets[ds]["resources"]
+            section = f"datasets.{ds}.resources"
             for key in ("mem_mb", "runtime"):
-                merged[key] = max(1, math.ceil(round(merged[key] * own["scale"], 6)))
-            merged["runtime"] = self.estimated_runtime(rule, ds) or merged["runtime"]
+                value, source = merged[key]
+                scaled = f"{source} x {own['scale']} ({where(f'{section}.scale')})" if own["scale"] != 1 else source
+                merged[key] = (max(1, math.ceil(round(value * own["scale"], 6))), scaled)
+            if estimate := self.estimated_runtime(rule, ds):
+                merged["runtime"] = (estimate, "estimated from the job's work (ddb.sizing)")
             for key, cap in own["max"].items() if capped else ():
-                if key in merged:
-                    merged[key] = min(merged[key], cap)
-            merged.update(own["rules"].get(rule, {}))
+                if key in merged and cap < merged[key][0]:
+                    merged[key] = (cap, where(f"{section}.max.{key}"))
+            merged.update({key: (value, where(f"{section}.rules.{rule}.{key}"))
+                           for key, value in own["rules"].get(rule, {}).items()})
         return merged
 
     def job_resources(self, rule: str, ds: str) -> dict:
