@@ -1,6 +1,5 @@
 import time
 import re
-import math
 import os
 import sys
 from pathlib import Path
@@ -14,11 +13,12 @@ from ddb.job_environment import prepare as prepare_job_environment  # noqa: E402
 
 prepare_job_environment(PACKAGE_ROOT, remote=workflow.remote_exec)
 
-from ddb.config import ConfigSources, class_pairs, validate_config  # noqa: E402
-from ddb.sharding import shard_count  # noqa: E402
+from ddb.config import ConfigSources, validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
-from ddb.paths import ARTIFACTS, MODEL_RECORD, artifact_path, results_artifact_path, run_name  # noqa: E402
-from ddb.steps import STEPS, resource_class  # noqa: E402
+from ddb.paths import ARTIFACTS, MODEL_RECORD, artifact_path, results_artifact_path  # noqa: E402
+from ddb.resources import ResourcePolicy  # noqa: E402
+from ddb.runs import Runs, pairs_of as entry_pairs, shards_of as entry_shards  # noqa: E402
+from ddb.targets import snakemake_targets  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error. Each message
 # names the file the bad value came from: the Snakefile's config.yaml, a --configfile or the --config overrides.
@@ -59,24 +59,17 @@ def artifact_folder(name):
     return f"{R}/{{ds}}/{Path(ARTIFACTS[name]).parent.as_posix()}"
 
 
-# A run is one dataset at one seed (ddb.paths.run_name): the `ds` wildcard names a run, so every rule runs
-# per seed unchanged. The config's seed keeps the dataset's own folder; each other seed of `seeds` gets
+# A run is one dataset at one seed (ddb.runs): the `ds` wildcard names a run, so every rule runs per seed
+# unchanged. The config's seed keeps the dataset's own folder; each other seed of `seeds` gets
 # <dataset>/seed-<s>, with the same entry.
-SEEDS = config["seeds"] or [config["seed"]]
-RUN_SEEDS = {run_name(ds, seed, config["seed"]): seed for ds in config["datasets"] for seed in SEEDS}
-RUN_DATASETS = {run_name(ds, seed, config["seed"]): ds for ds in config["datasets"] for seed in SEEDS}
-DATASETS = {run: config["datasets"][ds] for run, ds in RUN_DATASETS.items()}
-ALL_CLASSES = sorted({c for d in DATASETS.values() for c in d["classes"]})
-
-
+RUNS = Runs(config)
+RUN_SEEDS = RUNS.seed_of  # run -> seed
+RUN_DATASETS = RUNS.dataset_of  # run -> dataset name
+DATASETS = RUNS.entries  # run -> dataset entry
 # prepare_dataset runs for the datasets themselves; a run of another seed copies their manifest
-BASE_RUN_PATTERN = "|".join(re.escape(ds) for ds in config["datasets"])
-SEED_RUN_PATTERN = "|".join(re.escape(run) for run in RUN_DATASETS if run not in config["datasets"]) or "(?!)"
-
-
-def runs_of(ds):
-    """The runs of dataset ``ds``, one per seed, in the order of `seeds`."""
-    return [run for run, dataset in RUN_DATASETS.items() if dataset == ds]
+BASE_RUN_PATTERN = RUNS.base_pattern
+SEED_RUN_PATTERN = RUNS.seed_pattern
+runs_of = RUNS.runs_of
 
 
 def run_seed(wildcards):
@@ -85,11 +78,7 @@ def run_seed(wildcards):
 
 
 wildcard_constraints:
-    ds="|".join(re.escape(run) for run in sorted(DATASETS, key=len, reverse=True)),
-    cls="|".join(ALL_CLASSES),
-    src="|".join(ALL_CLASSES),
-    dst="|".join(ALL_CLASSES),
-    n=r"\d+",
+    **RUNS.wildcard_constraints(),
 
 
 # ---- code versions: a `script:` rule reruns when its script changes, not when the modules it imports
@@ -100,135 +89,21 @@ def code_version(step):
     return import_closure_version(Path(workflow.basedir) / "scripts" / f"{step}.py")
 
 
-# ---- resources: heavy rules ask for a GPU on a cluster; a local run ignores the request.
-# The names are the ones snakemake-executor-plugin-slurm reads: `gpu` (count) and `gpu_model` become
-# `sbatch --gpus=<gpu_model>:<gpu>`; mem_mb becomes --mem, runtime (minutes) --time, threads
-# --cpus-per-task. Keyed by resource class: each rule's is declared with its step (ddb.steps).
-DEFAULT_RESOURCES = {
-    # epochs over a training split: train_erm, retrain (and each tuning candidate's tune_retrain)
-    "training": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "threads": 8},
-    # Stable Diffusion: textual_inversion, inpaint
-    "diffusion": {"gpu": 1, "mem_mb": 32000, "runtime": 120, "threads": 4},
-    # one shard's images through the masker (GroundingDINO + SAM) or integrated gradients: mask, ig_score
-    "shard_models": {"gpu": 1, "mem_mb": 24000, "runtime": 60, "threads": 4},
-    # f over every image of a split, which takes hours on one CPU core and minutes on a GPU: select_low_loss
-    # (80 000 training images of a class for CelebA), dfr (the training and validation splits' features,
-    # CelebA: 68 000 images, then seconds of liblinear)
-    "classifier_pass": {"gpu": 1, "mem_mb": 16000, "runtime": 60, "threads": 4},
-    # the test split through ERM, DFR and DDB: evaluate
-    "evaluation": {"gpu": 1, "mem_mb": 16000, "runtime": 30, "threads": 4},
-    "light": {"mem_mb": 4000, "runtime": 30, "threads": 1},
-}
-
-
-# The GPU rules' partition, where GPUs have their own (docs/cluster.md). Chosen here rather than in the
-# profile's set-resources, which `--set-resources` on the command line would replace as a whole.
-GPU_PARTITION = os.environ.get("DDB_SLURM_GPU_PARTITION", "").strip()
-COMMON_PARTITION = (os.environ.get("DDB_SLURM_PARTITION", "").strip()
-                    or os.environ.get("SBATCH_PARTITION", "").strip() or None)
-
-
-def estimated_runtime(rule, ds):
-    """Minutes a job of ``rule`` for dataset ``ds`` is estimated to take from its work (ddb.sizing); None
-    where config resources.rules sets the rule's runtime, or nothing is estimated (the demo, light rules)."""
-    if "runtime" in config["resources"]["rules"].get(rule, {}):
-        return None
-    from ddb.sizing import rule_estimate
-
-    estimate = rule_estimate(rule, DATASETS[ds], config["resources"])
-    return None if estimate is None else estimate["minutes"]
-
-
-def configured_resources(rule, ds=None, capped=True):
-    """gpu, mem_mb, runtime, threads for ``rule``: the built-in defaults, overridden by config
-    resources.rules, then for dataset ``ds`` by its own `resources`: `scale` multiplies mem_mb and runtime,
-    the runtime estimated from the job's work replaces the scaled runtime (unless resources.rules sets one),
-    `max` caps every value (not with ``capped`` false), `rules` sets the rule's values outright."""
-    merged = dict(DEFAULT_RESOURCES[resource_class(rule) or "light"])
-    merged.update(config["resources"]["rules"].get(rule, {}))
-    if ds is not None:
-        own = DATASETS[ds]["resources"]
-        for key in ("mem_mb", "runtime"):
-            merged[key] = max(1, math.ceil(round(merged[key] * own["scale"], 6)))
-        merged["runtime"] = estimated_runtime(rule, ds) or merged["runtime"]
-        for key, cap in own["max"].items() if capped else ():
-            if key in merged:
-                merged[key] = min(merged[key], cap)
-        merged.update(own["rules"].get(rule, {}))
-    return merged
-
-
-def job_resources(rule, ds):
-    """The Snakemake resources of a job of ``rule`` for dataset ``ds`` (gpu_model added where it asks for
-    a GPU)."""
-    merged = configured_resources(rule, ds)
-    # torch's intra-op thread count changes float results on a CPU, and Snakemake lowers `threads` to
-    # --cores: scripts compute with this configured count instead (ddb.scripting.compute_threads).
-    merged["cpu_threads"] = merged.pop("threads")
-    if merged.get("gpu"):
-        # no gpu_model: the plugin asks for any GPU (--gpus=1)
-        if config["resources"]["gpu_model"]:
-            merged["gpu_model"] = config["resources"]["gpu_model"]
-        if GPU_PARTITION:
-            merged["slurm_partition"] = GPU_PARTITION
-        # read by the job itself (ddb.scripting.check_cuda): may it run on a CPU if it finds no CUDA?
-        fallback = DATASETS[ds]["resources"]["cpu_fallback"]
-        merged["cpu_fallback"] = int(config["resources"]["cpu_fallback"] if fallback is None else fallback)
-    return merged
-
-
-def per_dataset(values):
-    """``values`` (dataset -> value) as a rule's threads or resource: the value itself where every dataset
-    agrees, else a function of the job's wildcards (Snakemake declares resources per rule, not per job)."""
-    if len({repr(v) for v in values.values()}) == 1:
-        return next(iter(values.values()))
-    return lambda wildcards: values[wildcards.ds]
+# ---- resources: what each rule asks a cluster for (ddb.resources; a local run ignores the GPU request).
+# The partitions come from the environment Snakemake runs in (docs/cluster.md).
+RESOURCES = ResourcePolicy(config, DATASETS, os.environ)
 
 
 def rule_resources(rule):
-    """The Snakemake resources of ``rule``, each job's from its dataset (a missing one is dropped, except
-    a GPU-less job's partition where the GPU rules have their own)."""
-    jobs = {ds: job_resources(rule, ds) for ds in DATASETS}
-    names = dict.fromkeys(name for resources in jobs.values() for name in resources)
-    fallback = {"slurm_partition": COMMON_PARTITION}
-    merged = {name: per_dataset({ds: resources.get(name, fallback.get(name)) for ds, resources in jobs.items()})
-              for name in names}
-    if "runtime" in merged:
-        merged["runtime"] = runtime_by_attempt({ds: resources["runtime"] for ds, resources in jobs.items()})
-    return merged
-
-
-def runtime_by_attempt(runtimes):
-    """A rule's runtime (minutes; dataset -> first request) as a function of Snakemake's `attempt`: a failed
-    job that is retried (the slurm profile's `retries: 1`; a SLURM TIMEOUT most often) asks for `attempt`
-    times its first runtime, and the training steps go on from their checkpoint (ddb.resume). Never above
-    the dataset's `resources.max.runtime`, unless the first request already is."""
-    caps = {ds: DATASETS[ds]["resources"]["max"].get("runtime") for ds in runtimes}
-    first = next(iter(runtimes))
-
-    def runtime(wildcards, attempt):
-        ds = getattr(wildcards, "ds", None)
-        ds = ds if ds in runtimes else first
-        grown = runtimes[ds] * max(1, int(attempt))
-        return grown if caps[ds] is None else max(runtimes[ds], min(grown, caps[ds]))
-
-    return runtime
-
-
-def training_retries(rule):
-    """A training rule's `retries`: where a dataset's max.runtime cuts its estimated runtime short, enough
-    attempts to finish, each going on from the last checkpoint (ddb.sizing.training_retries); None (the
-    profile's `retries`) elsewhere. Snakemake's settings are unknown while it reads the rules, so these
-    retries hold for a local run too, where a job that fails is then run again from its checkpoint."""
-    from ddb.sizing import training_retries as retries_for
-
-    return retries_for([(configured_resources(rule, ds, capped=False)["runtime"],
-                         configured_resources(rule, ds)["runtime"])
-                        for ds in DATASETS if estimated_runtime(rule, ds) is not None])
+    return RESOURCES.rule_resources(rule)
 
 
 def rule_threads(rule):
-    return per_dataset({ds: configured_resources(rule, ds)["threads"] for ds in DATASETS})
+    return RESOURCES.rule_threads(rule)
+
+
+def training_retries(rule):
+    return RESOURCES.retries(rule)
 
 
 def check_cluster_requests():
@@ -285,34 +160,34 @@ def check_slurm_profile_variables():
 check_slurm_profile_variables()
 
 
+def command_line_targets():
+    """The targets of the `snakemake` command (ddb.targets.snakemake_targets): Snakemake hands them to the
+    workflow only after parsing it, so they are read from its command line; None (nothing to check) in a job
+    (remote mode) or where the workflow is run through the API."""
+    return None if workflow.remote_exec else snakemake_targets()
+
+
 def check_command_line_targets():
     """Name what exists where a target of the `snakemake` command is a file no rule makes (a mistyped dataset
-    or artifact), instead of Snakemake's bare MissingRuleException. Snakemake hands the targets to the
-    workflow only after parsing it, so they are read from the command line (ddb.targets.snakemake_targets);
-    nothing is checked in a job (remote mode) or where the workflow is run through the API."""
-    from ddb.targets import check_targets, snakemake_targets
+    or artifact), instead of Snakemake's bare MissingRuleException (ddb.targets)."""
+    from ddb.targets import check_command_line_targets as check
 
-    targets = None if workflow.remote_exec else snakemake_targets()
+    targets = command_line_targets()
     if targets is None:
         return
-    files = [t for t in targets if not workflow.is_rule(t) and not os.path.exists(t)]
 
     def producible(target):
         return any(rule.is_producer(target) for rule in workflow.rules)
 
-    classes = {run: entry["classes"] for run, entry in DATASETS.items()}
     try:
-        check_targets(files, producible, R, DATASETS, classes)
+        check(targets, is_rule=workflow.is_rule, producible=producible, results=R, datasets=DATASETS)
     except DDBError as error:
         raise WorkflowError(str(error)) from None
 
 
-# ---- job grouping on a cluster (ignored by a local run). With resources.group_generation, the
-# mask -> inpaint -> ig_score chain of one shard becomes one SLURM job ("generation" group): one queue
-# wait instead of three, and the shard's files are read back on the node that wrote them. The chain
-# runs in series, so the job asks for one GPU, the largest mem_mb and the sum of the runtimes.
-GENERATION_GROUP = "generation" if config["resources"]["group_generation"] else None
-
+# ---- job grouping on a cluster (ignored by a local run): with resources.group_generation, the mask ->
+# inpaint -> ig_score chain of one shard is one SLURM job (ddb.resources.ResourcePolicy.generation_group).
+GENERATION_GROUP = RESOURCES.generation_group
 
 
 # ---- per-dataset config: each rule gets only the sections it uses as params, so editing one
@@ -363,147 +238,84 @@ def class_index(ds, name):
 
 
 def shards_of(ds, src):
-    """Shard numbers of source class ``src``: counted from the config (ddb.sharding), so the whole DAG is
-    planned before any job runs; its inpaint and ig_score shards of every target class follow its mask shards."""
-    return range(shard_count(DATASETS[ds], src))
+    """Shard numbers of source class ``src`` of run ``ds``, counted from the config (ddb.runs.shards_of)."""
+    return entry_shards(DATASETS[ds], src)
 
 
 def pairs_of(ds):
-    names = classes_of(ds)
-    return [(names[i], names[j]) for i, j in class_pairs(names)]
+    return entry_pairs(DATASETS[ds])
 
 
 def ti_enabled(ds):
     return DATASETS[ds]["textual_inversion"]["enabled"]
 
 
+# ---- the targets (ddb.targets): the `all` rule's, the table across datasets' and the report's
 def all_targets():
-    """eval.json of each target dataset, and with `seeds` its summary over the seeds (which needs every
-    seed's eval.json)."""
-    targets = [run_artifact(ds, "eval_json") for ds in config["targets"]]
-    if config["seeds"]:
-        targets += [run_artifact(ds, "seed_summary") for ds in config["targets"]]
-    if paper_table_adds_value():
-        targets += [results_artifact("paper_table"), results_artifact("paper_table_csv")]
-    return targets
+    from ddb.targets import all_targets as targets
+
+    return targets(R, config["targets"], config["datasets"], seeds=bool(config["seeds"]))
 
 
 def paper_table_reports():
-    """What the table across datasets reads: each target's summary over its seeds (with `seeds`), else its
-    eval.json."""
-    name = "seed_summary" if config["seeds"] else "eval_json"
-    return [run_artifact(ds, name) for ds in config["targets"]]
+    from ddb.targets import paper_table_reports as reports
 
-
-def paper_table_adds_value():
-    """Whether plain `snakemake` (the `all` target) builds the table across datasets. It does where the table
-    says more than the run's closing tables: over two or more target datasets, or beside a dataset whose
-    format the paper reports figures for. `snakemake paper_table` builds it in any case."""
-    from ddb.paper_table import PUBLISHED_WGA
-
-    return len(config["targets"]) > 1 or any(DATASETS[ds]["format"] in PUBLISHED_WGA for ds in config["targets"])
+    return reports(R, config["targets"], seeds=bool(config["seeds"]))
 
 
 def step_artifacts():
-    """Every artifact of the target datasets, for the `all` rule: the outputs of each rule ddb.steps marks
-    `in_all`, where the dataset needs it. Snakemake rebuilds a missing intermediate file only when a job that
-    reads it has to run anyway, so without this a deleted or lost one (an inpaint shard, a mask shard, a
-    model) would not be redone while eval.json is up to date. Listed, it is rebuilt with what depends on
-    it, nothing upstream."""
+    """Every artifact of the target datasets, for the `all` rule: each `in_all` rule's outputs (which only
+    `rules.<name>` knows) at the wildcard values ddb.targets.step_wildcard_values gives."""
+    from ddb.targets import step_wildcard_values
+
+    try:
+        jobs = step_wildcard_values(config["targets"], DATASETS)
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
     files = []
-    for ds in config["targets"]:
-        for step in STEPS:
-            for rule_ in step.rules:
-                if rule_.in_all and rule_.runs != "seed" and rule_.needed_for(DATASETS[ds]):
-                    outputs = getattr(rules, rule_.name).output
-                    for values in wildcard_values(ds, rule_.wildcards):
-                        files += expand(outputs, ds=ds, **values)
+    for ds, name, combinations in jobs:
+        outputs = getattr(rules, name).output
+        for values in combinations:
+            files += expand(outputs, ds=ds, **values)
     return list(dict.fromkeys(files))
 
 
-def wildcard_values(ds, names):
-    """Every combination of the wildcards ``names`` (of a rule's outputs) for run ``ds``: candidates, classes,
-    class pairs (or the source classes alone), and each source class's shards."""
-    combinations = [{}]
-    if "cand" in names:
-        combinations = [{"cand": cand} for cand in tune_candidates(ds)]
-    if "cls" in names:
-        combinations = [{**c, "cls": cls} for c in combinations for cls in classes_of(ds)]
-    if "dst" in names:
-        combinations = [{**c, "src": src, "dst": dst} for c in combinations for src, dst in pairs_of(ds)]
-    elif "src" in names:
-        combinations = [{**c, "src": src} for c in combinations for src in source_classes(ds)]
-    if "n" in names:
-        combinations = [{**c, "n": n} for c in combinations for n in shards_of(ds, c["src"])]
-    unknown = set(names) - {"cand", "cls", "src", "dst", "n"}
-    if unknown:
-        raise WorkflowError(f"ddb.steps: no values for wildcard(s) {', '.join(sorted(unknown))} in the `all` rule")
-    return combinations
-
-
+# ---- the end of a successful run (onsuccess): the tables of the results this invocation wrote
 STARTED = time.time()
 
 
 def print_eval_summaries():
-    import json
+    from ddb.closing_tables import print_closing_tables
 
-    from ddb.evaluate import format_comparison
-    from ddb.selection_checks import format_warnings
-    from ddb.summary import format_summary
-    from ddb.tuning import describe_selection
-
-    for ds in config["targets"]:
-        target = artifact_path(R, ds, "eval_json")
-        if target.exists():
-            summary = json.loads(target.read_text())
-            tuned_line = describe_selection(summary)  # which tuned candidate DDB is (rules/tune.smk)
-            # choices validation could not make (ddb.selection_checks): beside the figures they concern
-            extra = [line for line in [tuned_line, *format_warnings(summary.get("warnings", []))] if line]
-            print(f"\n{format_comparison(summary)}" + "".join(f"\n{line}" for line in extra) + "\n")
-    for ds in config["datasets"]:
-        summary_path = artifact_path(R, ds, "seed_summary")
-        # only where this invocation wrote it: the table of a summary made by an earlier run would mislead
-        if config["seeds"] and summary_path.exists() and summary_path.stat().st_mtime >= STARTED:
-            print(f"\n{format_summary(json.loads(summary_path.read_text()))}\n")
-    table = results_artifact_path(R, "paper_table")
-    if table.exists() and table.stat().st_mtime >= STARTED:
-        print(f"\n{table}:\n{table.read_text()}")
+    print_closing_tables(R, config["targets"], config["datasets"], bool(config["seeds"]), STARTED)
 
 
+# ---- the data, checked while Snakemake reads the workflow (ddb.datasets.roots): results of one results
+# folder never mix two roots of a dataset, and a dataset the requested targets need has its data.
 def check_dataset_roots():
-    """Refuse to mix results of two different dataset roots under one results folder (one folder spelled two
-    ways is one root: ddb.datasets.roots.same_root)."""
-    from ddb.datasets.roots import same_root
+    from ddb.datasets.roots import check_recorded_roots
 
-    for name, entry in DATASETS.items():
-        recorded = artifact_path(R, name, "dataset_root")
-        if recorded.exists() and not config["allow_root_change"]:
-            previous = recorded.read_text().strip()
-            if not same_root(previous, entry["root"]):
-                raise WorkflowError(
-                    f"{recorded}: results of dataset {name!r} were made from root {previous!r}, but the config "
-                    f"now says {entry['root']!r}\n  fix: use another results folder (config key `results`), "
-                    f"or rerun with --config allow_root_change=True (capital T: Snakemake reads `true` as text) "
-                    f"to rebuild them from the new root")
+    try:
+        check_recorded_roots(R, DATASETS, allow_change=config["allow_root_change"])
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
 
 
 check_dataset_roots()
 
 
 def check_requested_data():
-    """Stop before anything is planned if a dataset the requested targets need lacks its data (a missing
-    root, or one without its layout's key files): a dry run and a cluster run alike (ddb.datasets.roots)."""
-    from ddb.datasets.roots import check_root, requested_datasets
-    from ddb.targets import snakemake_targets
+    """Stop before anything is planned (a dry run and a cluster run alike) if a dataset the requested targets
+    need lacks its data: a missing root, or one without its layout's key files."""
+    from ddb.datasets.roots import check_requested_roots
 
-    targets = None if workflow.remote_exec else snakemake_targets()
+    targets = command_line_targets()
     if targets is None:
         return
-    for name in requested_datasets(targets, results=R, datasets=config["datasets"], default=config["targets"]):
-        try:
-            check_root(name, config["datasets"][name])
-        except DDBError as error:
-            raise WorkflowError(str(error)) from None
+    try:
+        check_requested_roots(targets, results=R, datasets=config["datasets"], default=config["targets"])
+    except DDBError as error:
+        raise WorkflowError(str(error)) from None
 
 
 check_requested_data()
@@ -694,5 +506,7 @@ def ddb_retrain_histories(wildcards):
 
 
 def tune_reports():
-    """report/tune.html of each tuned target (visualize_all)."""
-    return [run_artifact(ds, "report_tune_html") for ds in config["targets"] if tuned(ds)]
+    """report/tune.html of each tuned target (visualize_all; ddb.targets.tune_reports)."""
+    from ddb.targets import tune_reports as reports
+
+    return reports(R, config["targets"], config["datasets"])

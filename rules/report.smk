@@ -19,9 +19,11 @@ rule visualize:
         generated=generated_inputs("tar"),
         generated_index=generated_inputs("index"),
         scores=visualize_scores,
-        # DDB's prune tables and history: with a `tune` section every candidate's (the grids show the selected one)
+        # DDB's prune tables and history: with a `tune` section every candidate's, and tune/selected.json, which
+        # names the one the grids show
         prune=ddb_prune_tables,
         retrain_history=ddb_retrain_histories,
+        tune_selection=tune_selection,
         eval_json=artifact("eval_json"),
         eval_table=rules.evaluate.output.table,
     output:

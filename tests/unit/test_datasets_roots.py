@@ -12,7 +12,7 @@ import pytest
 from test_datasets import (BEE, COCKROACH, dataset_cfg, make_celeba, make_imagenet, make_metashift,
                                 make_waterbirds)
 
-from ddb.datasets.roots import check_root, requested_datasets
+from ddb.datasets.roots import check_recorded_roots, check_requested_roots, check_root, requested_datasets
 from ddb.errors import DDBError
 
 WATERBIRDS_SOURCE = "https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz"
@@ -161,3 +161,35 @@ def test_the_drawn_demo_needs_no_data(tmp_path):
 def test_requested_datasets(targets, expected):
     names = ["demo", "waterbirds", "celeba"]
     assert requested_datasets(targets, results="results", datasets=names, default=["demo"]) == expected
+
+
+def test_check_requested_roots_checks_the_datasets_the_targets_need(tmp_path):
+    datasets = {"demo": dataset_cfg("synthetic", tmp_path / "synthetic"),
+                "waterbirds": dataset_cfg("waterbirds", tmp_path / "missing")}
+    check_requested_roots([], results="results", datasets=datasets, default=["demo"])
+    with pytest.raises(DDBError) as caught:
+        check_requested_roots(["results/waterbirds/eval.json"], results="results", datasets=datasets, default=["demo"])
+    assert str(caught.value).startswith(f"{tmp_path / 'missing'}: the dataset root does not exist "
+                                        f"(datasets.waterbirds.root)")
+
+
+# ---- results of one results folder come from one root of each dataset ------------------------------------
+
+def test_results_made_from_another_root_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "birds").mkdir(parents=True)
+    recorded = tmp_path / "results" / "waterbirds" / "seed-1" / "data" / "root.txt"
+    recorded.parent.mkdir(parents=True)
+    recorded.write_text("data/birds\n")
+    runs = {"waterbirds": {"root": "data/other"}, "waterbirds/seed-1": {"root": "data/other"}}
+    with pytest.raises(DDBError) as caught:
+        check_recorded_roots("results", runs)
+    assert str(caught.value) == (
+        "results/waterbirds/seed-1/data/root.txt: results of dataset 'waterbirds/seed-1' were made from root "
+        "'data/birds', but the config now says 'data/other'\n  fix: use another results folder (config key "
+        "`results`), or rerun with --config allow_root_change=True (capital T: Snakemake reads `true` as text) to "
+        "rebuild them from the new root")
+    check_recorded_roots("results", runs, allow_change=True)
+    # the same folder spelled another way is the same root
+    check_recorded_roots("results", {"waterbirds/seed-1": {"root": str(tmp_path / "data" / "birds")}})
+    check_recorded_roots("results", {"demo": {"root": "anything"}})  # nothing recorded yet

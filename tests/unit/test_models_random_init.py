@@ -160,7 +160,8 @@ def test_a_rehearsal_is_marked_in_eval_json_and_its_printout(tmp_path):
     plain, _ = evaluate_models({"erm": model}, manifest, 16, 2, "cpu", "x")
     assert "rehearsal" not in plain and not format_comparison(plain).startswith("REHEARSAL")
 
-    from ddb.inspect import Results, format_overview, step_table
+    from ddb.presenters.overview import format_overview, step_table
+    from ddb.results.reader import Results
 
     results = tmp_path / "results" / "x"
     results.mkdir(parents=True)
@@ -170,7 +171,7 @@ def test_a_rehearsal_is_marked_in_eval_json_and_its_printout(tmp_path):
     assert step_table(Results(results), "evaluate")[0].startswith("REHEARSAL")
     from ddb.visualize import write_eval_tables
 
-    write_eval_tables(Results(results), tmp_path)  # the report's evaluation table
+    write_eval_tables(Results(results).eval_json, Results(results).eval_table, "x", tmp_path)  # the report's table
     assert "<h3>REHEARSAL: x: test accuracy" in (tmp_path / "eval.html").read_text()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ddb.inspect import Results
+from ddb.results.reader import Results
 from ddb.paths import ARTIFACTS, RunPaths, artifact_path, report_file, report_folder, run_folder_of, wildcards_of
 
 

@@ -182,7 +182,8 @@ def test_eval_json_has_warnings_only_when_a_choice_tied(tiny_run, in_process_ste
 
 
 def test_inspect_and_the_report_show_the_warnings(tmp_path):
-    from ddb.inspect import Results, format_overview, format_step, summarize
+    from ddb.presenters.overview import format_overview, format_step, summarize
+    from ddb.results.reader import Results
     from ddb.paths import RunPaths
     from ddb.visualize import write_eval_tables
 
@@ -201,7 +202,7 @@ def test_inspect_and_the_report_show_the_warnings(tmp_path):
     assert "1 WARNING (below)" in overview and overview.endswith("\nWARNING (dfr): all 7 values of dfr.c_grid tied")
     assert "WARNING (dfr): all 7 values of dfr.c_grid tied" in format_step(results, "evaluate")
     report = tmp_path / "report"
-    write_eval_tables(results, report)
+    write_eval_tables(results.eval_json, results.eval_table, "demo", report)
     html = next(report.rglob("eval.html")).read_text()
     assert "<p>WARNING (dfr): all 7 values of dfr.c_grid tied. Per-group accuracy" in html
 

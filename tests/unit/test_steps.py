@@ -9,6 +9,7 @@ import re
 from helpers import REPO
 from ddb import steps
 from ddb.paths import ARTIFACTS, RunPaths
+from ddb.resources import DEFAULT_RESOURCES
 from ddb.storage.remake import remake_hint, rule_of
 
 
@@ -16,10 +17,8 @@ def test_every_artifact_has_its_writer_and_the_resource_classes_are_known():
     owned = {name for rule in steps.rules() for name in rule.writes + rule.also_writes}
     assert set(ARTIFACTS) - owned == {"tune_candidate_dir"}  # the folder of a candidate's files
     assert owned <= set(ARTIFACTS)
-    text = (REPO / "rules" / "common.smk").read_text()
-    declared = set(re.findall(r'^    "(\w+)": \{', text[text.index("DEFAULT_RESOURCES = {"):], re.M))
     classes = {rule.resources for rule in steps.rules()} - {None}
-    assert classes == declared
+    assert classes == set(DEFAULT_RESOURCES)
     # a rule that asks for resources of its own names them by its own name in its .smk file
     smk = "".join(path.read_text() for path in (REPO / "rules").glob("*.smk"))
     for rule in steps.rules():
@@ -58,15 +57,16 @@ def test_rule_of_names_the_writer_of_every_artifact_of_a_tuned_run_and_a_seed_ru
 
 
 def test_inspect_and_its_help_show_the_registry_steps_with_registered_presenters():
-    from ddb import inspect as ins
     from ddb.cli import step_help
+    from ddb.presenters import overview, registry
 
     shown = [step.name for step in steps.inspected()]
-    assert shown == ins.STEP_NAMES and "dfr" in shown and "tune" in shown
-    assert list(ins._SUMMARIES) == list(ins._TABLES) == shown
-    assert all(ins._SUMMARIES[name].__name__ == f"_summary_{name}" for name in shown)
-    assert all(ins._TABLES[name].__name__ == f"_table_{name}" for name in shown)
-    assert {name: ins._STEP_ARTIFACT[name] for name in shown} == {s.name: s.shows for s in steps.inspected()}
+    assert shown == overview.STEP_NAMES and "dfr" in shown and "tune" in shown
+    assert set(registry.SUMMARIES) == set(registry.TABLES) == set(shown)
+    assert all(registry.SUMMARIES[name].__name__ == f"_summary_{name}" for name in shown)
+    assert all(registry.TABLES[name].__name__ == f"_table_{name}" for name in shown)
+    assert {name: registry.ARTIFACT[name].rstrip("/") for name in shown} == {
+        s.name: ARTIFACTS[s.shows] for s in steps.inspected()}
     assert step_help().startswith(f"one step's table: {', '.join(shown)} (aliases: ")
     aliases = [alias for step in steps.STEPS for alias in step.aliases]
     assert len(aliases) == len(set(aliases)) and not set(aliases) & set(shown)

@@ -135,9 +135,9 @@ def test_inspect_on_a_truncated_shard_names_it_with_no_traceback(tmp_path, capsy
     for args in (["--step", "inpaint"], ["--sample", "train00000"], ["--sample", "train00001_to_waterbird"]):
         assert ddb(["inspect", root, *args]) == 1, args
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"ddb inspect: {tar}: not a readable tar, truncated or corrupt (unexpected end of "
+        assert err.startswith(f"ddb: {tar}: not a readable tar, truncated or corrupt (unexpected end of "
                               "data)") and "Traceback" not in err, (args, err)
-        assert err.endswith("fix: delete it and rerun snakemake: rule inpaint remakes it (and what depends on it)")
+        assert err.endswith("(fix: delete it and rerun snakemake: rule inpaint remakes it (and what depends on it))")
     assert ddb(["inspect", root]) == 1  # the overview: the inpaint line says why, the others are shown
     out = capsys.readouterr().out
     inpaint = next(line for line in out.splitlines() if line.startswith("inpaint"))
@@ -162,7 +162,7 @@ def test_inspect_on_a_truncated_shard_index_names_it(tmp_path, capsys):
     for args in (["--step", "inpaint"], ["--sample", "train00000"]):
         assert ddb(["inspect", str(paths.root), *args]) == 1
         err = capsys.readouterr().err
-        assert err.startswith(f"ddb inspect: {index}: not a readable Parquet table") and "Traceback" not in err
+        assert err.startswith(f"ddb: {index}: not a readable Parquet table") and "Traceback" not in err
 
 
 def test_an_intact_run_exits_0_and_an_unreadable_summary_json_is_shown_not_dropped(tmp_path, capsys):

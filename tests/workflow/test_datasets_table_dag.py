@@ -45,7 +45,6 @@ def test_missing_images_are_counted_and_the_first_named_before_planning_and_noth
     assert not (workdir / "results").exists()
 
 
-@pytest.mark.slow
 def test_the_whole_dag_runs_on_a_sheet_described_collection(tmp_path):
     root = tmp_path / "pets"
     table = draw_collection(root, masks=True)

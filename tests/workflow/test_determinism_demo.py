@@ -5,7 +5,10 @@ a second run starts from nothing in another working directory, writes its result
 (config key `results`), and runs the generation shards side by side (`--set-threads` of 1 lets two
 of them share the 2 cores). Every artifact must come out the same: Parquet tables equal (their
 footer names library versions, not content), every other file (PNG, tar, eval.json, model.pt,
-safetensors) byte for byte."""
+safetensors) byte for byte.
+
+And the demo's textual inversion learns the same token, byte for byte, in five separate processes (no
+Snakemake there, but minutes of training: not among the fast unit tests)."""
 
 from __future__ import annotations
 
@@ -69,3 +72,53 @@ def relocated(table: pd.DataFrame, folder: str, instead: str) -> pd.DataFrame:
             if moved.any():
                 table[column] = values.where(~moved, instead + values.astype(str).str[len(folder):])
     return table
+
+
+TEXTUAL_INVERSION_RUN = """
+import sys
+from pathlib import Path
+import pandas as pd
+sys.path.insert(0, {package!r})
+from dataclasses import replace
+from ddb.config import load_config, minority_group_name
+from ddb.models.diffusion import load_text_to_image_components
+from ddb.textual_inversion import choose_images, learn_token, save_embeddings
+import torch
+torch.set_num_threads(2)
+cfg = load_config({config!r})["datasets"]["demo"]
+from ddb.settings import dataset_settings
+ti = replace(dataset_settings(cfg, "demo").textual_inversion, steps=40)
+manifest = pd.read_parquet({manifest!r})
+images = choose_images(manifest, 0, ti, seed=0, name="demo", minority_group=minority_group_name(cfg, 0))
+learned, _ = learn_token(load_text_to_image_components(ti.model, seed=0), images, "landbird", ti, seed=0,
+                         device="cpu")
+save_embeddings(learned, sys.argv[1])
+"""
+
+
+def test_textual_inversion_on_the_demo_gives_the_same_bytes_five_times(tmp_path):
+    """Five separate processes (two at a time, so they compete for the cores) learn the demo's <landbird>
+    token through the demo inpainter: the embedding files must be identical. Before MKL_CBWR was set, MKL's
+    alignment-dependent code paths made one run in several differ from the first step on."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+    from ddb.config import load_config
+    from ddb.datasets import build_manifest
+
+    cfg = load_config(REPO / "config.yaml")["datasets"]["demo"]
+    cfg["root"] = str(tmp_path / "synthetic")
+    manifest = build_manifest("demo", cfg, seed=0)
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    script = TEXTUAL_INVERSION_RUN.format(package=str(REPO / "workflow"), config=str(REPO / "config.yaml"),
+                                          manifest=str(tmp_path / "manifest.parquet"))
+    outputs = [tmp_path / f"run{i}.safetensors" for i in range(5)]
+    for pair in (outputs[0:2], outputs[2:4], outputs[4:]):
+        running = [subprocess.Popen([sys.executable, "-c", script, str(out)], stderr=subprocess.PIPE, text=True)
+                   for out in pair]
+        for process in running:
+            _, err = process.communicate(timeout=600)
+            assert process.returncode == 0, err[-2000:]
+    contents = {out.read_bytes() for out in outputs}
+    assert len(contents) == 1, "textual inversion gave different embeddings for the same seed"

@@ -194,7 +194,7 @@ def test_every_rule_names_the_conda_environment_and_a_conda_dry_run_plans_it(tmp
 
 
 def test_inspect_refuses_the_logs_folder_and_names_a_dataset(waterbirds_run):
-    from ddb.inspect import NotAResultsFolder, open_results
+    from ddb.results.reader import NotAResultsFolder, open_results
 
     with pytest.raises(NotAResultsFolder, match=r"holds the jobs' logs .*, e\.g\. .*results/other"):
         open_results(waterbirds_run / "results" / "logs")

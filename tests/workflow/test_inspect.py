@@ -54,7 +54,7 @@ def overview(demo_run) -> str:
 
 
 def test_overview_has_one_line_per_step(overview):
-    from ddb.inspect import STEP_NAMES
+    from ddb.presenters.overview import STEP_NAMES
 
     for step in STEP_NAMES:
         line_of(overview, step)
@@ -141,7 +141,7 @@ def test_step_aliases_and_every_step_prints(demo_run):
         out = inspect(demo_run, "results/demo", "--step", step).stdout
         assert "not run yet" not in out and "---" in out, out
     bad = inspect(demo_run, "results/demo", "--step", "nonsense", check=False)
-    assert bad.returncode == 2 and "unknown step" in bad.stderr
+    assert bad.returncode == 1 and bad.stderr.startswith("ddb: --step: unknown step")
 
 
 def test_step_evaluate_matches_eval_json(demo_run, paths):
@@ -187,7 +187,7 @@ def test_sample_trace_of_a_test_image_and_an_unknown_id(demo_run, paths):
     report = json.loads((paths.path("eval_json")).read_text())
     assert f"ERM {report['erm']['group_accuracy'][row['group']]:.3f}" in line_of(out, "evaluate")
     bad = inspect(demo_run, "results/demo", "--sample", "nope123", check=False)
-    assert bad.returncode == 2 and "nope123" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "nope123" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_missing_artifacts_are_not_run_yet(paths, tmp_path):
@@ -208,10 +208,10 @@ def test_missing_artifacts_are_not_run_yet(paths, tmp_path):
 
 def test_missing_folder_and_parent_folder(demo_run, tmp_path):
     result = inspect(tmp_path, "results/nothing", check=False)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "results/nothing" in result.stderr
     parent = inspect(demo_run, "results", check=False)
-    assert parent.returncode == 2 and "results/demo" in parent.stderr
+    assert parent.returncode == 1 and "results/demo" in parent.stderr
 
 
 def test_console_script(demo_run):

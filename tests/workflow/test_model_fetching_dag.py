@@ -77,7 +77,10 @@ def test_a_refetched_model_reruns_nothing_that_loads_it(tmp_path, monkeypatch):
     assert json.loads(first)["cache_dir"] == str(torch_home / "hub" / "checkpoints")
     assert "nothing to download" in (workdir / "results/logs/fetch_model/torchvision--resnet18.IMAGENET1K_V1.log"
                                      ).read_text()
-    run_snakemake(workdir, "--cores", "1", "--forcerun", "fetch_model", record)
+    written = (workdir / record).stat().st_mtime_ns
+    # `--` ends --forcerun's list of rules: without it the record is read as one and the whole DAG runs
+    run_snakemake(workdir, "--cores", "1", "--forcerun", "fetch_model", "--", record)
+    assert (workdir / record).stat().st_mtime_ns > written  # rewritten, newer than the model that loads it
     assert (workdir / record).read_bytes() == first
     dry = run_snakemake(workdir, "-n", model)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]

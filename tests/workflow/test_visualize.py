@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from helpers import SMALL_DEMO, run_paths, run_snakemake, target
-from ddb.paths import ARTIFACTS, report_file
+from ddb.paths import ARTIFACTS, RunPaths, report_file
 from ddb.visualize import grid_name
 
 
@@ -168,7 +168,14 @@ def test_grids_are_deterministic(visualized, report_dir, tmp_path):
         cwd = os.getcwd()
         os.chdir(workdir)  # manifest paths are relative to the workdir
         try:
-            visualize_dataset("results/demo", tmp_path, classes=["landbird", "waterbird"],
+            run = RunPaths("results/demo")
+            inputs = {"manifest": run.path("manifest"), "erm": run.path("erm_model"),
+                      "erm_history": run.path("erm_history"), "ti_loss": run.glob("ti_loss"), "psi": run.path("psi"),
+                      "masks": run.glob("mask_tar"), "generated": run.glob("inpaint_tar"),
+                      "generated_index": run.glob("inpaint_index"), "scores": run.glob("ig_scores"),
+                      "prune": run.glob("prune"), "retrain_history": run.path("retrain_history"),
+                      "eval_json": run.path("eval_json"), "eval_table": run.path("eval_table")}
+            visualize_dataset(inputs, tmp_path, classes=["landbird", "waterbird"],
                               pairs=[("landbird", "waterbird"), ("waterbird", "landbird")],
                               image_size=SMALL_DEMO["classifier"]["image_size"],
                               resolution=SMALL_DEMO["inpainting"]["resolution"], ig_cfg=SMALL_DEMO["ig"], seed=0)

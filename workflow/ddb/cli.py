@@ -1,5 +1,8 @@
 """The ``ddb`` command: ``ddb inspect results/NAME [--step STEP | --sample ID | --verify] [--json]``,
-``ddb config NAME``, ``ddb sheet ROOT [-o FILE]`` and ``ddb doctor``."""
+``ddb config NAME``, ``ddb sheet ROOT [-o FILE]`` and ``ddb doctor``.
+
+A bad input of ``inspect``, ``config`` or ``sheet`` (a :class:`ddb.errors.DDBError`) is printed as one line,
+``ddb: <where>: <problem> (fix: ...)``, and the command exits :data:`BAD_INPUT`."""
 
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ def step_help() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddb", description="DDB (Diffusion Driven Balancing) workflow tools.")
+    parser = argparse.ArgumentParser(
+        prog="ddb", description="DDB (Diffusion Driven Balancing) workflow tools.",
+        epilog="A bad input (a folder that is no run's, an unknown step, sample or dataset, a file that cannot be "
+               "read) is one line on stderr, 'ddb: <file or field>: <problem> (fix: ...)', and exit code 1.")
     parser.add_argument("--version", action="version", version=f"ddb-workflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -46,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--configfile", action="append", metavar="FILE",
                         help="config file(s), later ones overriding earlier ones as with snakemake "
                              "(default: config.yaml)")
+    config.add_argument("--resources", action="store_true",
+                        help="print what each cluster job of the dataset asks for (GPUs, memory, runtime, "
+                             "threads), each value with where it comes from, instead of the entry")
     config.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     commands.add_parser(
         "doctor", help="can this node run DDB's GPU jobs? (run it on a GPU node before submitting)",
@@ -67,99 +76,76 @@ def sheet_command(args) -> int:
     from pathlib import Path
 
     from .datasets.folder_sheet import DEFAULT_NAME, sheet_from_folders, write_sheet
-    from .errors import DDBError
 
     output = Path(args.output) if args.output else Path(args.root) / DEFAULT_NAME
-    try:
-        table = sheet_from_folders(Path(args.root))
-        write_sheet(table, output)
-    except DDBError as error:
-        print(f"ddb sheet: {error}", file=sys.stderr)
-        return 2
+    table = sheet_from_folders(Path(args.root))
+    write_sheet(table, output)
     groups = table.groupby(["label", "spurious"]).size()
     print(f"{output}: {len(table)} images, {table['label'].nunique()} classes, {len(groups)} groups")
     print(groups.rename("images").to_string())
     return 0
 
 
-def _fail(message: str) -> int:
-    print(f"ddb inspect: {message}", file=sys.stderr)
-    return 2
-
-
-def _unreadable(error: Exception) -> int:
-    """A damaged artifact met while showing a step or a sample: one line, exit 1."""
+def one_line(error: Exception) -> str:
+    """A DDBError as one line (``where: problem (fix: ...)``); anything else as its type and message."""
     from .errors import DDBError
 
-    text = str(error) if isinstance(error, DDBError) else f"{type(error).__name__}: {error}"
-    print(f"ddb inspect: {text}", file=sys.stderr)
-    return 1
+    if isinstance(error, DDBError):
+        return f"{error.where}: {error.problem}" + (f" (fix: {error.fix})" if error.fix else "")
+    return f"{type(error).__name__}: {error}"
 
 
 def inspect_command(args) -> int:
-    from . import inspect as ins
+    from .presenters import overview, trace
+    from .results.reader import open_results
 
-    try:
-        results = ins.open_results(args.results)
-    except ins.NotAResultsFolder as error:
-        return _fail(str(error))
+    results = open_results(args.results)
     if args.verify:
         return verify_command(results, args.json)
     if args.step:
-        try:
-            step = ins.resolve_step(args.step)
-        except ValueError as error:
-            return _fail(str(error))
-        try:
-            return _show_step(ins, results, step, args.json)
-        except Exception as error:  # a damaged artifact, or a table of another shape: never a traceback
-            return _unreadable(error)
+        step = overview.resolve_step(args.step)
+        return _show_step(overview, results, step, args.json)
     if args.sample:
-        try:
-            trace = ins.trace_sample(results, args.sample)
-        except ins.SampleNotFound as error:
-            return _fail(str(error))
-        except Exception as error:
-            return _unreadable(error)
+        found = trace.trace_sample(results, args.sample)
         if args.json:
-            print(json.dumps({"sample_id": trace.sample_id, "source_id": trace.source_id,
-                              "steps": [dict(zip(("step", "artifact", "what"), line)) for line in trace.lines]},
+            print(json.dumps({"sample_id": found.sample_id, "source_id": found.source_id,
+                              "steps": [dict(zip(("step", "artifact", "what"), line)) for line in found.lines]},
                              indent=2, default=_plain))
         else:
-            print(ins.format_trace(results, trace))
+            print(trace.format_trace(results, found))
         return 0
-    summaries = ins.summarize(results)  # a damaged artifact is shown on its step's line
-    try:
-        if args.json:
-            print(json.dumps(ins.overview_json(results, summaries), indent=2, default=_plain))
-        else:
-            print(ins.format_overview(results, summaries))
-    except Exception as error:
-        return _unreadable(error)
-    return 1 if ins.unreadable(results, summaries) else 0
+    summaries = overview.summarize(results)  # a damaged artifact is shown on its step's line
+    if args.json:
+        print(json.dumps(overview.overview_json(results, summaries), indent=2, default=_plain))
+    else:
+        print(overview.format_overview(results, summaries))
+    return 1 if overview.unreadable(results, summaries) else 0
 
 
-def _show_step(ins, results, step: str, as_json: bool) -> int:
+def _show_step(overview, results, step: str, as_json: bool) -> int:
     if as_json:
-        table = ins.step_table(results, step)
+        table = overview.step_table(results, step)
         payload = {"step": step, "status": "missing" if table is None else "done"}
         if table is not None:
             payload.update(title=table[0], columns=table[1], rows=table[2])
         print(json.dumps(payload, indent=2, default=_plain))
     else:
-        print(ins.format_step(results, step))
+        print(overview.format_step(results, step))
     return 0
 
 
 def config_command(args) -> int:
-    from .config_sources import format_entry, resolve_entry
-    from .errors import DDBError
+    from .config_sources import format_entry, format_resources, resolve_entry, resolve_resources
 
-    try:
-        values = resolve_entry(args.configfile or ["config.yaml"], args.name)
-    except DDBError as error:
-        print(f"ddb config: {error}", file=sys.stderr)
-        return 1
+    if args.resources:
+        resources = resolve_resources(args.configfile or ["config.yaml"], args.name)
+        if args.json:
+            print(json.dumps([{"rule": r.rule, "key": r.key, "value": r.value, "source": r.source}
+                              for r in resources], indent=2, default=_plain))
+        else:
+            print(format_resources(args.name, resources))
+        return 0
+    values = resolve_entry(args.configfile or ["config.yaml"], args.name)
     if args.json:
         print(json.dumps([{"key": v.key, "value": v.value, "source": v.source} for v in values], indent=2,
                          default=_plain))
@@ -188,19 +174,31 @@ def _plain(value):
     return str(value)
 
 
+# The exit code of a bad input (a DDBError) of every command; argparse's own usage errors exit 2.
+BAD_INPUT = 1
+
+COMMANDS = {"inspect": inspect_command, "config": config_command, "sheet": sheet_command}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "inspect":
-        return inspect_command(args)
-    if args.command == "config":
-        return config_command(args)
-    if args.command == "sheet":
-        return sheet_command(args)
     if args.command == "doctor":
         from .doctor import doctor_command
 
         return doctor_command()
-    return 2
+    from .errors import DDBError
+
+    try:
+        return COMMANDS[args.command](args)
+    except DDBError as error:  # the input's fault: one line naming the file or field and the fix
+        print(f"ddb: {one_line(error)}", file=sys.stderr)
+        return BAD_INPUT
+    except Exception as error:
+        if args.command != "inspect":
+            raise
+        # inspect meets a table of another shape than its step writes: one line, never a traceback
+        print(f"ddb: {one_line(error)}", file=sys.stderr)
+        return BAD_INPUT
 
 
 if __name__ == "__main__":

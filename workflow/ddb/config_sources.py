@@ -70,6 +70,17 @@ def _set_by(key: str, leaves: dict[str, object]) -> bool:
     return any(".".join(parts[:i]) in leaves for i in range(1, len(parts) + 1))
 
 
+def _check_dataset(files: list[Path], merged: dict, name: str) -> None:
+    datasets = merged.get("datasets") or {}
+    if name not in datasets:
+        raise DDBError(", ".join(map(str, files)), f"no dataset {name!r} (datasets: {sorted(datasets)})",
+                       "name one of them, or give the config file that defines it with --configfile")
+
+
+def _source_label(files: list[Path]) -> str:
+    return str(files[-1]) if len(files) == 1 else "config files " + ", ".join(map(str, files))
+
+
 def resolve_entry(config_files: list[str | Path], name: str) -> list[ResolvedValue]:
     """Dataset ``name`` as the workflow resolves it from ``config_files``, each value with its source."""
     files = [Path(f) for f in config_files]
@@ -86,11 +97,8 @@ def resolve_entry(config_files: list[str | Path], name: str) -> list[ResolvedVal
             loaded_files.append((str(path), {"datasets": {name: entry}}))
     # the file that set a key, as a config error names it: the last file wins
     given_by = ConfigSources(list(reversed(loaded_files)))
-    datasets = merged.get("datasets") or {}
-    if name not in datasets:
-        raise DDBError(", ".join(map(str, files)), f"no dataset {name!r} (datasets: {sorted(datasets)})",
-                       "name one of them, or give the config file that defines it with --configfile")
-    source = str(files[-1]) if len(files) == 1 else "config files " + ", ".join(map(str, files))
+    _check_dataset(files, merged, name)
+    source = _source_label(files)
 
     # the layers, replayed on copies: the format's defaults, then the schema's, then loading
     with_format = copy.deepcopy(merged)
@@ -128,5 +136,57 @@ def format_entry(name: str, values: list[ResolvedValue]) -> str:
     width = max(len(key) for key, _, _ in shown)
     value_width = min(48, max(len(value) for _, value, _ in shown))
     lines = [f"datasets.{name}, as the workflow resolves it (key, value, where it comes from):"]
+    lines += [f"  {key:<{width}}  {value:<{value_width}}  {origin}" for key, value, origin in shown]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RuleResource:
+    rule: str
+    key: str  # gpu, mem_mb, runtime (minutes, first attempt), threads
+    value: object
+    source: str  # the layer that set it last (ddb.resources.ResourcePolicy.explained)
+
+
+def resolve_resources(config_files: list[str | Path], name: str,
+                      environ: dict[str, str] | None = None) -> list[RuleResource]:
+    """What each cluster rule of dataset ``name``'s own run asks for, as the workflow computes it from
+    ``config_files`` (ddb.resources), each value with the layer that set it: the rule's resource class, the
+    config's ``resources.rules``, the dataset's ``resources`` (scale, max, rules) or the estimate from the
+    job's work. Rules that declare no resources (seconds of work) are left out."""
+    from .resources import ResourcePolicy
+    from .steps import STEPS
+
+    files = [Path(f) for f in config_files]
+    loaded = [(str(path), _read_yaml(path)) for path in files]
+    merged: dict = {}
+    for _, content in loaded:
+        _update(merged, content)
+    _check_dataset(files, merged, name)
+    config = validate_config(merged, _source_label(files))
+    entry = config["datasets"][name]
+    given_by = ConfigSources(list(reversed(loaded)))  # the last file wins
+
+    def where(key_path: str) -> str:
+        origin = given_by.origin(key_path)
+        return f"{origin}: {key_path}" if origin else f"{key_path} (a default)"
+
+    policy = ResourcePolicy(config, {name: entry}, environ or {})
+    found = []
+    for step in STEPS:
+        for rule in step.rules:
+            if rule.resources is None or rule.runs == "seed" or not rule.needed_for(entry):
+                continue
+            for key, (value, source) in policy.explained(rule.name, name, where=where).items():
+                found.append(RuleResource(rule.name, key, value, source))
+    return found
+
+
+def format_resources(name: str, resources: list[RuleResource]) -> str:
+    """One line per rule and resource: value and the layer that set it."""
+    shown = [(f"{r.rule}.{r.key}", str(r.value), r.source) for r in resources]
+    width = max(len(key) for key, _, _ in shown)
+    value_width = max(len(value) for _, value, _ in shown)
+    lines = [f"what each cluster job of {name} asks for (runtime in minutes, first attempt; where it comes from):"]
     lines += [f"  {key:<{width}}  {value:<{value_width}}  {origin}" for key, value, origin in shown]
     return "\n".join(lines)

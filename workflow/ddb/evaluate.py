@@ -6,10 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .models.classifier import eval_transform
+from .results.schema import MODELS
 from .training import evaluate_groups, train_sizes_of
-
-# The models eval.json may hold, in the order every table shows them (DFR only where it ran).
-MODELS = ("erm", "dfr", "ddb")
 
 
 def evaluate_models(models: dict, manifest: pd.DataFrame, image_size: int, batch_size: int, device,

@@ -16,20 +16,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from .results.schema import INPAINT_INDEX_COLUMNS, generated_id
 from .storage.shards import ImageShard
 from .storage.images import load_image, to_square
 from .storage.checkpoints import process_shard
 from .seeding import derive_seed
 from .settings import InpaintingSettings
 from .textual_inversion import placeholder_token
-
-INPAINT_INDEX_COLUMNS = ["sample_id", "source_id", "source_y", "y", "draw", "has_image", "seed", "prompt"]
-
-
-def generated_id(source_id: str, target_class: str, draw: int = 0, per_source: int = 1) -> str:
-    """``{source}_to_{target}``, and ``_{draw}`` after it when each source is drawn several times."""
-    base = f"{source_id}_to_{target_class}"
-    return base if per_source == 1 else f"{base}_{draw}"
 
 
 def generation_seed(seed: int, target_class: str, source_id: str, draw: int = 0) -> int:

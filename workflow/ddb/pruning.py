@@ -14,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .results.schema import PRUNE_COLUMNS, REASONS
 from .settings import PruneSettings
-
-REASONS = ("kept", "still_source", "low_ig", "no_mask", "non_finite")
 
 
 def prune(scores: pd.DataFrame, psi: pd.DataFrame, settings: PruneSettings) -> pd.DataFrame:
@@ -35,8 +34,7 @@ def prune(scores: pd.DataFrame, psi: pd.DataFrame, settings: PruneSettings) -> p
                        ["no_mask", "non_finite", "still_source", "low_ig"], default="kept")
     out["reason"] = reason
     out["keep"] = reason == "kept"
-    return out[["sample_id", "source_id", "y", "source_y", "keep", "reason", "rho", "threshold", "p_source",
-                "psi_source", "still_source", "low_ig"]]
+    return out[PRUNE_COLUMNS]
 
 
 def reason_counts(table: pd.DataFrame) -> dict[str, int]:

@@ -9,7 +9,7 @@ GPU below its peak), plus a fixed overhead for starting Python and loading the m
 paper's models are shipped in :data:`FORWARD_FLOPS` (checked against a fresh count by the tests); any other
 architecture or resolution is counted the first time it is asked for.
 
-The estimates set each GPU rule's `runtime` request on a cluster (rules/common.smk) unless the config sets
+The estimates set each GPU rule's `runtime` request on a cluster (ddb.resources) unless the config sets
 `runtime`; :func:`training_retries` gives the training rules enough attempts to finish under a capped
 runtime, going on from their checkpoint each time (ddb.resume).
 """

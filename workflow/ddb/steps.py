@@ -1,16 +1,17 @@
 """The steps of the workflow, each declared once: its rules, the module that computes it, the artifacts each
 rule writes, the resources each rule asks a cluster for, and what ``ddb inspect`` shows of it.
 
-Everything that lists steps reads :data:`STEPS`: the `all` rule's artifacts and the resource defaults
-(``rules/common.smk``: ``step_artifacts``, ``configured_resources``), the rule an error's fix names for a
+Everything that lists steps reads :data:`STEPS`: the `all` rule's artifacts (:mod:`ddb.targets`) and the
+resource defaults (:mod:`ddb.resources`), the rule an error's fix names for a
 damaged file (:func:`ddb.storage.remake.rule_of`), the steps of ``ddb inspect`` and its ``--step`` help. The
 artifacts are names of :data:`ddb.paths.ARTIFACTS`, which stays the one place of path patterns.
-``tests/test_steps_registry.py`` checks this list against the rules Snakemake parses.
+``tests/workflow/test_steps_rules.py`` checks this list against the rules Snakemake parses.
 
 Adding a step takes one :class:`Step` here, its rule in ``rules/*.smk`` (outputs through ``artifact(name)``,
 ``rule_resources`` / ``rule_threads`` with the rule's own name), a thin ``scripts/<rule>.py``, the module
 in this package that computes it, and its tests; a step with ``shows`` also needs its two presenters in
-``ddb.inspect`` (``_SUMMARIES``, ``_TABLES``). A rule that is no step's goes in :data:`NON_STEP_RULES`.
+:mod:`ddb.presenters` (``@summary("<step>")`` and ``@table("<step>")``, :mod:`ddb.presenters.registry`). A
+rule that is no step's goes in :data:`NON_STEP_RULES`.
 
 This module imports nothing but :mod:`ddb.paths`: the CLI's help reads it (no pandas), and every rule's
 script reaches it through the error messages (``ddb.storage.remake``).
@@ -48,7 +49,7 @@ class Rule:
 
     ``writes``: the artifacts its outputs are (a directory output: the folder of its artifact);
     ``also_writes``: what it writes beside them that no rule declares (a record, the report's folder).
-    ``resources``: its class of cluster resources, a key of ``DEFAULT_RESOURCES`` in rules/common.smk
+    ``resources``: its class of cluster resources, a key of :data:`ddb.resources.DEFAULT_RESOURCES`
     (None: the rule declares none; a local rule, or seconds of work). ``runs``: in which runs a job writes
     them: ``every`` run, the dataset's own (``dataset``: the config's seed) or another seed's (``seed``).
     ``in_all``: whether the `all` rule lists its outputs, ``when`` a dataset entry needs them (None: always).
@@ -167,7 +168,7 @@ def rule(name: str) -> Rule:
 
 
 def resource_class(rule_name: str) -> str | None:
-    """The key of rules/common.smk's DEFAULT_RESOURCES that rule ``rule_name`` asks for."""
+    """The key of :data:`ddb.resources.DEFAULT_RESOURCES` that rule ``rule_name`` asks for."""
     return rule(rule_name).resources
 
 

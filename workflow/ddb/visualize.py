@@ -11,7 +11,10 @@
 * ``grid_samples.csv``: which sample sits in which tile of which grid, with its figures.
 * ``tune.html/.csv`` (rule ``visualize_tune``, for a dataset with a ``tune`` section): every candidate's
   P, γ, kept images per class and validation figures, the selected one marked. With tuning, the grids,
-  curves and prune tables above show the selected candidate's (``Results.ddb_candidate``).
+  curves and prune tables above show the candidate tune/selected.json names.
+
+The step reads only the rule's declared inputs (:data:`INPUTS`, passed by name) and the source images the
+manifest lists; it never looks around the run's folder for other files.
 
 Every grid has a fixed geometry (constants below; :func:`pair_grid_size`, :func:`gallery_size`), so
 the number of tiles can be read back from the PNG's size.
@@ -22,20 +25,27 @@ from __future__ import annotations
 import html
 import io as _io
 import math
+import os
+from collections import defaultdict
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from .inspect import REASONS, Results, eval_models, eval_rows, eval_title, fmt, prune_counts
+from .errors import DDBError
+from .results.reader import eval_models, prune_counts_of, rehearsal_line
+from .results.schema import REASONS
+from .results.tables import eval_rows, eval_title, fmt, tune_rows
 from .storage.shards import ImageShard
 from .storage.atomic import atomic_path, write_png
 from .storage.images import load_image
-from .storage.reading import read_parquet
-from .paths import report_file, report_folder
+from .storage.reading import read_json, read_parquet
+from .paths import ARTIFACTS, report_file, report_folder, run_folder_of, run_of_folder, wildcards_of
 from .seeding import derive_seed
 from .selection_checks import format_warnings
+from .tuning import read_selection
 
 # ---- geometry (pixels)
 TILE = 128           # every image tile is TILE x TILE
@@ -470,13 +480,14 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.8g")
 
 
-def write_eval_tables(results: Results, out: Path) -> None:
-    report = results.eval_report()
-    table = read_parquet(results.eval_table)
+def write_eval_tables(eval_json: str | Path, eval_table: str | Path, name: str, out: Path) -> None:
+    """report/eval.html and eval.csv from eval.json and eval.parquet; ``name``: the run (``demo``)."""
+    report = read_json(eval_json)
+    table = read_parquet(eval_table)
     columns, rows = eval_rows(report, table)
     n_groups = len(rows) - 3
-    rehearsal = results.rehearsal()  # a run with `random:` models: its accuracies mean nothing
-    _write_text(html_table(("REHEARSAL: " if rehearsal else "") + f"{results.name}: test accuracy, {eval_title(report)}",
+    rehearsal = rehearsal_line(report)  # a run with `random:` models: its accuracies mean nothing
+    _write_text(html_table(("REHEARSAL: " if rehearsal else "") + f"{name}: test accuracy, {eval_title(report)}",
                            columns, rows,
                            note=(f"{rehearsal}. " if rehearsal else "")
                                 # choices validation could not make (ddb.selection_checks), first thing read
@@ -494,8 +505,9 @@ def write_eval_tables(results: Results, out: Path) -> None:
     _write_csv(pd.DataFrame(csv_rows), report_file(out, "report_eval_csv"))
 
 
-def write_prune_tables(results: Results, out: Path) -> pd.DataFrame:
-    counts = prune_counts(results)
+def write_prune_tables(counts: pd.DataFrame, name: str, out: Path) -> None:
+    """report/prune.html and prune_counts.csv from the counts per pair
+    (:func:`ddb.results.reader.prune_counts_of`)."""
     columns = ["pair", "generated", "kept", "kept %", *REASONS[1:], "Ψ_src", "P_dst"]
     rows = [[f"{r['source']} → {r['target']}", r["generated"], r["kept"], f"{r['kept_percent']:.1f} %",
              *[r[reason] for reason in REASONS[1:]], r["psi_source"], r["threshold"]]
@@ -503,18 +515,18 @@ def write_prune_tables(results: Results, out: Path) -> pd.DataFrame:
     total, kept = int(counts["generated"].sum()), int(counts["kept"].sum())
     rows.append(["total", total, kept, f"{100 * kept / total:.1f} %" if total else "-",
                  *[int(counts[r].sum()) for r in REASONS[1:]], "", ""])
-    _write_text(html_table(f"{results.name}: pruning per class pair and reason", columns, rows,
+    _write_text(html_table(f"{name}: pruning per class pair and reason", columns, rows,
                            note="still_source: softmax of the source class ≥ Ψ_src; low_ig: ρ ≤ P_dst; "
                                 "no_mask: the masker found nothing to redraw.",
                            row_classes=[""] * (len(rows) - 1) + ["summary"]), report_file(out, "report_prune_html"))
     _write_csv(counts, report_file(out, "report_prune_csv"))
-    return counts
 
 
-def write_psi_tables(results: Results, out: Path) -> None:
-    psi = read_parquet(results.psi)
+def write_psi_tables(psi_path: str | Path, name: str, out: Path) -> None:
+    """report/psi.html and psi.csv from psi.parquet."""
+    psi = read_parquet(psi_path)
     rows = [[int(r["class"]), r["class_name"], int(r["k"]), f"{r['psi']:.6f}"] for r in psi.to_dict("records")]
-    _write_text(html_table(f"{results.name}: Ψ per class", ["class", "name", "K", "Ψ"], rows,
+    _write_text(html_table(f"{name}: Ψ per class", ["class", "name", "K", "Ψ"], rows,
                            note="Ψ_c: mean softmax of class c over its K lowest-loss training samples. A generation "
                                 "from class c whose softmax of c stays ≥ Ψ_c is pruned (still_source)."),
                 report_file(out, "report_psi_html"))
@@ -525,50 +537,123 @@ def write_psi_tables(results: Results, out: Path) -> None:
 # the whole step
 # ---------------------------------------------------------------------------------------------------
 
-def visualize_dataset(root: str | Path, out_dir: str | Path, *, classes: list[str], pairs: list[tuple[str, str]],
-                      image_size: int, resolution: int, ig_cfg: dict, seed: int, transform: str = "stretch",
-                      rows_per_pair: int = 8,
-                      gallery_per_side: int = 8, device="cpu", erm_model=None,
-                      mask_tars: dict[str, list] | None = None, generated_tars: dict[str, list] | None = None,
-                      score_tables: dict[str, list] | None = None) -> dict[str, list[Path]]:
-    """Write every file of ``report/``; returns them by kind.
+# The inputs of rule visualize (rules/report.smk), by name: the only files the step reads besides the source
+# images its manifest lists. ``tune_selection`` (tune/selected.json) only for a dataset with a `tune` section.
+INPUTS = ("manifest", "erm", "erm_history", "ti_loss", "psi", "masks", "generated", "generated_index", "scores",
+          "prune", "retrain_history", "eval_json", "eval_table", "tune_selection")
 
-    ``mask_tars`` ({src: tars}), ``generated_tars`` and ``score_tables`` ({"src_to_dst": paths}) name the
-    shards to read (the rule passes its inputs, so a leftover shard of an older split is never read);
-    left out, the shards found in the folder are used.
-    """
+
+def _paths(value) -> list[Path]:
+    """An input as a list of paths (Snakemake gives one file as a string, several as a list)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    return [Path(v) for v in value]
+
+
+def _declared(paths: list[Path], name: str, **wildcards) -> Path | None:
+    """The path among ``paths`` that is artifact ``name`` with these wildcards, None if none is."""
+    tail = ARTIFACTS[name].format(**wildcards)
+    found = [p for p in paths if p.as_posix() == tail or p.as_posix().endswith("/" + tail)]
+    if len(found) > 1:  # e.g. every tuning candidate's prune table, and no tune/selected.json to choose one
+        raise DDBError(f"visualize input {name}", f"{len(found)} declared files are {tail}: "
+                       + ", ".join(map(str, found)), "declare tune/selected.json (tune_selection) for a tuned run")
+    return found[0] if found else None
+
+
+def _single(inputs: Mapping, name: str) -> Path:
+    paths = _paths(inputs.get(name))
+    if len(paths) != 1:
+        raise DDBError(f"visualize input {name}", f"{len(paths)} files where one was expected",
+                       "declare it once in rules/report.smk")
+    return paths[0]
+
+
+def by_class_or_pair(paths, name: str) -> dict[str, list[Path]]:
+    """Shards of artifact ``name`` grouped as the grids read them: by source class (masks) or by
+    "<src>_to_<dst>" (generated images, IG tables)."""
+    grouped = defaultdict(list)
+    for path in _paths(paths):
+        wildcards = wildcards_of(name, path)
+        key = f"{wildcards['src']}_to_{wildcards['dst']}" if "dst" in wildcards else wildcards["src"]
+        grouped[key].append(Path(path))
+    return dict(grouped)
+
+
+def ddb_inputs(inputs: Mapping, pairs: list[tuple[str, str]]) -> tuple[dict[str, Path], Path]:
+    """DDB's prune table per pair ("<src>_to_<dst>") and its retraining history, among the declared inputs:
+    the plain ones, or with tuning (a ``tune_selection`` input) the candidate tune/selected.json names."""
+    selection = _paths(inputs.get("tune_selection"))
+    prune_paths, histories = _paths(inputs["prune"]), _paths(inputs["retrain_history"])
+    if selection:
+        candidate = {"cand": read_selection(selection[0])["selected"]}
+        prune_name, history_name = "tune_prune", "tune_history"
+    else:
+        candidate, prune_name, history_name = {}, "prune", "retrain_history"
+    prune = {f"{src}_to_{dst}": _declared(prune_paths, prune_name, **candidate, src=src, dst=dst) for src, dst in pairs}
+    history = _declared(histories, history_name, **candidate)
+    missing = [pair for pair, path in prune.items() if path is None] + ([] if history else ["retrain history"])
+    if missing:
+        raise DDBError("visualize", f"no declared input for {', '.join(missing)}"
+                       + (f" of the selected candidate {candidate['cand']}" if candidate else ""),
+                       "declare every candidate's prune tables and history (rules/report.smk)")
+    return prune, history
+
+
+def _concat(paths: list[Path]) -> pd.DataFrame:
+    frames = [read_parquet(path) for path in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def visualize_dataset(inputs: Mapping, out_dir: str | Path, *, classes: list[str], pairs: list[tuple[str, str]],
+                      image_size: int, resolution: int, ig_cfg: dict, seed: int, transform: str = "stretch",
+                      rows_per_pair: int = 8, gallery_per_side: int = 8, device="cpu",
+                      erm_model=None) -> dict[str, list[Path]]:
+    """Write every file of ``report/`` from the rule's inputs (``inputs``: :data:`INPUTS` by name, each a path or
+    a list of paths); returns the files written by kind. ``erm_model``: ERM's classifier already loaded,
+    instead of reading ``inputs["erm"]``."""
     from .models.classifier import load_classifier
 
-    results = Results(root)
-    mask_tars = mask_tars or {src: [t for _, t in results.mask_shards(src)] for src, _ in pairs}
-    generated_tars = generated_tars or {f"{s}_to_{d}": [t for _, t in results.inpaint_shards(s, d)] for s, d in pairs}
-    score_tables = score_tables or {f"{s}_to_{d}": [t for _, t in results.ig_shards(s, d)] for s, d in pairs}
-    manifest = read_parquet(results.manifest, ["sample_id", "path"])
+    manifest_path = _single(inputs, "manifest")
+    name = run_of_folder(run_folder_of("manifest", manifest_path))  # the run, for the titles: demo, demo/seed-1
+    mask_tars = by_class_or_pair(inputs.get("masks"), "mask_tar")
+    generated_tars = by_class_or_pair(inputs.get("generated"), "inpaint_tar")
+    score_tables = by_class_or_pair(inputs.get("scores"), "ig_scores")
+    prune_tables, retrain_history = ddb_inputs(inputs, pairs)
+    manifest = read_parquet(manifest_path, ["sample_id", "path"])
     source_paths = dict(zip(manifest["sample_id"], manifest["path"]))
     out = Path(out_dir)
-    for name in ("report_pairs", "report_kept_vs_pruned"):  # the rule's directory() outputs, even if empty
-        report_folder(out, name).mkdir(parents=True, exist_ok=True)
+    for folder in ("report_pairs", "report_kept_vs_pruned"):  # the rule's directory() outputs, even if empty
+        report_folder(out, folder).mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"tables": [], "curves": [], "pairs": [], "galleries": []}
 
-    write_eval_tables(results, out)
-    counts = write_prune_tables(results, out).set_index("pair")
-    write_psi_tables(results, out)
-    written["tables"] += [report_file(out, name) for name in ("report_eval_html", "report_eval_csv", "report_prune_html",
-                                                              "report_prune_csv", "report_psi_html", "report_psi_csv")]
+    write_eval_tables(_single(inputs, "eval_json"), _single(inputs, "eval_table"), name, out)
+    order = {c: i for i, c in enumerate(classes)}  # the pairs in class order, as ddb inspect lists them
+    verdict_tables = {pair: read_parquet(path) for pair, path in prune_tables.items()}
+    counts = prune_counts_of([(src, dst, verdict_tables[f"{src}_to_{dst}"])
+                              for src, dst in sorted(pairs, key=lambda p: (order[p[0]], order[p[1]]))])
+    write_prune_tables(counts, name, out)
+    counts = counts.set_index("pair")
+    write_psi_tables(_single(inputs, "psi"), name, out)
+    written["tables"] += [report_file(out, table) for table in ("report_eval_html", "report_eval_csv",
+                                                                "report_prune_html", "report_prune_csv",
+                                                                "report_psi_html", "report_psi_csv")]
 
-    erm = read_parquet(results.erm_history) if results.erm_history.exists() else None
-    plot_training_curves(read_parquet(results.retrain_history), erm, classes, report_file(out, "report_retrain_curves"))
-    losses = {cls: read_parquet(results.paths.path("ti_loss", cls=cls)) for cls in classes
-              if results.paths.path("ti_loss", cls=cls).exists()}
+    erm = read_parquet(_single(inputs, "erm_history"))
+    plot_training_curves(read_parquet(retrain_history), erm, classes, report_file(out, "report_retrain_curves"))
+    ti_losses = _paths(inputs.get("ti_loss"))
+    losses = {cls: read_parquet(path) for cls in classes
+              if (path := _declared(ti_losses, "ti_loss", cls=cls)) is not None}
     plot_textual_inversion(losses, report_file(out, "report_ti_curve"))
     written["curves"] += [report_file(out, "report_retrain_curves"), report_file(out, "report_ti_curve")]
 
-    model = erm_model if erm_model is not None else load_classifier(results.paths.path("erm_model"), device)[0]
+    model = erm_model if erm_model is not None else load_classifier(_single(inputs, "erm"), device)[0]
     shown = []
     for src, dst in pairs:
         pair = f"{src}_to_{dst}"
-        verdicts = read_parquet(results.prune_table(src, dst))
-        ig = results.concat([Path(p) for p in score_tables.get(pair, [])])
+        verdicts = verdict_tables[pair]
+        ig = _concat(score_tables.get(pair, []))
         if len(ig):
             verdicts = verdicts.merge(ig[["sample_id", "p_target"]], on="sample_id", how="left")
         else:
@@ -611,9 +696,6 @@ def write_tune_tables(table_path: str | Path, selection_path: str | Path, html_p
                       csv_path: str | Path) -> None:
     """report/tune.html and tune.csv from tune/candidates.parquet: P, γ, kept generated images per class,
     validation WGA and mean accuracy per candidate, the selected one marked (ddb.tuning)."""
-    from .inspect import tune_rows
-    from .tuning import read_selection
-
     table = read_parquet(table_path)
     chosen = read_selection(selection_path)
     classes = list(chosen.get("kept", {})) or None

@@ -2,9 +2,11 @@
 
 A wrong ``root`` would otherwise surface only when ``prepare_dataset`` runs: after the whole DAG was
 planned, and on a cluster inside the first SLURM job. ``rules/common.smk`` therefore checks, while it reads
-the config, the datasets that the requested targets need (:func:`requested_datasets`): each adapter's
+the config, the datasets that the requested targets need (:func:`check_requested_roots`): each adapter's
 ``check_root`` looks for its layout's key files (a few stat calls, nothing read) and names what is missing,
-where to download it and the docs section (docs/datasets.md) that says how to unpack it.
+where to download it and the docs section (docs/datasets.md) that says how to unpack it. It also refuses to
+mix, under one results folder, results made from two different roots of one dataset
+(:func:`check_recorded_roots`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..errors import DDBError
+from ..paths import artifact_path
 
 DOCS = "docs/datasets.md"
 def missing_data(path: Path, problem: str, *, dataset: str, source: str, unpack: str, section: str) -> DDBError:
@@ -78,3 +81,28 @@ def requested_datasets(targets: Iterable[str], *, results: str, datasets: Iterab
         dataset = dataset_of_target(target, results, datasets)
         found += [dataset] if dataset else default
     return list(dict.fromkeys(found))
+
+
+def check_recorded_roots(results: str, datasets: Mapping[str, dict], allow_change: bool = False) -> None:
+    """Raise a DDBError where a run of ``datasets`` (run -> entry) has results made from another root than its
+    entry's (the root its manifest was drawn from, ``data/root.txt``; one folder spelled two ways is one root:
+    :func:`same_root`), unless ``allow_change`` (the config's `allow_root_change`)."""
+    for name, entry in datasets.items():
+        recorded = artifact_path(results, name, "dataset_root")
+        if recorded.exists() and not allow_change:
+            previous = recorded.read_text().strip()
+            if not same_root(previous, entry["root"]):
+                raise DDBError(recorded, f"results of dataset {name!r} were made from root {previous!r}, but the "
+                                         f"config now says {entry['root']!r}",
+                               "use another results folder (config key `results`), or rerun with --config "
+                               "allow_root_change=True (capital T: Snakemake reads `true` as text) to rebuild them "
+                               "from the new root")
+
+
+def check_requested_roots(targets: Iterable[str], *, results: str, datasets: Mapping[str, dict],
+                          default: Iterable[str]) -> None:
+    """Raise a DDBError (:func:`check_root`) if a dataset that the requested ``targets`` need
+    (:func:`requested_datasets`; ``datasets``: the config's entries by name) lacks its data: a missing root,
+    or one without its layout's key files."""
+    for name in requested_datasets(targets, results=results, datasets=datasets, default=default):
+        check_root(name, datasets[name])
