@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from ddb.config import validate_config  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
+from ddb.settings import IgSettings, InpaintingSettings, MaskingSettings  # noqa: E402
 from ddb.inpainting import inpaint_shard, torch_dtype  # noqa: E402
 from ddb.storage.shards import ImageShard, write_image_shard  # noqa: E402
 from ddb.storage.images import png_bytes  # noqa: E402
@@ -334,7 +335,7 @@ def bench_masking(settings: Settings, defaults: dict, inputs: Inputs, device, wo
         cfg = {**defaults["masking"], **overrides}
         start = time.perf_counter()
         try:
-            masker = make_masker(cfg, seed=SEED, device=device)
+            masker = make_masker(MaskingSettings(**cfg), seed=SEED, device=device)
         except DDBError as error:  # e.g. the paper's detector is not in the cache: the files masker still counts
             print(f"mask/{name}: skipped: {error}")
             continue
@@ -346,7 +347,8 @@ def bench_masking(settings: Settings, defaults: dict, inputs: Inputs, device, wo
 
         def run(batch_size, folder, limit=None, cfg=cfg, masker=masker):
             rows = inputs.sources.head(limit)
-            mask_shard(rows, masker, {**cfg, "batch_size": batch_size}, folder / "shard.tar", folder / "shard.parquet")
+            mask_shard(rows, masker, MaskingSettings(**{**cfg, "batch_size": batch_size}), folder / "shard.tar",
+                       folder / "shard.parquet")
 
         results.append(compare(f"mask/{name}", model, len(inputs.sources), settings.mask_batch, load_seconds, run,
                                device, workdir, settings.repeat, settings.sweep.get("mask", ()), settings.warmup))
@@ -365,7 +367,8 @@ def bench_inpainting(settings: Settings, defaults: dict, inputs: Inputs, device,
     def run(batch_size, folder, limit=None):
         rows = inputs.sources.head(limit)
         inpaint_shard(pipeline, rows, inputs.masks, inputs.mask_index, source_y=0, target_y=1, target_class="b",
-                      prompt=cfg["prompt"].format("bird"), inpainting_cfg={**cfg, "batch_size": batch_size},
+                      prompt=cfg["prompt"].format("bird"),
+                      inpainting=InpaintingSettings(**{**cfg, "batch_size": batch_size}),
                       seed=SEED, tar_path=folder / "shard.tar", index_path=folder / "shard.parquet")
 
     return compare("inpaint", model, len(inputs.sources), settings.inpaint_batch, load_seconds, run, device, workdir,
@@ -383,7 +386,7 @@ def bench_ig(settings: Settings, defaults: dict, inputs: Inputs, device, workdir
     def run(batch_size, folder, limit=None):
         index = inputs.generated_index.head(limit)
         score_shard(model, index, inputs.generated, inputs.masks, paths, image_size=classifier["image_size"],
-                    ig_cfg={**ig, "batch_size": batch_size}, device=device)
+                    ig=IgSettings(**{**ig, "batch_size": batch_size}), device=device)
 
     label = (f"{classifier['arch']}{' (random weights)' if settings.paper_arch else ''} {classifier['image_size']} "
              f"px, {ig['n_steps']} steps, internal batch {ig['internal_batch_size']}")

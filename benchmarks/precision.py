@@ -89,6 +89,7 @@ def fixed_model_comparison(workdir: Path) -> None:
     from ddb.config import validate_config
     from ddb.datasets.loading import ImageDataset
     from ddb.ig_scoring import score_shard
+    from ddb.settings import IgSettings, PruneSettings
     from ddb.storage.shards import ImageShard
     from ddb.storage.reading import read_parquet
     from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
@@ -154,7 +155,7 @@ def fixed_model_comparison(workdir: Path) -> None:
                 index = read_parquet(results.path("inpaint_index", **shard))
                 scores.append(score_shard(erm, index, ImageShard(results.path("inpaint_tar", **shard)),
                                           ImageShard(results.path("mask_tar", src=src, n=found["n"])), sources,
-                                          image_size=size, ig_cfg=cfg["ig"], device="cpu", transform=recipe,
+                                          image_size=size, ig=IgSettings(**cfg["ig"]), device="cpu", transform=recipe,
                                           precision=bf16))
                 reference.append(read_parquet(ig_path))
             scored[pair] = pd.concat(scores, ignore_index=True), pd.concat(reference, ignore_index=True)
@@ -162,7 +163,7 @@ def fixed_model_comparison(workdir: Path) -> None:
         both = reference.merge(scores, on="sample_id", suffixes=("_fp32", "_bf16"))
         both = both[both["has_image_fp32"]]
         d_rho = np.abs(both["rho_fp32"] - both["rho_bf16"])
-        verdicts = prune(scores, psi, thresholds, cfg["prune"]["enabled"])
+        verdicts = prune(scores, psi, PruneSettings(enabled=cfg["prune"]["enabled"], thresholds=thresholds))
         verdicts_fp32 = read_parquet(results.ddb_path("prune", candidate, src=src, dst=dst))
         joined = verdicts_fp32.merge(verdicts, on="sample_id", suffixes=("_fp32", "_bf16"))
         flipped = joined[(joined["keep_fp32"] != joined["keep_bf16"])
@@ -315,6 +316,7 @@ def gpu_resume_check(device_name: str = "cuda") -> None:
 
     from ddb.erm import train_erm
     from ddb.resume import TrainingCheckpoint
+    from ddb.settings import dataset_settings
 
     folder = Path(tempfile.mkdtemp())
     rng, rows = np.random.default_rng(0), []
@@ -343,11 +345,13 @@ def gpu_resume_check(device_name: str = "cuda") -> None:
         for deterministic in (False, True):
             torch.backends.cudnn.deterministic = deterministic
             torch.backends.cudnn.benchmark = False
-            cfg = {"classes": ["a", "b"], "class_balance": "reweight",
-                   "classifier": {"arch": "tiny", "weights": None, "image_size": 32, "transform": "stretch",
-                                  "precision": precision, "channels_last": "auto", "tf32": True},
-                   "erm": {"checkpoint": None, "epochs": 4, "batch_size": 16, "lr": 0.01, "optimizer": "sgd",
-                           "momentum": 0.9, "weight_decay": 1e-4, "augment": True, "num_workers": 0}}
+            cfg = dataset_settings({
+                "classes": ["a", "b"], "class_balance": "reweight",
+                "classifier": {"arch": "tiny", "weights": None, "image_size": 32, "transform": "stretch",
+                               "precision": precision, "channels_last": "auto", "tf32": True},
+                "erm": {"checkpoint": None, "epochs": 4, "select_epoch": "last", "batch_size": 16, "lr": 0.01,
+                        "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "augment": True,
+                        "num_workers": 0}}, "bench")
             a, _ = train_erm(manifest, cfg, seed=0, device=device_name)
             path = folder / f"{precision}-{deterministic}.resume.pt"
             try:

@@ -5,11 +5,11 @@ from ddb.scripting import run_step
 
 
 @run_step
-def main(snakemake):
-    record = fetch_model(snakemake.params.spec, log=lambda line: print(line, flush=True))
+def main(job):
+    record = fetch_model(job.params.spec, log=lambda line: print(line, flush=True))
     print(f"{record['model']}: {record['requested_revision']} is {record['resolved_revision']}, "
           f"{len(record['files'])} files, {record['bytes'] / 1e9:.2f} GB in {record['cache_dir']}")
-    write_json(record, snakemake.output[0])
+    write_json(record, job.output[0])
 
 
 main(snakemake)

@@ -6,12 +6,12 @@ from ddb.scripting import run_step
 
 
 @run_step
-def main(snakemake):
-    classes = snakemake.params.cfg["classes"]
-    tables = {y: read_parquet(path, ["sample_id", "y", "softmax"]) for y, path in enumerate(snakemake.input)}
+def main(job):
+    classes = job.params.cfg["classes"]
+    tables = {y: read_parquet(path, ["sample_id", "y", "softmax"]) for y, path in enumerate(job.input)}
     psi = mean_softmax(tables, classes)
     print(psi.to_string(index=False))
-    write_parquet(psi, snakemake.output[0])
+    write_parquet(psi, job.output[0])
 
 
 main(snakemake)

@@ -6,14 +6,14 @@ from ddb.storage.reading import read_json
 
 
 @run_step
-def main(snakemake):
-    datasets = [{"name": name, "format": fmt, "report": read_json(path), "seeds": [snakemake.params.seed]}
-                for name, fmt, path in zip(snakemake.params.datasets, snakemake.params.formats, snakemake.input.reports)]
+def main(job):
+    datasets = [{"name": name, "format": fmt, "report": read_json(path), "seeds": [job.params.seed]}
+                for name, fmt, path in zip(job.params.datasets, job.params.formats, job.input.reports)]
     rows = build_rows(datasets)
     table = format_markdown(rows)
     print(table, flush=True)
-    write_text(format_csv(rows), snakemake.output.csv)
-    write_text(table, snakemake.output.table)
+    write_text(format_csv(rows), job.output.csv)
+    write_text(table, job.output.table)
 
 
 main(snakemake)

@@ -6,12 +6,12 @@ from ddb.summary import format_summary, summarize
 
 
 @run_step
-def main(snakemake):
-    reports = {seed: read_json(path) for seed, path in zip(snakemake.params.seeds, snakemake.input.evals)}
-    summary, table = summarize(snakemake.wildcards.ds, reports)
+def main(job):
+    reports = {seed: read_json(path) for seed, path in zip(job.params.seeds, job.input.evals)}
+    summary, table = summarize(job.wildcards.ds, reports)
     print(format_summary(summary), flush=True)
-    write_parquet(table, snakemake.output.table)
-    write_json(summary, snakemake.output.json)
+    write_parquet(table, job.output.table)
+    write_json(summary, job.output.json)
 
 
 main(snakemake)

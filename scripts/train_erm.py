@@ -5,20 +5,24 @@ from ddb.storage.atomic import write_parquet
 from ddb.models.classifier import save_classifier
 from ddb.resume import TrainingCheckpoint, resume_path, runtime_note
 from ddb.scripting import device, run_step
+from ddb.settings import dataset_settings
 
 
 @run_step
-def main(snakemake):
-    cfg = snakemake.params.cfg
-    manifest = read_parquet(snakemake.input.manifest)
+def main(job):
+    cfg = job.params.cfg
+    settings = dataset_settings(cfg, job.wildcards.ds)
+    manifest = read_parquet(job.input.manifest)
     # every epoch's checkpoint: a job killed mid-way (time limit) goes on from it when it runs again
-    resume = TrainingCheckpoint(resume_path(snakemake.output.model), "train_erm",
-                                settings=[cfg, snakemake.params.seed], note=runtime_note(snakemake))
-    model, history = train_erm(manifest, cfg, seed=snakemake.params.seed, device=device(),
-                               name=snakemake.wildcards.ds, resume=resume)
-    write_parquet(history, snakemake.output.history)
-    save_classifier(model, snakemake.output.model, arch=cfg["classifier"]["arch"], classes=cfg["classes"],
-                    image_size=cfg["classifier"]["image_size"], transform=cfg["classifier"]["transform"])
+    resume = TrainingCheckpoint(resume_path(job.output.model), "train_erm",
+                                settings=[cfg, job.params.seed], fingerprint=job.fingerprint,
+                                note=runtime_note(job))
+    model, history = train_erm(manifest, settings, seed=job.params.seed, device=device(),
+                               name=job.wildcards.ds, resume=resume)
+    write_parquet(history, job.output.history)
+    classifier = settings.classifier
+    save_classifier(model, job.output.model, arch=classifier.arch, classes=settings.classes,
+                    image_size=classifier.image_size, transform=classifier.transform)
     resume.remove()
 
 

@@ -7,23 +7,23 @@ from ddb.tuning import candidate_record, select, selection
 
 
 @run_step
-def main(snakemake):
-    classes = snakemake.params.classes
-    histories = {wildcards_of("tune_history", path)["cand"]: path for path in snakemake.input.histories}
+def main(job):
+    classes = job.params.classes
+    histories = {wildcards_of("tune_history", path)["cand"]: path for path in job.input.histories}
     prune_tables = {}
-    for path in snakemake.input.prune:
+    for path in job.input.prune:
         prune_tables.setdefault(wildcards_of("tune_prune", path)["cand"], []).append(path)
     records = [candidate_record(candidate, [read_parquet(p) for p in prune_tables.get(candidate["name"], [])],
                                 read_parquet(histories[candidate["name"]]), classes)
-               for candidate in snakemake.params.candidates]
+               for candidate in job.params.candidates]
     table = select(records)
-    chosen = selection(table, snakemake.wildcards.ds, classes)
+    chosen = selection(table, job.wildcards.ds, classes)
     for row in table.to_dict("records"):
         print(f"{row['candidate']}: kept {row['kept_total']} · val WGA {row['val_worst_group_accuracy']:.3f} · "
               f"val mean {row['val_mean_accuracy']:.3f} (epoch {row['epoch']})" + ("  <- selected" if row["selected"] else ""))
     print(f"selected {chosen['selected']} ({chosen['rule']})")
-    write_parquet(table, snakemake.output.table)
-    write_json(chosen, snakemake.output.selected)
+    write_parquet(table, job.output.table)
+    write_json(chosen, job.output.selected)
 
 
 main(snakemake)

@@ -89,28 +89,35 @@ def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
 def make_generation(workdir: Path, n_sources: int = 5) -> dict:
     """A small drawn dataset (32 px), masks of ``n_sources`` landbird sources and the tiny inpainting
     pipeline: what an `inpaint` shard needs, built in-process in seconds."""
+    from dataclasses import replace
+
     from helpers import small_config
 
     from ddb.config import validate_config
     from ddb.datasets import build_manifest
     from ddb.masking import generation_sources, make_masker, mask_shard
     from ddb.models.diffusion import load_inpaint_pipeline
+    from ddb.settings import dataset_settings
 
     config = validate_config(small_config(synthetic={"n_train": 40, "n_val_per_group": 1, "n_test_per_group": 1,
                                                      "image_size": 32}))
     cfg = config["datasets"]["demo"]
     cfg["root"] = str(workdir / "synthetic")
     manifest = build_manifest("demo", cfg, seed=0, workdir=workdir)
-    rows = generation_sources(manifest, 0, {**cfg["generation"], "max_sources_per_class": n_sources}, seed=0)
-    masker = make_masker(cfg["masking"], seed=0, device="cpu")
-    mask_index = mask_shard(rows, masker, cfg["masking"], workdir / "masks.tar", workdir / "masks.parquet")
+    settings = dataset_settings(cfg, "demo")
+    rows = generation_sources(manifest, 0, replace(settings.generation, max_sources_per_class=n_sources), seed=0)
+    masker = make_masker(settings.masking, seed=0, device="cpu")
+    mask_index = mask_shard(rows, masker, settings.masking, workdir / "masks.tar", workdir / "masks.parquet")
     return {"rows": rows, "mask_index": mask_index, "masks": workdir / "masks.tar", "masker": masker,
-            "pipeline": load_inpaint_pipeline("tiny", seed=0), "cfg": cfg}
+            "pipeline": load_inpaint_pipeline("tiny", seed=0), "cfg": cfg, "settings": settings}
 
 
 def inpaint(generation: dict, pipeline, folder: Path, rows=None, mask_index=None, masks=None,
-            batch_size: int = 2):
-    """``inpaint_shard`` of ``rows`` (default: every source) into ``folder/shard.tar``."""
+            batch_size: int = 2, fingerprint: str | None = None):
+    """``inpaint_shard`` of ``rows`` (default: every source) into ``folder/shard.tar``, as the job of
+    ``fingerprint`` (None: no job, checkpoints of any kept)."""
+    from helpers import settings_of
+
     from ddb.inpainting import inpaint_shard
     from ddb.storage.shards import ImageShard
 
@@ -118,8 +125,9 @@ def inpaint(generation: dict, pipeline, folder: Path, rows=None, mask_index=None
                          ImageShard(masks or generation["masks"]),
                          generation["mask_index"] if mask_index is None else mask_index,
                          source_y=0, target_y=1, target_class="waterbird", prompt="a photo of a <waterbird> bird",
-                         inpainting_cfg={**generation["cfg"]["inpainting"], "batch_size": batch_size}, seed=0,
-                         tar_path=folder / "shard.tar", index_path=folder / "shard.parquet")
+                         inpainting=settings_of("inpainting", **{**generation["cfg"]["inpainting"],
+                                                                  "batch_size": batch_size}), seed=0,
+                         tar_path=folder / "shard.tar", index_path=folder / "shard.parquet", fingerprint=fingerprint)
 
 
 @pytest.fixture

@@ -51,6 +51,32 @@ def small_config(**dataset_overrides) -> dict:
     return {"seed": 0, "targets": ["demo"], "datasets": {"demo": demo}}
 
 
+@functools.lru_cache(maxsize=1)
+def _small_entry() -> dict:
+    from ddb.config import validate_config
+
+    with tempfile.TemporaryDirectory() as folder:  # validation resolves the drawn root under `results`
+        return validate_config({**small_config(), "results": folder})["datasets"]["demo"]
+
+
+def settings_of(section: str, **values):
+    """Config section ``section``'s typed settings (ddb.settings) for a step called directly: the reduced
+    demo's validated section, with ``values`` in place."""
+    from ddb.settings import SECTIONS, section_settings
+
+    return section_settings(SECTIONS[section], {**_small_entry()[section], **values}, section)
+
+
+def small_settings(**sections):
+    """The reduced demo's typed settings (ddb.settings.DatasetSettings), each of ``sections`` (a dict of
+    values) in place of the validated section's values."""
+    from ddb.settings import dataset_settings
+
+    entry = _small_entry()
+    return dataset_settings({**entry, **{name: {**entry[name], **values} for name, values in sections.items()}},
+                            "demo")
+
+
 def run_paths(workdir: Path, run: str = "demo") -> RunPaths:
     """The artifacts of ``run`` in a workflow directory (results/<run>/), by their ddb.paths names."""
     return RunPaths(Path(workdir) / "results" / run)

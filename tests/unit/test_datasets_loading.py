@@ -7,7 +7,7 @@ import torch
 from helpers import small_config
 
 from _reliability import one_torch_thread  # noqa: F401
-from test_resume import assert_same_weights, retrain_inputs, with_sections
+from test_resume import assert_same_weights, demo_settings, retrain_inputs
 
 from ddb.config import validate_config
 from ddb.datasets.loading import loader_workers, per_sample_augmentation
@@ -50,14 +50,14 @@ def test_erm_weights_are_the_same_with_no_workers_and_with_two(drawn):
     models = {}
     # null with one thread: no workers; 2: two worker processes; both seed the augmentation per image
     for workers in (None, 2):
-        cfg = with_sections(base, erm={"epochs": 2, "batch_size": 8, "augment": True, "num_workers": workers},
+        cfg = demo_settings(base, erm={"epochs": 2, "batch_size": 8, "augment": True, "num_workers": workers},
                             class_balance="reweight")
         torch.manual_seed(workers or 123)  # another global RNG state: it must not matter
         models[workers], _ = train_erm(manifest, cfg, seed=0, device="cpu")
     assert torch.get_num_threads() == 1 and loader_workers(None, torch.get_num_threads()) == 0
     assert_same_weights(models[None], models[2])
     # the main process's stream (explicit 0) draws other crops: the per-image seeds are really in use
-    cfg = with_sections(base, erm={"epochs": 2, "batch_size": 8, "augment": True, "num_workers": 0},
+    cfg = demo_settings(base, erm={"epochs": 2, "batch_size": 8, "augment": True, "num_workers": 0},
                         class_balance="reweight")
     stream, _ = train_erm(manifest, cfg, seed=0, device="cpu")
     assert not torch.equal(stream.state_dict()["fc.weight"], models[2].state_dict()["fc.weight"])
@@ -71,7 +71,7 @@ def test_retrain_weights_are_the_same_with_no_workers_and_with_two(drawn):
     erm_model, manifest, generated = retrain_inputs(drawn)
     models = {}
     for workers in (None, 2):
-        cfg = with_sections(drawn[0], retrain={"epochs": 2, "batch_size": 8, "generated_batch_size": 3,
+        cfg = demo_settings(drawn[0], retrain={"epochs": 2, "batch_size": 8, "generated_batch_size": 3,
                                                "augment": True, "lr": 1e-3, "num_workers": workers},
                             class_balance="reweight")
         torch.manual_seed(workers or 123)

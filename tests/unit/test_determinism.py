@@ -21,7 +21,7 @@ def test_shard_count_changes_no_generated_image(tmp_path):
         for n in range(shards):
             folder = tmp_path / f"{shards}-shards" / str(n)
             rows = shard_rows(generation["rows"], n, shards)
-            mask_index = mask_shard(rows, generation["masker"], generation["cfg"]["masking"], folder / "masks.tar",
+            mask_index = mask_shard(rows, generation["masker"], generation["settings"].masking, folder / "masks.tar",
                                     folder / "masks.parquet")
             inpaint(generation, generation["pipeline"], folder, rows=rows, mask_index=mask_index,
                     masks=folder / "masks.tar", batch_size=4)

@@ -198,11 +198,12 @@ def scripted_validation(monkeypatch, scores):
 
 def train(demo, monkeypatch, epochs, select, scores, resume=None):
     from ddb.erm import train_erm
+    from ddb.settings import dataset_settings
 
     cfg, manifest = demo
     scripted_validation(monkeypatch, scores)
     cfg = {**cfg, "erm": {**cfg["erm"], "epochs": epochs, "batch_size": 16, "select_epoch": select}}
-    return train_erm(manifest, cfg, seed=0, device="cpu", resume=resume)
+    return train_erm(manifest, dataset_settings(cfg, "demo"), seed=0, device="cpu", resume=resume)
 
 
 def same_weights(a, b) -> bool:

@@ -1,5 +1,7 @@
 """Textual inversion, masking, inpainting and IG with the tiny models: real code paths, small inputs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from ddb.config import minority_group_name
 from ddb.masking import FilesMasker, generation_sources, mask_shard, shard_rows
 from ddb.models.classifier import build_classifier
 from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_components
+from ddb.settings import dataset_settings
 from ddb.textual_inversion import choose_images, learn_token, save_embeddings
 
 
@@ -36,14 +39,20 @@ def demo(tmp_path_factory):
     return cfg, build_manifest("demo", cfg, seed=0), root
 
 
+def settings(cfg: dict):
+    """The demo entry's typed step settings, as a rule script builds them."""
+    return dataset_settings(cfg, "demo")
+
+
 def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(demo, tmp_path):
     cfg, manifest, _ = demo
-    images = choose_images(manifest, 1, cfg["textual_inversion"], seed=0, name="demo",
+    images = choose_images(manifest, 1, settings(cfg).textual_inversion, seed=0, name="demo",
                            minority_group=minority_group_name(cfg, 1))
     assert len(images) == 2 and set(images["group"]) == {"waterbird_land"}  # the minority group
     components = load_text_to_image_components("tiny", seed=0)
     before = components["text_encoder"].get_input_embeddings().weight.detach().clone()
-    learned, losses = learn_token(components, images, "waterbird", cfg["textual_inversion"], seed=0, device="cpu")
+    learned, losses = learn_token(components, images, "waterbird", settings(cfg).textual_inversion, seed=0,
+                                  device="cpu")
     after = components["text_encoder"].get_input_embeddings().weight.detach()
     assert after.shape[0] == before.shape[0] + 1
     assert torch.equal(after[:-1], before)  # every old row restored after each step
@@ -54,12 +63,12 @@ def test_textual_inversion_learns_only_the_new_row_and_the_pipeline_loads_it(dem
     pipeline.load_textual_inversion(str(tmp_path / "learned_embeds.safetensors"))
     token_id = pipeline.tokenizer.convert_tokens_to_ids("<waterbird>")
     assert torch.allclose(pipeline.text_encoder.get_input_embeddings().weight[token_id], learned["<waterbird>"][0])
-    assert len(pipeline.tokenizer.tokenize(prompt_for("waterbird", cfg["inpainting"], True))) == 5
+    assert len(pipeline.tokenizer.tokenize(prompt_for("waterbird", settings(cfg).inpainting, True))) == 5
 
 
 def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
     cfg, manifest, _ = demo
-    asked = {**cfg["textual_inversion"], "num_images": 50}
+    asked = replace(settings(cfg).textual_inversion, num_images=50)
     with pytest.raises(DDBError, match=r"(?s)textual_inversion\.num_images.*asks for 50 images but the minority group "
                                        r"'waterbird_land' has only 3.*set num_images to at most 3"):
         choose_images(manifest, 1, asked, seed=0, name="demo", minority_group="waterbird_land")
@@ -68,13 +77,15 @@ def test_textual_inversion_set_smaller_than_asked_is_a_clear_error(demo):
 def generate_pair(cfg, manifest, tmp_path, shards, seed=0):
     """Masks + inpainting landbird -> waterbird with `shards` shards; returns {generated id: png bytes}."""
     pipeline = load_inpaint_pipeline("tiny", seed=0)
-    sources = generation_sources(manifest, 0, cfg["generation"], seed=seed)
+    sources = generation_sources(manifest, 0, settings(cfg).generation, seed=seed)
     out = {}
     for n in range(shards):
         rows = shard_rows(sources, n, shards)
-        mask_index = mask_shard(rows, FilesMasker(), cfg["masking"], tmp_path / f"m{n}.tar", tmp_path / f"m{n}.parquet")
+        mask_index = mask_shard(rows, FilesMasker(), settings(cfg).masking, tmp_path / f"m{n}.tar",
+                                tmp_path / f"m{n}.parquet")
         index = inpaint_shard(pipeline, rows, ImageShard(tmp_path / f"m{n}.tar"), mask_index, source_y=0, target_y=1,
-                              target_class="waterbird", prompt="a photo of a waterbird", inpainting_cfg=cfg["inpainting"],
+                              target_class="waterbird", prompt="a photo of a waterbird",
+                              inpainting=settings(cfg).inpainting,
                               seed=seed, tar_path=tmp_path / f"g{n}.tar", index_path=tmp_path / f"g{n}.parquet")
         shard = ImageShard(tmp_path / f"g{n}.tar")
         out.update({i: shard.read_bytes(i) for i in shard.ids()})
@@ -98,12 +109,13 @@ def test_inpainting_is_labelled_target_keeps_context_and_ignores_sharding(demo, 
 
 def test_samples_without_mask_are_listed_not_dropped(demo, tmp_path):
     cfg, manifest, _ = demo
-    rows = shard_rows(generation_sources(manifest, 0, cfg["generation"], seed=0), 0, 1)
-    mask_index = mask_shard(rows, FilesMasker(str(tmp_path / "no_masks_here")), cfg["masking"],
+    rows = shard_rows(generation_sources(manifest, 0, settings(cfg).generation, seed=0), 0, 1)
+    mask_index = mask_shard(rows, FilesMasker(str(tmp_path / "no_masks_here")), settings(cfg).masking,
                             tmp_path / "m.tar", tmp_path / "m.parquet")
     assert not mask_index["detected"].any() and len(ImageShard(tmp_path / "m.tar")) == 0
     index = inpaint_shard(load_inpaint_pipeline("tiny", seed=0), rows, ImageShard(tmp_path / "m.tar"), mask_index,
-                          source_y=0, target_y=1, target_class="waterbird", prompt="p", inpainting_cfg=cfg["inpainting"],
+                          source_y=0, target_y=1, target_class="waterbird", prompt="p",
+                          inpainting=settings(cfg).inpainting,
                           seed=0, tar_path=tmp_path / "g.tar", index_path=tmp_path / "g.parquet")
     assert len(index) == len(rows) and not index["has_image"].any()
     assert list(pd.read_parquet(tmp_path / "g.parquet").columns) == list(index.columns)
@@ -153,7 +165,7 @@ def test_score_shard_scores_every_generated_image(demo, tmp_path):
     model = build_classifier("tiny", 2, None, seed=0)
     scores = score_shard(model, pd.read_parquet(tmp_path / "g0.parquet"), ImageShard(tmp_path / "g0.tar"),
                          ImageShard(tmp_path / "m0.tar"), dict(zip(manifest["sample_id"], manifest["path"])),
-                         image_size=32, ig_cfg=cfg["ig"], device="cpu")
+                         image_size=32, ig=settings(cfg).ig, device="cpu")
     assert len(scores) == 5 and scores["has_image"].all()
     assert np.isfinite(scores[["rho", "p_source", "p_target"]].to_numpy()).all()
     np.testing.assert_allclose(scores["p_source"] + scores["p_target"], 1.0, rtol=1e-5)

@@ -321,8 +321,8 @@ def test_checkpoints_made_with_another_thread_count_are_discarded(generation, tm
                  Pipeline(generation["pipeline"])]
 
     @run_step
-    def step(snakemake):
-        inpaint(generation, pipelines.pop(0), folder)
+    def step(job):
+        inpaint(generation, pipelines.pop(0), folder, fingerprint=job.fingerprint)
 
     try:
         with pytest.raises(Interrupted):

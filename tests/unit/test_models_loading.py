@@ -8,6 +8,7 @@ and IG scoring must not depend on the batch size (each sample has its own genera
 
 import sys
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
+
+from helpers import settings_of  # noqa: E402
 
 from ddb.errors import DDBError  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
@@ -28,6 +31,7 @@ from ddb.models.classifier import build_classifier, import_classifier  # noqa: E
 from ddb.models.diffusion import (load_inpaint_pipeline, load_text_to_image_components,  # noqa: E402
                                   save_tiny_pipeline, tiny_components)
 from ddb.models.loading import hub_cache_dir  # noqa: E402
+from ddb.settings import IgSettings  # noqa: E402
 
 SEED = 0
 RESOLUTION = 32
@@ -216,10 +220,10 @@ def generation_inputs(tmp_path_factory):
 
 def inpaint_with_batch_size(pipeline, generation_inputs, batch_size: int, folder: Path):
     sources, masks, mask_index = generation_inputs
-    cfg = {"resolution": RESOLUTION, "steps": 3, "guidance_scale": 7.5, "negative_prompt": None,
-           "paste_back": True, "batch_size": batch_size}
+    inpainting = settings_of("inpainting", resolution=RESOLUTION, steps=3, guidance_scale=7.5, negative_prompt=None,
+                             paste_back=True, batch_size=batch_size)
     index = inpaint_shard(pipeline, sources, masks, mask_index, source_y=0, target_y=1, target_class="waterbird",
-                          prompt=PROMPT, inpainting_cfg=cfg, seed=SEED, tar_path=folder / "shard.tar",
+                          prompt=PROMPT, inpainting=inpainting, seed=SEED, tar_path=folder / "shard.tar",
                           index_path=folder / "shard.parquet")
     return index, ImageShard(folder / "shard.tar")
 
@@ -251,7 +255,7 @@ def test_ig_in_batches_equals_one_at_a_time(batched_and_single, generation_input
 
     def scores(batch_size, internal_batch_size):
         return score_shard(model, index, generated, masks, paths, image_size=RESOLUTION, device="cpu",
-                           ig_cfg={"n_steps": 8, "batch_size": batch_size, "internal_batch_size": internal_batch_size})
+                           ig=IgSettings(n_steps=8, batch_size=batch_size, internal_batch_size=internal_batch_size))
 
     batched, single = scores(4, 16), scores(1, 8)
     assert batched["sample_id"].tolist() == single["sample_id"].tolist() == index["sample_id"].tolist()
@@ -263,13 +267,13 @@ def test_ig_in_batches_equals_one_at_a_time(batched_and_single, generation_input
 def test_text_prompted_masking_in_batches_equals_one_at_a_time(generation_inputs, tmp_path):
     """Five images in batches of four leave a last batch of one image: the tiny detector must take it."""
     sources, _, _ = generation_inputs
-    cfg = {"masker": "grounded_sam", "mask_dir": None, "prompt": "bird.", "detector": "tiny", "segmenter": "tiny",
-           "box_threshold": 0.0, "text_threshold": 0.0, "dilate": 0, "shape": "silhouette"}
+    cfg = settings_of("masking", masker="grounded_sam", mask_dir=None, prompt="bird.", detector="tiny",
+                      segmenter="tiny", box_threshold=0.0, text_threshold=0.0, dilate=0, shape="silhouette")
     masker = make_masker(cfg, seed=SEED, device="cpu")
     shards = {}
     for batch_size in (4, 1):
         folder = tmp_path / f"batch{batch_size}"
-        index = mask_shard(sources, masker, {**cfg, "batch_size": batch_size}, folder / "masks.tar",
+        index = mask_shard(sources, masker, replace(cfg, batch_size=batch_size), folder / "masks.tar",
                            folder / "masks.parquet")
         shards[batch_size] = (index, ImageShard(folder / "masks.tar"))
     (batched_index, batched), (single_index, single) = shards[4], shards[1]

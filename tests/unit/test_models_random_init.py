@@ -21,6 +21,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
+from helpers import settings_of  # noqa: E402
+
 from ddb.errors import DDBError  # noqa: E402
 from ddb.evaluate import evaluate_models, format_comparison  # noqa: E402
 from ddb.ig_scoring import score_shard  # noqa: E402
@@ -30,6 +32,7 @@ from ddb.storage.images import png_bytes  # noqa: E402
 from ddb.masking import make_masker, mask_shard  # noqa: E402
 from ddb.models.classifier import build_classifier  # noqa: E402
 from ddb.models.diffusion import load_inpaint_pipeline, load_text_to_image_components  # noqa: E402
+from ddb.settings import IgSettings  # noqa: E402
 from ddb.models.loading import check_random_refs, hub_source, is_local, random_models_of  # noqa: E402
 from ddb.models.random_init import (build_seeded, known_random_models, parameter_count,  # noqa: E402
                                     random_manifest, read_config)
@@ -190,8 +193,8 @@ def learned_token(tmp_path_factory) -> Path:
     assert components["noise_scheduler"].config.prediction_type == "epsilon"
     images = pd.DataFrame([{"sample_id": f"s{i}", "path": str(noise_image(folder / f"s{i}.png", seed=i)),
                             "group": "g"} for i in range(2)])
-    cfg = {"initializer_token": "bird", "resolution": SIZE, "lr": 5e-4, "batch_size": 1, "scale_lr": True,
-           "steps": 1, "templates": ["a photo of a {} bird"]}
+    cfg = settings_of("textual_inversion", initializer_token="bird", resolution=SIZE, lr=5e-4, batch_size=1,
+                      scale_lr=True, steps=1, templates=["a photo of a {} bird"])
     learned, losses = timed("one textual-inversion step, 64 px",
                             lambda: learn_token(components, images, "waterbird", cfg, seed=SEED, device="cpu"))
     assert np.isfinite(losses["loss"]).all() and len(losses) == 1
@@ -220,11 +223,11 @@ def test_one_denoising_step_through_full_sd2_inpainting_with_a_learned_token(lea
     sources = pd.DataFrame([{"sample_id": "src0", "path": str(source)}])
     mask_index = pd.DataFrame({"sample_id": ["src0"], "detected": [True]})
     write_image_shard([("src0", png_bytes(box_mask()))], tmp_path / "masks.tar", mask_index, tmp_path / "masks.parquet")
-    cfg = {"resolution": SIZE, "steps": 1, "guidance_scale": 7.5, "negative_prompt": None, "paste_back": False,
-           "batch_size": 1}
+    inpainting = settings_of("inpainting", resolution=SIZE, steps=1, guidance_scale=7.5, negative_prompt=None,
+                             paste_back=False, batch_size=1)
     index = timed("one denoising step (guidance 7.5: a batch of 2 through the UNet), 64 px", lambda: inpaint_shard(
         pipeline, sources, ImageShard(tmp_path / "masks.tar"), mask_index, source_y=0, target_y=1,
-        target_class="waterbird", prompt="a photo of a <waterbird> bird", inpainting_cfg=cfg, seed=SEED,
+        target_class="waterbird", prompt="a photo of a <waterbird> bird", inpainting=inpainting, seed=SEED,
         tar_path=tmp_path / "shard.tar", index_path=tmp_path / "shard.parquet"))
     assert index["has_image"].tolist() == [True]
     generated = np.asarray(ImageShard(tmp_path / "shard.tar").image("src0_to_waterbird"))
@@ -232,9 +235,9 @@ def test_one_denoising_step_through_full_sd2_inpainting_with_a_learned_token(lea
 
 
 def test_grounding_dino_base_and_sam_vit_b_mask_one_image_at_full_size(tmp_path):
-    cfg = {"masker": "grounded_sam", "mask_dir": None, "prompt": "bird.", "box_threshold": 0.0,
-           "text_threshold": 0.0, "dilate": 0, "shape": "silhouette", "batch_size": 1,
-           "detector": "random:IDEA-Research/grounding-dino-base", "segmenter": "random:facebook/sam-vit-base"}
+    cfg = settings_of("masking", masker="grounded_sam", mask_dir=None, prompt="bird.", box_threshold=0.0,
+                      text_threshold=0.0, dilate=0, shape="silhouette", batch_size=1,
+                      detector="random:IDEA-Research/grounding-dino-base", segmenter="random:facebook/sam-vit-base")
     masker = timed("build random GroundingDINO base + SAM ViT-B", lambda: make_masker(cfg, seed=SEED, device="cpu"))
     detector, processor = masker.masker.detector, masker.masker.detector_processor
     assert detector.config.backbone_config.embed_dim == 128 and detector.config.backbone_config.depths == [2, 2, 18, 2]
@@ -263,6 +266,6 @@ def test_resnet50_integrated_gradients_with_two_steps(tmp_path):
     write_image_shard([("src0_to_b", png_bytes(generated))], tmp_path / "gen.tar", index, tmp_path / "gen.parquet")
     scores = timed("ResNet-50 IG, 224 px, 2 steps", lambda: score_shard(
         model, index, ImageShard(tmp_path / "gen.tar"), ImageShard(tmp_path / "masks.tar"), {"src0": str(source)},
-        image_size=224, ig_cfg={"n_steps": 2, "internal_batch_size": 2, "batch_size": 1}, device="cpu",
+        image_size=224, ig=IgSettings(n_steps=2, internal_batch_size=2, batch_size=1), device="cpu",
         transform="resize_center_crop"))
     assert np.isfinite(scores[["rho", "delta", "p_source", "p_target"]].to_numpy()).all()

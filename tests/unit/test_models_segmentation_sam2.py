@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
-from helpers import random_images  # noqa: E402
+from helpers import random_images, settings_of  # noqa: E402
 from ddb.config import FORMAT_DEFAULTS  # noqa: E402
 from ddb.errors import DDBError  # noqa: E402
 from ddb.masking import make_masker  # noqa: E402
@@ -97,7 +97,7 @@ def test_the_paper_formats_mask_with_sam2_small_and_the_first_box():
     assert "masking" not in FORMAT_DEFAULTS["synthetic"]
     cfg = {"masker": "grounded_sam", "prompt": "bird.", "detector": "tiny", "segmenter": TINY_SAM2,
            "box_threshold": 0.3, "text_threshold": 0.25, "multimask": False, "boxes": "first"}
-    assert make_masker(cfg, seed=0, device="cpu").masker.boxes == "first"
+    assert make_masker(settings_of("masking", **cfg), seed=0, device="cpu").masker.boxes == "first"
 
 
 def test_sam2_hiera_small_builds_at_full_size_from_its_shipped_config():

@@ -9,6 +9,7 @@ import pytest
 
 from ddb.errors import DDBError
 from ddb.pruning import prune, reason_counts
+from ddb.settings import PruneSettings, dataset_settings
 from test_step_computations import retrain_cfg, tiny_manifest
 
 
@@ -20,7 +21,7 @@ def test_a_nan_rho_or_softmax_is_pruned_as_non_finite_even_without_pruning():
     })
     psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.9]})
     for enabled in (True, False):
-        table = prune(scores, psi, thresholds=[1.0, 1.0], enabled=enabled)
+        table = prune(scores, psi, PruneSettings(enabled=enabled, thresholds=[1.0, 1.0]))
         # NaN compares False against Ψ and P: without its own rule such a generation would be kept
         assert table["reason"].tolist() == ["kept", "non_finite", "non_finite", "non_finite", "no_mask"]
         assert table["keep"].tolist() == [True, False, False, False, False]
@@ -34,7 +35,7 @@ def test_a_diverging_erm_stops_naming_the_epoch_and_the_learning_rate(tmp_path):
     cfg["erm"] = {**cfg["erm"], "epochs": 3, "batch_size": 8, "lr": 1e38, "augment": False, "checkpoint": None}
     with pytest.raises(DDBError, match=r"(?s)train_erm \(d\): the loss became (nan|inf) in epoch 1.*"
                                        r"lower the learning rate datasets\.d\.erm\.lr \(now 1e\+38; try 1e\+37\)"):
-        train_erm(tiny_manifest(tmp_path), cfg, seed=0, device="cpu", name="d")
+        train_erm(tiny_manifest(tmp_path), dataset_settings(cfg, "d"), seed=0, device="cpu", name="d")
 
 
 def test_a_diverging_retrain_stops_and_writes_nothing(tmp_path):
@@ -43,4 +44,5 @@ def test_a_diverging_retrain_stops_and_writes_nothing(tmp_path):
 
     manifest = tiny_manifest(tmp_path)
     with pytest.raises(DDBError, match=r"(?s)retrain: the loss became (nan|inf) in epoch 1.*retrain\.lr \(now 1e\+30"):
-        retrain(build_classifier("tiny", 2, None, seed=0), manifest, {}, retrain_cfg(lr=1e30), seed=0, device="cpu")
+        retrain(build_classifier("tiny", 2, None, seed=0), manifest, {}, dataset_settings(retrain_cfg(lr=1e30), "d"),
+                seed=0, device="cpu")

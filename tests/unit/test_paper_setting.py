@@ -7,6 +7,7 @@ checkpoints)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from ddb.datasets.manifest import EXCLUDED, smallest_groups
 from ddb.datasets.synthetic import draw_sample
 from ddb.errors import DDBError
 from ddb.models.classifier import IMAGENET_MEAN, IMAGENET_STD, build_classifier, eval_transform, import_classifier
+from ddb.settings import dataset_settings
 from ddb.textual_inversion import choose_images
 
 CELEBA_NAMES = "Blond_Hair Male Young".split()
@@ -188,7 +190,7 @@ def test_the_group_table_shows_the_left_out_rows_and_marks_the_named_minority_gr
 def test_non_blond_token_learns_from_non_blond_women_even_where_men_are_fewer(celeba):
     cfg, manifest, _ = celeba
     assert smallest_groups(manifest)[0] == "non_blond_male"  # what a smallest-group rule would have picked
-    ti = {**cfg["textual_inversion"], "num_images": 3}
+    ti = replace(dataset_settings(cfg, "celeba").textual_inversion, num_images=3)
     for y, expected in ((0, "non_blond_female"), (1, "blond_male")):
         chosen = choose_images(manifest, y, ti, seed=0, name="x", minority_group=minority_group_name(cfg, y))
         assert set(chosen["group"]) == {expected} and len(chosen) == 3
@@ -274,11 +276,13 @@ def test_retraining_stops_after_patience_epochs_without_a_better_val_wga_and_kee
     monkeypatch.setattr(retrain_module, "evaluate_groups", fake_evaluate)
     manifest = tiny_manifest(tmp_path)
     model = build_classifier("tiny", 2, None, seed=0)
-    _, history = retrain_module.retrain(model, manifest, {}, retrain_cfg(epochs=6, patience=2), seed=0, device="cpu")
+    _, history = retrain_module.retrain(model, manifest, {}, dataset_settings(retrain_cfg(epochs=6, patience=2), "d"),
+                                        seed=0, device="cpu")
     assert history["epoch"].tolist() == [1, 2, 3, 4]  # epochs 3 and 4 brought nothing better than 0.6
     assert history.loc[history["selected"], "epoch"].item() == 2
     scores = iter([0.4, 0.6, 0.5, 0.55, 0.9, 0.95])
-    _, history = retrain_module.retrain(model, manifest, {}, retrain_cfg(epochs=6), seed=0, device="cpu")
+    _, history = retrain_module.retrain(model, manifest, {}, dataset_settings(retrain_cfg(epochs=6), "d"), seed=0,
+                                        device="cpu")
     assert len(history) == 6 and history.loc[history["selected"], "epoch"].item() == 6  # no patience: every epoch
 
 

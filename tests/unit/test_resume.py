@@ -8,6 +8,7 @@ scrambled, as a new process would have others, and the step runs again from the 
 from __future__ import annotations
 
 import random
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -18,9 +19,9 @@ from helpers import small_config
 from _reliability import one_torch_thread  # noqa: F401
 
 from ddb.config import validate_config
-from ddb.storage.checkpoints import set_job_fingerprint
 from ddb.precision import Precision
 from ddb.resume import TrainingCheckpoint, resume_path
+from ddb.settings import dataset_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,6 +77,11 @@ def with_sections(cfg: dict, **sections) -> dict:
                       for key, value in sections.items()}}
 
 
+def demo_settings(cfg: dict, **sections):
+    """:func:`with_sections`' entry as the typed settings a rule script builds from it."""
+    return dataset_settings(with_sections(cfg, **sections), "demo")
+
+
 # ---------------------------------------------------------------------------------------------------- ERM
 
 
@@ -98,7 +104,7 @@ def test_train_erm_resumes_to_the_uninterrupted_model(demo, tmp_path, capsys, mo
         monkeypatch.setattr(ddb.erm, "classifier_precision", lambda cfg, device: ScaledFP32("cpu"))
     epochs, saves = 3, 2
     # augmentation and a class-balanced sampler: every random state of the loop is in play
-    cfg = with_sections(base, erm={"epochs": epochs, "batch_size": 16, "augment": True}, class_balance="reweight")
+    cfg = demo_settings(base, erm={"epochs": epochs, "batch_size": 16, "augment": True}, class_balance="reweight")
     settings = [cfg, 0]
     model_a, history_a = train_erm(manifest, cfg, seed=0, device="cpu",
                                    resume=TrainingCheckpoint(tmp_path / "a" / "model.resume.pt", "train_erm", settings))
@@ -139,7 +145,7 @@ def test_retrain_resumes_to_the_uninterrupted_model(demo, tmp_path, capsys, batc
     from ddb.retrain import retrain
 
     erm_model, manifest, generated = retrain_inputs(demo)
-    cfg = with_sections(demo[0], retrain={"epochs": 3, "batch_size": 16, "generated_batch_size": 3, "augment": True,
+    cfg = demo_settings(demo[0], retrain={"epochs": 3, "batch_size": 16, "generated_batch_size": 3, "augment": True,
                                           "lr": 1e-3, "batching": batching}, class_balance="reweight")
     settings = [cfg, 0]
     model_a, history_a = retrain(erm_model, manifest, generated, cfg, seed=0, device="cpu",
@@ -163,7 +169,7 @@ def test_retrain_stopped_by_patience_resumes_to_its_best_epoch(demo, tmp_path, m
     import ddb.retrain as retrain_module
 
     erm_model, manifest, generated = retrain_inputs(demo)
-    cfg = with_sections(demo[0], retrain={"epochs": 6, "patience": 1, "batch_size": 16, "generated_batch_size": 3})
+    cfg = demo_settings(demo[0], retrain={"epochs": 6, "patience": 1, "batch_size": 16, "generated_batch_size": 3})
     scores = {}
 
     def fake_evaluate(*args, **kwargs):  # val WGA 0.4, 0.6, 0.5: patience stops after epoch 3, keeps 2
@@ -220,13 +226,14 @@ def test_textual_inversion_resumes_to_the_uninterrupted_token(demo, tmp_path, ca
     from ddb.textual_inversion import choose_images, learn_token
 
     base, manifest = demo
-    ti_cfg = {**base["textual_inversion"], "steps": 5, "checkpoint_every": 2, "num_images": 2, "source": "all"}
-    images = choose_images(manifest, 1, ti_cfg, seed=0, name="demo", minority_group=minority_group_name(base, 1))
-    settings = [ti_cfg, 0, "waterbird"]
+    ti = replace(dataset_settings(base, "demo").textual_inversion, steps=5, checkpoint_every=2, num_images=2,
+                 source="all")
+    images = choose_images(manifest, 1, ti, seed=0, name="demo", minority_group=minority_group_name(base, 1))
+    settings = [asdict(ti), 0, "waterbird"]
 
     def learn(resume):
         components = load_text_to_image_components("tiny", seed=0, device="cpu")  # a fresh tokenizer each time
-        return learn_token(components, images, "waterbird", ti_cfg, seed=0, device="cpu", resume=resume)
+        return learn_token(components, images, "waterbird", ti, seed=0, device="cpu", resume=resume)
 
     learned_a, losses_a = learn(TrainingCheckpoint(tmp_path / "a.resume.pt", "textual_inversion", settings))
     path = resume_path(tmp_path / "learned_embeds.safetensors")
@@ -255,14 +262,10 @@ def test_a_checkpoint_of_other_settings_or_another_job_is_discarded(tmp_path, ca
     assert TrainingCheckpoint(path, "train_erm", {"lr": 0.01}).load() is None
     assert "discarding the checkpoint" in capsys.readouterr().out and not path.exists()
 
-    try:
-        set_job_fingerprint("job one")  # what run_step sets: rule, wildcards, params, inputs, device
-        TrainingCheckpoint(path, "train_erm", None).save({"epoch": 1})
-        assert TrainingCheckpoint(path, "train_erm", None).load() == {"epoch": 1}
-        set_job_fingerprint("job two")
-        assert TrainingCheckpoint(path, "train_erm", None).load() is None and not path.exists()
-    finally:
-        set_job_fingerprint(None)
+    # the job's fingerprint (ddb.jobs.Job.fingerprint: rule, wildcards, params, inputs, device)
+    TrainingCheckpoint(path, "train_erm", None, fingerprint="job one").save({"epoch": 1})
+    assert TrainingCheckpoint(path, "train_erm", None, fingerprint="job one").load() == {"epoch": 1}
+    assert TrainingCheckpoint(path, "train_erm", None, fingerprint="job two").load() is None and not path.exists()
 
     path.write_bytes(b"not a checkpoint")
     assert TrainingCheckpoint(path, "train_erm", None).load() is None and not path.exists()

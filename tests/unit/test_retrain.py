@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 from helpers import small_config
+from helpers import small_settings
 from test_datasets import build, dataset_cfg, write_image
-from test_resume import demo, with_sections  # noqa: F401 (demo: a fixture)
+from test_resume import demo, demo_settings  # noqa: F401 (demo: a fixture)
 
 from ddb.metrics import group_accuracies, summarize
 from ddb.retrain import joint_batch_loss
@@ -81,7 +82,7 @@ def test_joint_retraining_steps_once_over_real_and_generated(demo, monkeypatch):
     base, manifest = demo
     train = manifest[manifest["split"] == "train"]
     generated = {0: train[train["y"] == 1]["path"].tolist()[:7]}  # class 1: nothing kept
-    cfg = with_sections(base, retrain={"epochs": 1, "batch_size": 16, "batching": "joint", "lr": 1e-3})
+    cfg = demo_settings(base, retrain={"epochs": 1, "batch_size": 16, "batching": "joint", "lr": 1e-3})
     seen = []
     original = retrain_module.joint_batch_loss
 
@@ -182,9 +183,9 @@ def test_dfrs_final_scaler_is_fit_on_the_whole_training_splits_features(monkeypa
     monkeypatch.setattr(dfr_module, "extract_features", features_of)
     model = build_classifier("tiny", 2, None, seed=0)
     model.fc = torch.nn.Linear(2, 2)
-    cfg = {"dfr": {"batch_size": 4, "c_grid": [1.0], "subsamples": 2},
-           "classifier": {"image_size": 8, "transform": "stretch"}}
-    result = dfr_module.deep_feature_reweighting(model, manifest, cfg, seed=0, dataset="celeba", device="cpu")
+    settings = small_settings(dfr={"batch_size": 4, "c_grid": [1.0], "subsamples": 2},
+                              classifier={"image_size": 8, "transform": "stretch"})
+    result = dfr_module.deep_feature_reweighting(model, manifest, settings, seed=0, dataset="celeba", device="cpu")
     assert seen[0] == {"train", "excluded"}
     whole = manifest[manifest["split"].isin(["train", "excluded"])][["f0", "f1"]].to_numpy(np.float32)
     np.testing.assert_allclose(result.fit.scaler_mean, whole.astype(np.float64).mean(0), rtol=1e-6)

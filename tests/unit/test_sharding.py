@@ -26,7 +26,7 @@ from helpers import REPO
 from ddb.config import validate_config
 from ddb.errors import DDBError
 from ddb.storage.shards import ImageShard
-from ddb.storage.checkpoints import PartialShard, checkpointed, process_shard, set_job_fingerprint
+from ddb.storage.checkpoints import PartialShard, checkpointed, process_shard
 from ddb.storage.images import png_bytes
 from ddb.masking import shard_rows
 from ddb.sharding import check_shard_size, planned_sources, shard_count, shard_counts
@@ -196,20 +196,17 @@ def test_a_job_killed_mid_shard_resumes_and_packs_the_bytes_of_an_uninterrupted_
 @pytest.mark.parametrize("count", [10, 300])
 def test_the_checkpoint_is_three_files_however_many_samples(tmp_path, count):
     tar = tmp_path / "shard-0.tar"
-    set_job_fingerprint("mask, shard 0")
-    try:
-        partial = PartialShard(tar)
-        for n, (sample_id, image, record) in enumerate(compute_pngs(ids_of(count)), 1):
-            partial.put(sample_id, image, record)
-            if n % 8 == 0:  # batches of 8
-                partial.commit()
-        partial.commit()
-        partial.close()
-    finally:
-        set_job_fingerprint(None)
+    partial = PartialShard(tar, "mask, shard 0")
+    for n, (sample_id, image, record) in enumerate(compute_pngs(ids_of(count)), 1):
+        partial.put(sample_id, image, record)
+        if n % 8 == 0:  # batches of 8
+            partial.commit()
+    partial.commit()
+    partial.close()
     assert sorted(p.name for p in Path(f"{tar}.partial").iterdir()) == ["fingerprint.txt", "images.tar",
                                                                         "records.jsonl"]
-    assert checkpointed(tar) == ids_of(count)
+    assert checkpointed(tar) == checkpointed(tar, "mask, shard 0") == ids_of(count)
+    assert checkpointed(tar, "mask, shard 0, another config") == []  # that job would discard them
     # the images file is a tar of the finished PNGs (without its end blocks): any tar reader lists them
     import tarfile
 

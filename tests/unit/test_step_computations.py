@@ -14,6 +14,7 @@ from ddb.storage.atomic import write_png
 from ddb.low_loss import mean_softmax, per_sample_losses, select_low_loss
 from ddb.metrics import group_accuracies, summarize
 from ddb.pruning import prune, reason_counts
+from ddb.settings import PruneSettings, dataset_settings
 
 
 class MeanColourModel(nn.Module):
@@ -70,7 +71,7 @@ def scores_table():
 
 def test_pruning_keeps_exactly_the_samples_that_pass_both_rules():
     psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.8]})
-    table = prune(scores_table(), psi, thresholds=[0.3, 1.0])
+    table = prune(scores_table(), psi, PruneSettings(enabled=True, thresholds=[0.3, 1.0]))
     # a: p_source 0.2 < Ψ_0 0.9 and ρ 2 > P_1 1 -> kept; b: ρ 0.5 <= 1 -> low_ig;
     # c: p_source 0.95 >= 0.9 -> still_source (its ρ would pass); d: 0.3 < Ψ_1, ρ 0.4 > P_0 0.3 -> kept
     assert table["reason"].tolist() == ["kept", "low_ig", "still_source", "kept", "no_mask"]
@@ -82,7 +83,7 @@ def test_pruning_keeps_exactly_the_samples_that_pass_both_rules():
 
 def test_disabled_pruning_keeps_every_image_but_records_the_rules():
     psi = pd.DataFrame({"class": [0, 1], "psi": [0.9, 0.8]})
-    table = prune(scores_table(), psi, thresholds=[0.3, 1.0], enabled=False)
+    table = prune(scores_table(), psi, PruneSettings(enabled=False, thresholds=[0.3, 1.0]))
     assert table["keep"].tolist() == [True, True, True, True, False]
     assert table["low_ig"].tolist() == [False, True, False, False, False]
     assert table["still_source"].tolist() == [False, False, True, False, False]
@@ -130,7 +131,8 @@ def test_retrain_loss_is_ce_plus_weighted_generated_terms_and_empty_class_adds_z
     manifest = tiny_manifest(tmp_path)
     generated_paths = [str(tmp_path / f"train{i}.png") for i in range(0, 24, 2)]  # red images, labelled 0
     model = build_classifier("tiny", 2, None, seed=0)
-    selected, history = retrain(model, manifest, {0: generated_paths}, retrain_cfg(), seed=0, device="cpu")
+    selected, history = retrain(model, manifest, {0: generated_paths}, dataset_settings(retrain_cfg(), "d"), seed=0,
+                                device="cpu")
     assert len(history) == 3 and history["selected"].sum() == 1
     assert history["loss_gen_1"].tolist() == [0.0, 0.0, 0.0]  # no generated class-1 sample: exactly 0, not NaN
     assert (history["loss_gen_0"] > 0).all()

@@ -71,24 +71,16 @@ def test_interrupted_shard_resumes_from_its_last_image_and_equals_an_uninterrupt
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_checkpoints_of_a_job_with_other_settings_are_discarded(generation, tmp_path, capsys):
-    from ddb.storage import checkpoints as io
-
     folder = tmp_path / "shard"
-    try:
-        io.set_job_fingerprint("inpaint, steps 2")
-        with pytest.raises(Interrupted):
-            inpaint(generation, Pipeline(generation["pipeline"], calls=1), folder)
-        io.set_job_fingerprint("inpaint, steps 2")  # the same job again: resumes
-        pipeline = Pipeline(generation["pipeline"], calls=1)
-        with pytest.raises(Interrupted):
-            inpaint(generation, pipeline, folder)
-        assert pipeline.images == 2 and len(finished_checkpoints(folder / "shard.tar.partial")) == 4
-        capsys.readouterr()
+    with pytest.raises(Interrupted):
+        inpaint(generation, Pipeline(generation["pipeline"], calls=1), folder, fingerprint="inpaint, steps 2")
+    pipeline = Pipeline(generation["pipeline"], calls=1)
+    with pytest.raises(Interrupted):  # the same job again: resumes
+        inpaint(generation, pipeline, folder, fingerprint="inpaint, steps 2")
+    assert pipeline.images == 2 and len(finished_checkpoints(folder / "shard.tar.partial")) == 4
+    capsys.readouterr()
 
-        io.set_job_fingerprint("inpaint, steps 3")  # the config was edited before the rerun
-        pipeline = Pipeline(generation["pipeline"])
-        inpaint(generation, pipeline, folder)
-    finally:
-        io.set_job_fingerprint(None)
+    pipeline = Pipeline(generation["pipeline"])  # the config was edited before the rerun
+    inpaint(generation, pipeline, folder, fingerprint="inpaint, steps 3")
     assert pipeline.images == 5
     assert "discarding 4 checkpoint(s) of a job with other settings or inputs" in capsys.readouterr().out

@@ -42,6 +42,7 @@ def build_tuned_run(workdir):
     declares; returns (its RunPaths, the declared inputs by name)."""
     from ddb.models.classifier import build_classifier, save_classifier
     from ddb.pruning import prune
+    from ddb.settings import PruneSettings
 
     paths = run_paths(workdir)
     rng = np.random.default_rng(0)
@@ -81,7 +82,8 @@ def build_tuned_run(workdir):
                                "p_source": rng.uniform(0, 0.5, 4), "p_target": rng.uniform(0.5, 1, 4)})
         write_parquet(scores, paths.path("ig_scores", src=src, dst=dst, n=0))
         for cand, thresholds in CANDIDATES.items():
-            write_parquet(prune(scores, psi, thresholds), paths.path("tune_prune", cand=cand, src=src, dst=dst))
+            write_parquet(prune(scores, psi, PruneSettings(enabled=True, thresholds=thresholds)),
+                          paths.path("tune_prune", cand=cand, src=src, dst=dst))
     for cand in CANDIDATES:
         write_parquet(history, paths.path("tune_history", cand=cand))
     write_json({"dataset": "demo", "selected": SELECTED, "rule": "best val WGA"}, paths.path("tune_selected"))

@@ -79,16 +79,18 @@ import sys
 from pathlib import Path
 import pandas as pd
 sys.path.insert(0, {package!r})
+from dataclasses import replace
 from ddb.config import load_config, minority_group_name
 from ddb.models.diffusion import load_text_to_image_components
 from ddb.textual_inversion import choose_images, learn_token, save_embeddings
 import torch
 torch.set_num_threads(2)
 cfg = load_config({config!r})["datasets"]["demo"]
-ti = {{**cfg["textual_inversion"], "steps": 40}}
+from ddb.settings import dataset_settings
+ti = replace(dataset_settings(cfg, "demo").textual_inversion, steps=40)
 manifest = pd.read_parquet({manifest!r})
 images = choose_images(manifest, 0, ti, seed=0, name="demo", minority_group=minority_group_name(cfg, 0))
-learned, _ = learn_token(load_text_to_image_components(ti["model"], seed=0), images, "landbird", ti, seed=0,
+learned, _ = learn_token(load_text_to_image_components(ti.model, seed=0), images, "landbird", ti, seed=0,
                          device="cpu")
 save_embeddings(learned, sys.argv[1])
 """

@@ -35,7 +35,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from torch import nn
 from .errors import DDBError
 from .metrics import group_accuracies, summarize
 from .seeding import derive_seed, numpy_rng
+from .settings import ClassifierSettings, DatasetSettings
 from .training import TRAINING_SPLITS
 
 log = logging.getLogger("ddb")
@@ -82,12 +83,12 @@ def extract_features(model: nn.Module, rows: pd.DataFrame, image_size: int, batc
     return torch.cat(captured).numpy().astype(np.float32, copy=False)
 
 
-def dfr_precision(classifier_cfg: dict | None, device):
+def dfr_precision(classifier: ClassifierSettings | None, device):
     """How DFR's features (the rule) and its model (``evaluate``) compute: float32, with the memory format
     and TF32 of ``classifier`` (:func:`ddb.precision.classifier_precision` with ``precision: fp32``)."""
     from .precision import classifier_precision
 
-    return classifier_precision({**(classifier_cfg or {}), "precision": "fp32"}, device)
+    return classifier_precision({**(asdict(classifier) if classifier else {}), "precision": "fp32"}, device)
 
 
 def feature_columns(dim: int) -> list[str]:
@@ -352,12 +353,13 @@ class DFRResult:
     coefficients: pd.DataFrame
 
 
-def deep_feature_reweighting(model: nn.Module, manifest: pd.DataFrame, cfg: dict, *, seed: int, dataset: str,
-                             device, precision=None) -> DFRResult:
+def deep_feature_reweighting(model: nn.Module, manifest: pd.DataFrame, settings: DatasetSettings, *, seed: int,
+                             dataset: str, device, precision=None) -> DFRResult:
     """The whole step on the ERM ``model``: features of train and val (in ``precision``, the setting
-    ``evaluate`` runs the result in), C chosen, the averaged head."""
+    ``evaluate`` runs the result in), C chosen, the averaged head; ``settings``: the dataset's (its
+    classifier and dfr sections)."""
     groups = check_validation_groups(manifest, dataset)
-    dfr_cfg, classifier = cfg["dfr"], cfg["classifier"]
+    dfr, classifier = settings.dfr, settings.classifier
     # a stable row order: the manifest's, by sample id within a split
     # the whole training split, the rows a class subsample leaves out included: what the authors' scaler sees
     train = (manifest[manifest["split"].isin(TRAINING_SPLITS)].sort_values("sample_id", kind="stable")
@@ -367,13 +369,13 @@ def deep_feature_reweighting(model: nn.Module, manifest: pd.DataFrame, cfg: dict
         raise DDBError(f"dataset {dataset} (data/manifest.parquet)", "has no training image, whose features DFR "
                        "standardises with", "check the manifest's split column")
     log.info("dfr: %d training and %d validation images (groups %s)", len(train), len(val), ", ".join(groups))
-    extract = dict(image_size=classifier["image_size"], batch_size=dfr_cfg["batch_size"], device=device,
-                   transform=classifier["transform"], precision=precision)
+    extract = dict(image_size=classifier.image_size, batch_size=dfr.batch_size, device=device,
+                   transform=classifier.transform, precision=precision)
     train_x = extract_features(model, train, **extract)
     val_x = extract_features(model, val, **extract)
     n_classes = model.fc.out_features
-    fit = fit_dfr(train_x, val_x, val["y"].to_numpy(), val["group"].to_numpy(), c_grid=dfr_cfg["c_grid"],
-                  subsamples=dfr_cfg["subsamples"], seed=seed, n_classes=n_classes)
+    fit = fit_dfr(train_x, val_x, val["y"].to_numpy(), val["group"].to_numpy(), c_grid=dfr.c_grid,
+                  subsamples=dfr.subsamples, seed=seed, n_classes=n_classes)
     weight, bias = fit.head(n_classes)
     head = nn.Linear(weight.shape[1], n_classes)
     with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import pandas as pd
 import torch
@@ -14,58 +15,60 @@ from .models.classifier import build_classifier, eval_transform, import_classifi
 from .precision import classifier_precision
 from .resume import TrainingCheckpoint, restore_training_state, training_state
 from .seeding import derive_seed
+from .settings import DatasetSettings
 from .training import (epoch_batches, evaluate_groups, make_optimizer, require_finite, seeded_loader,
                        train_sizes_of)
 
 log = logging.getLogger("ddb")
 
 
-def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, name: str = "dataset",
+def train_erm(manifest: pd.DataFrame, settings: DatasetSettings, *, seed: int, device, name: str = "dataset",
               resume: TrainingCheckpoint | None = None):
     """Return (model, history) where history has one row per epoch (loss, train acc, val WGA/mean); the
-    model is the epoch that ``erm.select_epoch`` keeps (the last, or the best on validation).
+    model is the epoch that ``erm.select_epoch`` keeps (the last, or the best on validation). ``settings``:
+    the dataset's (its classes, class_balance, classifier and erm sections).
 
     With ``resume``, a checkpoint is saved after every epoch and a run finds the last one there and goes on
     from it (:mod:`ddb.resume`); removing it once the outputs are written is the caller's part.
     """
-    classes = dataset_cfg["classes"]
-    model_cfg, erm_cfg = dataset_cfg["classifier"], dataset_cfg["erm"]
-    size, recipe = model_cfg["image_size"], model_cfg["transform"]
-    precision = classifier_precision(model_cfg, device)
-    if erm_cfg["checkpoint"]:
-        model = import_classifier(erm_cfg["checkpoint"], model_cfg["arch"], len(classes),
+    classes = settings.classes
+    classifier, erm = settings.classifier, settings.erm
+    size, recipe = classifier.image_size, classifier.transform
+    precision = classifier_precision(asdict(classifier), device)
+    if erm.checkpoint:
+        model = import_classifier(erm.checkpoint, classifier.arch, len(classes),
                                   f"datasets.{name}.erm.checkpoint").to(device)
         metrics, _ = evaluate_groups(model, manifest[manifest["split"] == "val"], eval_transform(size, recipe),
-                                     erm_cfg["batch_size"], device, precision=precision)
-        log.info("imported ERM checkpoint %s: val WGA %.3f", erm_cfg["checkpoint"], metrics["worst_group_accuracy"])
+                                     erm.batch_size, device, precision=precision)
+        log.info("imported ERM checkpoint %s: val WGA %.3f", erm.checkpoint, metrics["worst_group_accuracy"])
         return model, pd.DataFrame([{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
                                      "val_worst_group_accuracy": metrics["worst_group_accuracy"],
                                      "val_mean_accuracy": metrics["mean_accuracy"]}])
 
-    model = build_classifier(model_cfg["arch"], len(classes), model_cfg["weights"], derive_seed(seed, "erm", "init"),
+    model = build_classifier(classifier.arch, len(classes), classifier.weights, derive_seed(seed, "erm", "init"),
                              f"datasets.{name}.classifier").to(device)
     precision.prepare(model)
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
-    dataset = ImageDataset.from_manifest(train, train_transform(size, erm_cfg["augment"], recipe),
-                                         per_sample_augmentation(erm_cfg["num_workers"],
+    dataset = ImageDataset.from_manifest(train, train_transform(size, erm.augment, recipe),
+                                         per_sample_augmentation(erm.num_workers,
                                                                  derive_seed(seed, "erm", "augment")))
     sampler = (class_balanced_sampler(train["y"].tolist(), derive_seed(seed, "erm", "sampler"))
-               if dataset_cfg["class_balance"] == "reweight" else None)
-    loader = seeded_loader(dataset, erm_cfg["batch_size"], derive_seed(seed, "erm", "order"), sampler,
-                           loader_workers(erm_cfg["num_workers"], torch.get_num_threads()))
-    optimizer = make_optimizer(erm_cfg["optimizer"], model.parameters(), erm_cfg["lr"],
-                               erm_cfg["weight_decay"], erm_cfg["momentum"])
+               if settings.class_balance == "reweight" else None)
+    loader = seeded_loader(dataset, erm.batch_size, derive_seed(seed, "erm", "order"), sampler,
+                           loader_workers(erm.num_workers, torch.get_num_threads()))
+    optimizer = make_optimizer(erm.optimizer, model.parameters(), erm.lr,
+                               erm.weight_decay, erm.momentum)
     scaler = precision.grad_scaler()
     criterion = nn.CrossEntropyLoss()
     history, start, kept = [], 0, None
-    select = erm_cfg.get("select_epoch", "last")
+    select = erm.select_epoch
     state = resume.load() if resume is not None else None
     if state is not None:
         restore_training_state(state, model, optimizer, scaler, loader, sampler)
         history, start, kept = list(state["history"]), state["epoch"], state.get("kept")
-        resume.announce(f"epoch {start}", f"{erm_cfg['epochs']} (epoch {start + 1} next)")
-    for epoch in range(start + 1, erm_cfg["epochs"] + 1):
+        resume.announce(f"epoch {start}", f"{erm.epochs} (epoch {start + 1} next)")
+    for epoch in range(start + 1, erm.epochs + 1):
         dataset.draw = epoch
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
@@ -75,7 +78,7 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
             with precision.autocast():
                 logits = model(images)
             loss = criterion(logits.float(), labels)
-            require_finite(loss, what=f"train_erm ({name})", when=f"epoch {epoch}", lr=erm_cfg["lr"],
+            require_finite(loss, what=f"train_erm ({name})", when=f"epoch {epoch}", lr=erm.lr,
                            lr_key=f"datasets.{name}.erm.lr")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -84,7 +87,7 @@ def train_erm(manifest: pd.DataFrame, dataset_cfg: dict, *, seed: int, device, n
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             total += len(labels)
-        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), erm_cfg["batch_size"], device,
+        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), erm.batch_size, device,
                                      train_sizes_of(manifest), precision=precision)
         history.append({"epoch": epoch, "loss": loss_sum / total, "train_accuracy": correct / total,
                         "val_worst_group_accuracy": metrics["worst_group_accuracy"],

@@ -23,6 +23,7 @@ from .storage.shards import ImageShard
 from .storage.images import load_image
 from .models.classifier import eval_transform, mask_geometry
 from .precision import FP32, Precision
+from .settings import IgSettings
 
 IG_COLUMNS = ["sample_id", "source_id", "y", "source_y", "has_image", "rho", "delta", "p_source", "p_target"]
 
@@ -46,8 +47,10 @@ def mask_tensor(mask: Image.Image, image_size: int, recipe: str) -> torch.Tensor
 
 
 def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks: ImageShard,
-                source_paths: dict[str, str], *, image_size: int, ig_cfg: dict,
+                source_paths: dict[str, str], *, image_size: int, ig: IgSettings,
                 device, transform: str = "stretch", precision: Precision | None = None) -> pd.DataFrame:
+    """ρ, its convergence delta and f's softmax (source and target class) for every generated image of
+    ``inpaint_index`` (NaN for a source without a mask), in the index's order; ``ig``: the ``ig`` section."""
     precision = precision or FP32
     recipe, transform = transform, eval_transform(image_size, transform)
     rows = inpaint_index.to_dict("records")
@@ -56,7 +59,7 @@ def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks
     for r in rows:
         if not r["has_image"]:
             results.append({**_ids(r), "rho": np.nan, "delta": np.nan, "p_source": np.nan, "p_target": np.nan})
-    batch_size = ig_cfg["batch_size"]
+    batch_size = ig.batch_size
     for start in tqdm(range(0, len(with_image), batch_size), desc="integrated gradients", mininterval=5):
         batch = with_image[start:start + batch_size]
         x_gen = torch.stack([transform(generated.image(r["sample_id"]).convert("RGB")) for r in batch]).to(device)
@@ -64,8 +67,7 @@ def score_shard(model, inpaint_index: pd.DataFrame, generated: ImageShard, masks
         mask = torch.stack([mask_tensor(masks.image(r["source_id"]), image_size, recipe) for r in batch]).to(device)
         # IG toward the generated class i′ (Algorithm 1), not the source class: docs/method.md, "IG's target class"
         targets = torch.as_tensor([int(r["y"]) for r in batch], device=device)
-        rho, delta, _ = attribute(model, x_gen, x_src, mask, targets, ig_cfg["n_steps"], ig_cfg["internal_batch_size"],
-                                  precision)
+        rho, delta, _ = attribute(model, x_gen, x_src, mask, targets, ig.n_steps, ig.internal_batch_size, precision)
         with torch.no_grad():
             probabilities = precision.forward(model)(x_gen).softmax(1)
         sources = torch.as_tensor([int(r["source_y"]) for r in batch], device=device)

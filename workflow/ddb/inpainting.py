@@ -21,6 +21,7 @@ from .storage.shards import ImageShard
 from .storage.images import load_image, to_square
 from .storage.checkpoints import process_shard
 from .seeding import derive_seed
+from .settings import InpaintingSettings
 from .textual_inversion import placeholder_token
 
 
@@ -29,10 +30,10 @@ def generation_seed(seed: int, target_class: str, source_id: str, draw: int = 0)
     return derive_seed(seed, "inpaint", target_class, source_id, *([draw] if draw else []))
 
 
-def prompt_for(target_class: str, inpainting_cfg: dict, use_token: bool) -> str:
+def prompt_for(target_class: str, inpainting: InpaintingSettings, use_token: bool) -> str:
     """The prompt with the learned token, or the plain class name for the no-inversion ablation."""
     word = placeholder_token(target_class) if use_token else target_class.replace("_", " ")
-    return inpainting_cfg["prompt"].format(word)
+    return inpainting.prompt.format(word)
 
 
 def torch_dtype(name: str, device) -> torch.dtype:
@@ -58,11 +59,12 @@ def paste_back(generated: np.ndarray, source: Image.Image, mask: Image.Image) ->
 
 
 def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index: pd.DataFrame, *,
-                  source_y: int, target_y: int, target_class: str, prompt: str, inpainting_cfg: dict,
-                  seed: int, tar_path, index_path, per_source: int = 1) -> pd.DataFrame:
+                  source_y: int, target_y: int, target_class: str, prompt: str, inpainting: InpaintingSettings,
+                  seed: int, tar_path, index_path, per_source: int = 1,
+                  fingerprint: str | None = None) -> pd.DataFrame:
     """Generate ``per_source`` images per detected mask, each with its own seed; samples without a mask
-    are listed with has_image False."""
-    resolution = inpainting_cfg["resolution"]
+    are listed with has_image False. ``fingerprint``: the job's (checkpoints of another job are discarded)."""
+    resolution = inpainting.resolution
     detected = dict(zip(mask_index["sample_id"], mask_index["detected"]))
     by_generated = {generated_id(r["sample_id"], target_class, draw, per_source): (r, draw)
                     for r in sources.to_dict("records") for draw in range(per_source)}
@@ -86,18 +88,18 @@ def inpaint_shard(pipeline, sources: pd.DataFrame, masks: ImageShard, mask_index
             mask_images = [to_square(mask, resolution, Image.NEAREST) for mask in masks_full]
             generators = [torch.Generator(device=device).manual_seed(r["seed"]) for r in todo]
             result = pipeline(prompt=[prompt] * len(todo), image=images, mask_image=mask_images,
-                              negative_prompt=([inpainting_cfg["negative_prompt"]] * len(todo)
-                                               if inpainting_cfg["negative_prompt"] else None),
-                              height=resolution, width=resolution, num_inference_steps=inpainting_cfg["steps"],
-                              guidance_scale=inpainting_cfg["guidance_scale"], generator=generators,
+                              negative_prompt=([inpainting.negative_prompt] * len(todo)
+                                               if inpainting.negative_prompt else None),
+                              height=resolution, width=resolution, num_inference_steps=inpainting.steps,
+                              guidance_scale=inpainting.guidance_scale, generator=generators,
                               output_type="np").images
             for record, source, mask, generated in zip(todo, sources_full, masks_full, result):
                 generated = (np.clip(generated, 0, 1) * 255).round().astype(np.uint8)
-                generated = (paste_back(generated, source, mask) if inpainting_cfg["paste_back"]
+                generated = (paste_back(generated, source, mask) if inpainting.paste_back
                              else to_source_size(generated, source))
                 record["has_image"] = True
                 out.append((record["sample_id"], generated, record))
         return out
 
-    return process_shard(list(by_generated), compute, inpainting_cfg["batch_size"], tar_path, index_path,
-                         desc=f"inpaint -> {target_class}", columns=INPAINT_INDEX_COLUMNS)
+    return process_shard(list(by_generated), compute, inpainting.batch_size, tar_path, index_path,
+                         desc=f"inpaint -> {target_class}", columns=INPAINT_INDEX_COLUMNS, fingerprint=fingerprint)

@@ -18,12 +18,13 @@ from .errors import DDBError
 from .storage.images import load_image
 from .storage.checkpoints import process_shard
 from .seeding import derive_seed
+from .settings import DatasetSettings, GenerationSettings, MaskingSettings
 
 
 MASK_INDEX_COLUMNS = ["sample_id", "detected", "area", "score", "box"]
 
 
-def generation_sources(manifest: pd.DataFrame, y: int, generation_cfg: dict, *, seed: int,
+def generation_sources(manifest: pd.DataFrame, y: int, generation: GenerationSettings, *, seed: int,
                        minority_group: str | None = None, low_loss: pd.DataFrame | None = None) -> pd.DataFrame:
     """Training images of class ``y`` that will be redrawn as the other class(es), sorted by id.
 
@@ -32,7 +33,7 @@ def generation_sources(manifest: pd.DataFrame, y: int, generation_cfg: dict, *, 
     ``minority_group`` (all of them where the class has none).
     """
     rows = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
-    if generation_cfg["sources"] == "low_loss":
+    if generation.sources == "low_loss":
         if low_loss is None:
             raise DDBError("generation.sources", "is low_loss but no low-loss table was given",
                            "pass the class's low_loss/{cls}.parquet (the rules do)")
@@ -41,26 +42,25 @@ def generation_sources(manifest: pd.DataFrame, y: int, generation_cfg: dict, *, 
             raise DDBError("low-loss table", f"{len(foreign)} of its samples are not training images of class {y}: "
                            f"{foreign['sample_id'].head(3).tolist()}", "rerun select_low_loss on this manifest")
         rows = rows[rows["sample_id"].isin(low_loss["sample_id"])]
-    elif generation_cfg["sources"] == "majority" and minority_group is not None:
+    elif generation.sources == "majority" and minority_group is not None:
         rows = rows[rows["group"] != minority_group]
-    cap = generation_cfg["max_sources_per_class"]
+    cap = generation.max_sources_per_class
     if cap is not None and len(rows) > cap:
         rng = np.random.default_rng(derive_seed(seed, "generation_sources", y))
         rows = rows.iloc[np.sort(rng.choice(len(rows), size=cap, replace=False))]
     return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-def step_sources(manifest: pd.DataFrame, dataset_cfg: dict, source_class: str, *, seed: int,
+def step_sources(manifest: pd.DataFrame, settings: DatasetSettings, source_class: str, *, seed: int,
                  low_loss_path=None) -> pd.DataFrame:
-    """``generation_sources`` as the mask and inpaint rules call it: from the dataset entry (its
-    generation settings and named minority groups) and, for ``sources: low_loss``, the class's table."""
-    from .config import minority_group_name
+    """``generation_sources`` as the mask and inpaint rules call it: from the dataset's settings (classes,
+    generation, named minority groups) and, for ``sources: low_loss``, the class's table."""
     from .storage.reading import read_parquet
 
-    y = dataset_cfg["classes"].index(source_class)
+    y = settings.classes.index(source_class)
     low_loss = read_parquet(low_loss_path, ["sample_id"]) if low_loss_path else None
-    return generation_sources(manifest, y, dataset_cfg["generation"], seed=seed,
-                              minority_group=minority_group_name(dataset_cfg, y), low_loss=low_loss)
+    return generation_sources(manifest, y, settings.generation, seed=seed,
+                              minority_group=settings.minority_group(y), low_loss=low_loss)
 
 
 def shard_rows(rows: pd.DataFrame, shard: int, shards: int) -> pd.DataFrame:
@@ -98,13 +98,12 @@ class FilesMasker:
 class PromptMasker:
     """The paper's text-prompted masker, wrapped to the same call shape as :class:`FilesMasker`."""
 
-    def __init__(self, masking_cfg: dict, *, seed: int, device):
+    def __init__(self, masking: MaskingSettings, *, seed: int, device):
         from .models.segmentation import TextPromptedMasker
 
-        self.masker = TextPromptedMasker(masking_cfg["detector"], masking_cfg["segmenter"], masking_cfg["prompt"],
-                                         masking_cfg["box_threshold"], masking_cfg["text_threshold"],
-                                         seed=seed, device=device, multimask=masking_cfg.get("multimask", False),
-                                         boxes=masking_cfg.get("boxes", "best"))
+        self.masker = TextPromptedMasker(masking.detector, masking.segmenter, masking.prompt, masking.box_threshold,
+                                         masking.text_threshold, seed=seed, device=device,
+                                         multimask=masking.multimask, boxes=masking.boxes)
 
     def __call__(self, rows: list[dict], images: list[Image.Image]):
         return [(r.mask, r.detected, r.box, r.score) for r in self.masker(images)]
@@ -134,14 +133,16 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return np.asarray(image) > 127
 
 
-def make_masker(masking_cfg: dict, *, seed: int, device):
-    if masking_cfg["masker"] == "files":
-        return FilesMasker(masking_cfg["mask_dir"])
-    return PromptMasker(masking_cfg, seed=seed, device=device)
+def make_masker(masking: MaskingSettings, *, seed: int, device):
+    if masking.masker == "files":
+        return FilesMasker(masking.mask_dir)
+    return PromptMasker(masking, seed=seed, device=device)
 
 
-def mask_shard(rows: pd.DataFrame, masker, masking_cfg: dict, tar_path, index_path) -> pd.DataFrame:
-    """Masks of ``rows`` as ``{sample_id}.png`` (L, 0/255) in ``tar_path``; index with area, detected, box."""
+def mask_shard(rows: pd.DataFrame, masker, masking: MaskingSettings, tar_path, index_path,
+               fingerprint: str | None = None) -> pd.DataFrame:
+    """Masks of ``rows`` as ``{sample_id}.png`` (L, 0/255) in ``tar_path``; index with area, detected, box.
+    ``fingerprint``: the job's (checkpoints of another job are discarded)."""
     by_id = {r["sample_id"]: r for r in rows.to_dict("records")}
 
     def compute(ids):
@@ -149,14 +150,14 @@ def mask_shard(rows: pd.DataFrame, masker, masking_cfg: dict, tar_path, index_pa
         images = [load_image(r["path"]) for r in batch]
         out = []
         for row, (mask, detected, box, score) in zip(batch, masker(batch, images)):
-            if masking_cfg["shape"] == "box":
+            if masking.shape == "box":
                 mask = box_mask(mask)
-            mask = dilate(mask, masking_cfg["dilate"])
+            mask = dilate(mask, masking.dilate)
             record = {"sample_id": row["sample_id"], "detected": bool(detected and mask.any()),
                       "area": float(mask.mean()), "score": float(score) if score is not None else float("nan"),
                       "box": list(box) if box is not None else None}
             out.append((row["sample_id"], mask.astype(np.uint8) * 255 if record["detected"] else None, record))
         return out
 
-    return process_shard(list(by_id), compute, masking_cfg["batch_size"], tar_path, index_path, desc="mask",
-                         columns=MASK_INDEX_COLUMNS)
+    return process_shard(list(by_id), compute, masking.batch_size, tar_path, index_path, desc="mask",
+                         columns=MASK_INDEX_COLUMNS, fingerprint=fingerprint)

@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .results.schema import PRUNE_COLUMNS, REASONS
+from .settings import PruneSettings
 
 
-def prune(scores: pd.DataFrame, psi: pd.DataFrame, thresholds: list[float], enabled: bool = True) -> pd.DataFrame:
-    """One row per generated sample: keep, reason, and the quantities both rules compared."""
+def prune(scores: pd.DataFrame, psi: pd.DataFrame, settings: PruneSettings) -> pd.DataFrame:
+    """One row per generated sample: keep, reason, and the quantities both rules compared (``settings``:
+    the ``prune`` section: P per target class, and whether the rules drop anything)."""
+    thresholds, enabled = settings.thresholds, settings.enabled
     psi_by_class = dict(zip(psi["class"].astype(int), psi["psi"].astype(float)))
     out = scores[["sample_id", "source_id", "y", "source_y", "has_image", "rho", "p_source"]].copy()
     out["psi_source"] = out["source_y"].map(psi_by_class).astype(float)

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from .storage.atomic import save_torch
-from .storage.checkpoints import job_fingerprint
 
 RESUME_SUFFIX = ".resume.pt"
 FORMAT = 1
@@ -40,15 +39,15 @@ def resume_path(output: str | Path) -> Path:
 class TrainingCheckpoint:
     """The resume file of one training job.
 
-    ``settings`` is what the step's result depends on besides the job's fingerprint (its config section,
-    seed): a step run outside Snakemake (tests) has no job fingerprint. ``note`` is added to the
-    "resuming" message (the job's runtime request, for a retried SLURM job).
+    ``fingerprint`` is the job's (:attr:`ddb.jobs.Job.fingerprint`); ``settings`` is what the step's result
+    depends on besides it (its config section, seed): a step run outside Snakemake (tests) has no job
+    fingerprint. ``note`` is added to the "resuming" message (the job's runtime request, for a retried
+    SLURM job).
     """
 
     def __init__(self, path: str | Path, what: str, settings=None, fingerprint: str | None = None, note: str = ""):
         self.path, self.what, self.note = Path(path), what, note
-        job = fingerprint if fingerprint is not None else job_fingerprint()
-        payload = json.dumps([FORMAT, what, job, settings], sort_keys=True, default=str)
+        payload = json.dumps([FORMAT, what, fingerprint, settings], sort_keys=True, default=str)
         self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()
 
     def load(self) -> dict | None:
@@ -83,9 +82,9 @@ class TrainingCheckpoint:
               + (f"; {self.note}" if self.note else ""), flush=True)
 
 
-def runtime_note(snakemake) -> str:
+def runtime_note(job) -> str:
     """The job's runtime request, for the "resuming" message: a retried job asks for more (rules/common.smk)."""
-    runtime = getattr(snakemake.resources, "runtime", None)
+    runtime = getattr(job.resources, "runtime", None)
     return f"this attempt's runtime request: {runtime} min" if runtime else ""
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from dataclasses import asdict
 from typing import Iterator
 
 import pandas as pd
@@ -37,6 +38,7 @@ from .models.classifier import eval_transform, reset_head, train_transform
 from .precision import classifier_precision
 from .resume import TrainingCheckpoint, restore_training_state, training_state
 from .seeding import derive_seed
+from .settings import DatasetSettings
 from .training import epoch_batches, evaluate_groups, require_finite, seeded_loader, train_sizes_of
 
 log = logging.getLogger("ddb")
@@ -120,23 +122,24 @@ def paired_batch_loss(model: nn.Module, precision, images: torch.Tensor, labels:
     return loss, loss_ce, terms
 
 
-def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, list], dataset_cfg: dict, *,
+def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, list], settings: DatasetSettings, *,
             seed: int, device, resume: TrainingCheckpoint | None = None) -> tuple[nn.Module, pd.DataFrame]:
-    """``generated[c]`` lists image sources (shard, sample_id) of kept generations labelled c.
+    """``generated[c]`` lists image sources (shard, sample_id) of kept generations labelled c; ``settings``:
+    the dataset's (its classes, class_balance, classifier and retrain sections).
 
     Returns the selected model (best val WGA) and one history row per epoch. With ``resume``, a checkpoint
     is saved after every epoch and a run goes on from the last one found (:mod:`ddb.resume`).
     """
-    cfg, classes = dataset_cfg["retrain"], dataset_cfg["classes"]
-    size, recipe = dataset_cfg["classifier"]["image_size"], dataset_cfg["classifier"]["transform"]
-    precision = classifier_precision(dataset_cfg["classifier"], device)
+    retraining, classes = settings.retrain, settings.classes
+    size, recipe = settings.classifier.image_size, settings.classifier.transform
+    precision = classifier_precision(asdict(settings.classifier), device)
     model = precision.prepare(copy.deepcopy(erm_model).to(device))
-    if cfg["reinit_head"]:
-        reset_head(model, derive_seed(seed, "retrain", "head"), cfg.get("head_init", "default"))
+    if retraining.reinit_head:
+        reset_head(model, derive_seed(seed, "retrain", "head"), retraining.head_init)
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"]
-    transform = train_transform(size, cfg["augment"], recipe)
-    joint = cfg["batching"] == "joint"
+    transform = train_transform(size, retraining.augment, recipe)
+    joint = retraining.batching == "joint"
     train_sources, train_labels = train["path"].tolist(), train["y"].tolist()
     generated_sources, generated_labels = [], []
     for c in range(len(classes)):
@@ -150,23 +153,23 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         # one set: an item's index past the real ones marks it generated
         train_sources, train_labels = train_sources + generated_sources, train_labels + generated_labels
     sampler = (class_balanced_sampler(train_labels, derive_seed(seed, "retrain", "sampler"))
-               if dataset_cfg["class_balance"] == "reweight" else None)
-    workers = loader_workers(cfg["num_workers"], torch.get_num_threads())
-    augment_seed = per_sample_augmentation(cfg["num_workers"], derive_seed(seed, "retrain", "augment"))
-    real_loader = seeded_loader(ImageDataset(train_sources, train_labels, transform, augment_seed), cfg["batch_size"],
-                                derive_seed(seed, "retrain", "order"), sampler, workers)
+               if settings.class_balance == "reweight" else None)
+    workers = loader_workers(retraining.num_workers, torch.get_num_threads())
+    augment_seed = per_sample_augmentation(retraining.num_workers, derive_seed(seed, "retrain", "augment"))
+    real_loader = seeded_loader(ImageDataset(train_sources, train_labels, transform, augment_seed),
+                                retraining.batch_size, derive_seed(seed, "retrain", "order"), sampler, workers)
     generated_batches = {}
     for c in range(len(classes)):
         sources = generated.get(c, [])
         if joint or not sources:
             continue
-        augment_seed = per_sample_augmentation(cfg["num_workers"], derive_seed(seed, "retrain", "augment", c))
+        augment_seed = per_sample_augmentation(retraining.num_workers, derive_seed(seed, "retrain", "augment", c))
         generated_batches[c] = GeneratedBatches(ImageDataset(sources, [c] * len(sources), transform, augment_seed),
-                                                cfg["generated_batch_size"],
+                                                retraining.generated_batch_size,
                                                 derive_seed(seed, "retrain", "generated", c), workers)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=retraining.lr, weight_decay=retraining.weight_decay)
     scaler = precision.grad_scaler()
-    gammas = cfg["gammas"]
+    gammas = retraining.gammas
     train_sizes = train_sizes_of(manifest)
     history, best_state, best_wga, best_epoch, start, stopped = [], None, -1.0, 0, 0, False
     state = resume.load() if resume is not None else None
@@ -178,9 +181,9 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
         best_wga, best_epoch = state["best_wga"], state["best_epoch"]
         # the best epoch's weights: saved apart only when they are not the last epoch's
         best_state = state["best_state"] if state["best_state"] is not None else copy.deepcopy(model.state_dict())
-        resume.announce(f"epoch {start}", f"{cfg['epochs']} ("
+        resume.announce(f"epoch {start}", f"{retraining.epochs} ("
                         + ("stopped there by patience" if stopped else f"epoch {start + 1} next") + ")")
-    for epoch in range(start + 1, cfg["epochs"] + 1):
+    for epoch in range(start + 1, retraining.epochs + 1):
         if stopped:
             break
         model.train()
@@ -200,7 +203,7 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
             else:
                 loss, loss_ce, terms = paired_batch_loss(model, precision, images, labels, generated_epoch,
                                                          gammas, device)
-            require_finite(loss, what="retrain", when=f"epoch {epoch}", lr=cfg["lr"], lr_key="retrain.lr")
+            require_finite(loss, what="retrain", when=f"epoch {epoch}", lr=retraining.lr, lr_key="retrain.lr")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -210,8 +213,8 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
             sums["loss_ce"] += loss_ce.item()
             for c, term in terms.items():
                 sums[f"loss_gen_{c}"] += term.item()
-        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), cfg["batch_size"], device, train_sizes,
-                                     precision=precision)
+        metrics, _ = evaluate_groups(model, val, eval_transform(size, recipe), retraining.batch_size, device,
+                                     train_sizes, precision=precision)
         row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()},
                "val_worst_group_accuracy": metrics["worst_group_accuracy"],
                "val_mean_accuracy": metrics["mean_accuracy"]}
@@ -220,9 +223,9 @@ def retrain(erm_model: nn.Module, manifest: pd.DataFrame, generated: dict[int, l
                  row["loss_ce"], row["val_worst_group_accuracy"], row["val_mean_accuracy"])
         if metrics["worst_group_accuracy"] > best_wga:
             best_wga, best_state, best_epoch = metrics["worst_group_accuracy"], copy.deepcopy(model.state_dict()), epoch
-        elif cfg["patience"] and epoch - best_epoch >= cfg["patience"]:
+        elif retraining.patience and epoch - best_epoch >= retraining.patience:
             log.info("retrain: no better validation WGA for %d epochs (patience): stopping after epoch %d of %d, "
-                     "epoch %d kept", cfg["patience"], epoch, cfg["epochs"], best_epoch)
+                     "epoch %d kept", retraining.patience, epoch, retraining.epochs, best_epoch)
             stopped = True
         if resume is not None:
             resume.save({"epoch": epoch, **training_state(model, optimizer, scaler, real_loader, sampler),

@@ -1,5 +1,6 @@
 """What every rule script does first: log to the rule's log file, honour threads, turn a DDBError
-into one clear line on the terminal and a non-zero exit (never a traceback for a user error)."""
+into one clear line on the terminal and a non-zero exit (never a traceback for a user error), and hand the
+step a :class:`ddb.jobs.Job`: what the rule declares for this job, read once from the ``snakemake`` object."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 from .errors import DDBError
 from .failure_cleanup import JobFiles, as_ddb_error, quietly
-from .storage.checkpoints import set_job_fingerprint
 from .job_environment import CLUSTER_JOB_VARIABLE
+from .jobs import Job, files_of, named_of
 
 
 def run_step(function):
-    """Decorator for a rule script's ``main(snakemake)``."""
+    """Decorator for a rule script's ``main(job)``: called with Snakemake's ``snakemake`` object, it runs
+    ``function`` with the :class:`~ddb.jobs.Job` read from it."""
 
     @functools.wraps(function)
     def wrapper(snakemake):
@@ -53,12 +56,11 @@ def _run_logged(function, snakemake, log_file, log_path: str):
     import torch
 
     torch.set_num_threads(compute_threads(snakemake))
-    set_job_fingerprint(job_fingerprint(snakemake))
     previous_handler = stop_on_sigterm()
     try:
         check_inputs(snakemake)
         check_cuda(snakemake)
-        result = function(snakemake)
+        result = function(job_record(snakemake))
         from .job_stats import report_gpu_memory
 
         report_gpu_memory()  # Snakemake's benchmark files have no GPU column
@@ -78,7 +80,6 @@ def _run_logged(function, snakemake, log_file, log_path: str):
         # a step run in-process (tests) must leave no state behind for the next one
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-        set_job_fingerprint(None)
         logging.getLogger("ddb").removeHandler(to_terminal)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
@@ -181,6 +182,19 @@ def compute_threads(snakemake) -> int:
     """
     configured = int(getattr(snakemake.resources, "cpu_threads", None) or snakemake.threads)
     return max(1, min(configured, os.cpu_count() or 1))
+
+
+def job_record(snakemake) -> Job:
+    """The :class:`~ddb.jobs.Job` of ``snakemake``; call it after ``torch.set_num_threads`` (run_step does):
+    the fingerprint names the thread count the job computes with."""
+    params = named_of(snakemake.params)
+    log = list(getattr(snakemake, "log", None) or [])
+    return Job(rule=snakemake.rule, wildcards=named_of(snakemake.wildcards), input=files_of(snakemake.input),
+               output=files_of(getattr(snakemake, "output", None)), params=params,
+               resources=named_of(getattr(snakemake, "resources", None)),
+               config=getattr(snakemake, "config", None) or {}, log=Path(log[0]) if log else None,
+               seed=params.get("seed"), threads=compute_threads(snakemake),
+               fingerprint=job_fingerprint(snakemake))
 
 
 def job_fingerprint(snakemake) -> str:

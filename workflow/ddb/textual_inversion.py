@@ -34,6 +34,7 @@ from .storage.images import load_image, to_square
 from .masking import box_mask, dilate
 from .resume import TrainingCheckpoint, generator_state, rng_state, set_rng_state
 from .seeding import derive_seed, seed_everything
+from .settings import TextualInversionSettings
 from .training import require_finite
 
 log = logging.getLogger("ddb")
@@ -43,23 +44,23 @@ def placeholder_token(class_name: str) -> str:
     return f"<{class_name}>"
 
 
-def choose_images(manifest: pd.DataFrame, y: int, cfg: dict, *, seed: int, name: str,
+def choose_images(manifest: pd.DataFrame, y: int, settings: TextualInversionSettings, *, seed: int, name: str,
                   minority_group: str | None = None) -> pd.DataFrame:
     """The ``num_images`` training images of class ``y`` the token learns from (a seeded draw): from
     ``minority_group`` (the dataset's named minority group of the class) unless ``source: all`` or the
     class has none, so the token does not learn the majority's spurious context."""
     train = manifest[(manifest["split"] == "train") & (manifest["y"] == y)]
-    if cfg["source"] == "minority" and minority_group is not None:
+    if settings.source == "minority" and minority_group is not None:
         pool = train[train["group"] == minority_group]
         origin = f"minority group {minority_group!r}"
     else:
         pool, origin = train, f"class {y}"
-    if len(pool) < cfg["num_images"]:
+    if len(pool) < settings.num_images:
         raise DDBError(f"config: datasets.{name}.textual_inversion.num_images",
-                       f"asks for {cfg['num_images']} images but the {origin} has only {len(pool)} training images",
+                       f"asks for {settings.num_images} images but the {origin} has only {len(pool)} training images",
                        f"set num_images to at most {len(pool)}, or source: all to draw from the whole class")
     rng = np.random.default_rng(derive_seed(seed, "textual_inversion", y))
-    chosen = np.sort(rng.choice(len(pool), size=cfg["num_images"], replace=False))
+    chosen = np.sort(rng.choice(len(pool), size=settings.num_images, replace=False))
     return pool.iloc[chosen][["sample_id", "path", "group"] + (["mask_path"] if "mask_path" in pool else [])]
 
 
@@ -86,12 +87,12 @@ def _mask_tensor(row, resolution: int, rng: np.random.Generator) -> torch.Tensor
     return mask
 
 
-def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: dict, *, seed: int,
-                device, name: str = "dataset",
+def learn_token(components: dict, images: pd.DataFrame, class_name: str, settings: TextualInversionSettings, *,
+                seed: int, device, name: str = "dataset",
                 resume: TrainingCheckpoint | None = None) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Train the token of ``class_name``; return ({token: embedding[1, hidden]}, loss per step).
 
-    With ``resume``, a checkpoint is saved every ``cfg["checkpoint_every"]`` steps and a run goes on from
+    With ``resume``, a checkpoint is saved every ``settings.checkpoint_every`` steps and a run goes on from
     the last one found (:mod:`ddb.resume`).
     """
     tokenizer, text_encoder = components["tokenizer"], components["text_encoder"]
@@ -100,10 +101,10 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
     if tokenizer.add_tokens([token]) != 1:
         raise DDBError(f"config: datasets.{name}.classes", f"token {token!r} already exists in the tokenizer",
                        "rename the class")
-    initializer_ids = tokenizer.encode(cfg["initializer_token"], add_special_tokens=False)
+    initializer_ids = tokenizer.encode(settings.initializer_token, add_special_tokens=False)
     if len(initializer_ids) != 1:
         raise DDBError(f"config: datasets.{name}.textual_inversion.initializer_token",
-                       f"{cfg['initializer_token']!r} is {len(initializer_ids)} tokens, not one",
+                       f"{settings.initializer_token!r} is {len(initializer_ids)} tokens, not one",
                        "choose a single common word (e.g. bird, animal, hair)")
     token_id = tokenizer.convert_tokens_to_ids(token)
     text_encoder.resize_token_embeddings(len(tokenizer))
@@ -119,7 +120,7 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
     use_cuda = torch.device(device).type == "cuda"
     # the frozen UNet and VAE: float16 under autocast on CUDA with dtype auto/float16; float32 is the authors'
     # script's default (accelerate with no mixed precision) and what a CPU runs
-    half = use_cuda and cfg.get("dtype", "auto") in ("auto", "float16")
+    half = use_cuda and settings.dtype in ("auto", "float16")
     weight_dtype = torch.float16 if half else torch.float32
     vae.requires_grad_(False).to(device, dtype=weight_dtype).eval()
     unet.requires_grad_(False).to(device, dtype=weight_dtype).eval()
@@ -131,11 +132,11 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
     scaling = vae.config.scaling_factor
 
     rows = images.to_dict("records")
-    pixels = torch.stack([_pixels(load_image(r["path"]), cfg["resolution"]) for r in rows])
-    lr = cfg["lr"] * cfg["batch_size"] if cfg["scale_lr"] else cfg["lr"]
+    pixels = torch.stack([_pixels(load_image(r["path"]), settings.resolution) for r in rows])
+    lr = settings.lr * settings.batch_size if settings.scale_lr else settings.lr
     optimizer = torch.optim.AdamW(text_encoder.get_input_embeddings().parameters(), lr=lr,
                                   betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-    templates = cfg["templates"]
+    templates = settings.templates
     losses, start = [], 0
     embedding_weight = text_encoder.get_input_embeddings().weight
     state = resume.load() if resume is not None else None
@@ -147,12 +148,12 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
         rng.bit_generator.state = state["masks_rng"]
         set_rng_state(state["rng"])
         losses, start = list(state["losses"]), state["step"]
-        resume.announce(f"step {start}", f"{cfg['steps']}")
-    every = cfg.get("checkpoint_every") or 0
-    for step in tqdm(range(start + 1, cfg["steps"] + 1), initial=start, total=cfg["steps"],
+        resume.announce(f"step {start}", f"{settings.steps}")
+    every = settings.checkpoint_every
+    for step in tqdm(range(start + 1, settings.steps + 1), initial=start, total=settings.steps,
                      desc=f"textual inversion {token}", mininterval=10):
-        batch_index = torch.randint(len(rows), (cfg["batch_size"],), generator=generator)
-        prompts = [templates[int(i)] .format(token) for i in torch.randint(len(templates), (cfg["batch_size"],),
+        batch_index = torch.randint(len(rows), (settings.batch_size,), generator=generator)
+        prompts = [templates[int(i)] .format(token) for i in torch.randint(len(templates), (settings.batch_size,),
                                                                          generator=generator)]
         input_ids = tokenizer(prompts, padding="max_length", truncation=True,
                               max_length=tokenizer.model_max_length, return_tensors="pt").input_ids.to(device)
@@ -165,7 +166,7 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=half):
             hidden = text_encoder(input_ids)[0].to(dtype=weight_dtype)
             if inpainting:
-                masks = torch.stack([_mask_tensor(rows[int(i)], cfg["resolution"], rng) for i in batch_index])
+                masks = torch.stack([_mask_tensor(rows[int(i)], settings.resolution, rng) for i in batch_index])
                 masks = masks.to(device, dtype=weight_dtype)
                 with torch.no_grad():
                     masked = vae.encode(batch * (1 - masks)).latent_dist.mode() * scaling
@@ -183,7 +184,7 @@ def learn_token(components: dict, images: pd.DataFrame, class_name: str, cfg: di
         with torch.no_grad():  # only the new row may change
             text_encoder.get_input_embeddings().weight[keep_fixed] = original[keep_fixed]
         losses.append({"step": step, "loss": loss.item()})
-        if resume is not None and every and step % every == 0 and step < cfg["steps"]:
+        if resume is not None and every and step % every == 0 and step < settings.steps:
             resume.save({"step": step, "embedding": embedding_weight[token_id].detach().cpu().clone(),
                          "optimizer": _row_state(optimizer, embedding_weight, token_id),
                          "generator": generator_state(generator), "masks_rng": rng.bit_generator.state,

@@ -23,21 +23,6 @@ from .locks import shard_lock
 from .shards import TAR_ENCODING, TAR_ERRORS, TAR_FORMAT, pack_tar, tarinfo
 
 
-_JOB_FINGERPRINT: str | None = None
-
-
-def set_job_fingerprint(fingerprint: str | None) -> None:
-    """Name what the running job's results depend on (``ddb.scripting.run_step`` sets it from the rule,
-    wildcards, params and inputs); :class:`PartialShard` keeps only checkpoints of the same fingerprint."""
-    global _JOB_FINGERPRINT
-    _JOB_FINGERPRINT = fingerprint
-
-
-def job_fingerprint() -> str | None:
-    """The running job's fingerprint (:func:`set_job_fingerprint`), or None outside a job."""
-    return _JOB_FINGERPRINT
-
-
 # The files of a shard's checkpoint folder: three, however many samples the shard holds (a shared file
 # system pays for every file: two per sample would be ~70,000 for CelebA's generations).
 CHECKPOINT_IMAGES, CHECKPOINT_RECORDS, CHECKPOINT_STAMP = "images.tar", "records.jsonl", "fingerprint.txt"
@@ -71,6 +56,13 @@ def _checkpoint_lines(records_path: Path, images_size: int) -> tuple[dict[str, i
     return lines, records_end, images_end
 
 
+def _stamp(folder: Path) -> str | None:
+    try:
+        return (folder / CHECKPOINT_STAMP).read_text()
+    except FileNotFoundError:
+        return None
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -78,10 +70,13 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def checkpointed(tar_path: str | os.PathLike) -> list[str]:
-    """Sample ids whose checkpoint is complete in ``<tar>.partial/`` (empty if there is none); reads only,
+def checkpointed(tar_path: str | os.PathLike, fingerprint: str | None = None) -> list[str]:
+    """Sample ids whose checkpoint is complete in ``<tar>.partial/`` (empty if there is none; with a job's
+    ``fingerprint``, also if the checkpoints are another job's, which that job would discard); reads only,
     so it may watch a running job."""
     folder = Path(str(tar_path) + ".partial")
+    if fingerprint is not None and _stamp(folder) != fingerprint:
+        return []
     lines, _, _ = _checkpoint_lines(folder / CHECKPOINT_RECORDS, _file_size(folder / CHECKPOINT_IMAGES))
     return list(lines)
 
@@ -94,7 +89,8 @@ class PartialShard:
     - ``records.jsonl``: one line per finished sample, its completion marker, appended after its PNG: its
       index row (``record``), where its PNG lies in images.tar (``png``: offset and size, or null) and
       where its member ends (``end``);
-    - ``fingerprint.txt``: what the job's results depend on (:func:`set_job_fingerprint`).
+    - ``fingerprint.txt``: what the job's results depend on (``fingerprint``: the job's, from
+      :attr:`ddb.jobs.Job.fingerprint`; None outside a job, e.g. a test, which keeps whatever is there).
 
     :meth:`put` appends a sample, :meth:`commit` (after each batch) flushes and fsyncs images.tar and only
     then appends and fsyncs the batch's records, so no record names bytes a crash can lose. A job killed
@@ -125,7 +121,6 @@ class PartialShard:
                 shutil.rmtree(leftover)
             else:
                 leftover.unlink()
-        fingerprint = fingerprint or _JOB_FINGERPRINT
         stamp = self.dir / CHECKPOINT_STAMP
         if fingerprint is not None and (not stamp.exists() or stamp.read_text() != fingerprint):
             done = len(_checkpoint_lines(self.records_path, _file_size(self.images_path))[0])
@@ -253,23 +248,25 @@ class PartialShard:
 
 def process_shard(sample_ids: list[str], compute_batch, batch_size: int, tar_path: str | os.PathLike,
                   index_path: str | os.PathLike, desc: str = "shard",
-                  columns: list[str] | None = None, lock_wait: float | None = None) -> pd.DataFrame:
+                  columns: list[str] | None = None, lock_wait: float | None = None,
+                  fingerprint: str | None = None) -> pd.DataFrame:
     """Run ``compute_batch(ids) -> [(sample_id, image | PNG bytes | None, record)]`` over the unfinished ids
-    in batches, checkpointing each batch (:class:`PartialShard`), then pack the tar from the checkpoint,
-    streaming, and write its index last (rows in ``sample_ids`` order; ``columns`` keeps the index's
-    columns even for an empty shard). Memory holds one batch of images, never the shard's.
+    in batches, checkpointing each batch (:class:`PartialShard`, stamped with the job's ``fingerprint``),
+    then pack the tar from the checkpoint, streaming, and write its index last (rows in ``sample_ids``
+    order; ``columns`` keeps the index's columns even for an empty shard). Memory holds one batch of images, never the shard's.
 
     The whole of it holds the shard's lock (:func:`.locks.shard_lock`; ``lock_wait`` seconds, default
     DDB_SHARD_LOCK_WAIT or 120, for another job writing the same shard, then a DDBError naming it).
     """
     with shard_lock(tar_path, lock_wait):
-        return _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, desc, columns)
+        return _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, desc, columns, fingerprint)
 
 
-def _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, desc, columns) -> pd.DataFrame:
+def _process_shard(sample_ids, compute_batch, batch_size, tar_path, index_path, desc, columns,
+                   fingerprint) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    partial = PartialShard(tar_path)
+    partial = PartialShard(tar_path, fingerprint)
     packed = False
     try:
         todo = [s for s in sample_ids if not partial.done(s)]

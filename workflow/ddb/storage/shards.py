@@ -117,6 +117,3 @@ class ImageShard:
             raise DDBError(self.path, f"sample {sample_id!r}: corrupt image in the shard ({error})",
                            remake_hint(self.path)) from error
         return image
-
-
-_JOB_FINGERPRINT: str | None = None
