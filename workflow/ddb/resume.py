@@ -83,7 +83,7 @@ class TrainingCheckpoint:
 
 
 def runtime_note(job) -> str:
-    """The job's runtime request, for the "resuming" message: a retried job asks for more (rules/common.smk)."""
+    """The job's runtime request, for the "resuming" message: a retried job asks for more (ddb.resources)."""
     runtime = getattr(job.resources, "runtime", None)
     return f"this attempt's runtime request: {runtime} min" if runtime else ""
 
