@@ -4,8 +4,8 @@ from ddb.visualize import write_tune_tables
 
 
 @run_step
-def main(snakemake):
-    write_tune_tables(snakemake.input.table, snakemake.input.selected, snakemake.output.html, snakemake.output.csv)
+def main(job):
+    write_tune_tables(job.input.table, job.input.selected, job.output.html, job.output.csv)
 
 
 main(snakemake)

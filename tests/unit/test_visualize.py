@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import REPO, run_paths
+from helpers import REPO, run_paths, settings_of
 from ddb.errors import DDBError
 from ddb.paths import report_file
 from ddb.storage.atomic import write_json, write_parquet
@@ -107,7 +107,7 @@ def visualize(inputs, out):
     from ddb.visualize import visualize_dataset
 
     return visualize_dataset(inputs, out, classes=CLASSES, pairs=PAIRS, image_size=SIZE, resolution=SIZE,
-                             ig_cfg={"n_steps": 2, "internal_batch_size": 8}, seed=0, rows_per_pair=4,
+                             ig=settings_of("ig", n_steps=2, internal_batch_size=8), seed=0, rows_per_pair=4,
                              gallery_per_side=2)
 
 

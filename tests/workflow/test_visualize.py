@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import SMALL_DEMO, run_paths, run_snakemake, target
+from helpers import SMALL_DEMO, run_paths, run_snakemake, settings_of, target
 from ddb.paths import ARTIFACTS, RunPaths, report_file
 from ddb.visualize import grid_name
 
@@ -178,7 +178,8 @@ def test_grids_are_deterministic(visualized, report_dir, tmp_path):
             visualize_dataset(inputs, tmp_path, classes=["landbird", "waterbird"],
                               pairs=[("landbird", "waterbird"), ("waterbird", "landbird")],
                               image_size=SMALL_DEMO["classifier"]["image_size"],
-                              resolution=SMALL_DEMO["inpainting"]["resolution"], ig_cfg=SMALL_DEMO["ig"], seed=0)
+                              resolution=SMALL_DEMO["inpainting"]["resolution"],
+                              ig=settings_of("ig", **SMALL_DEMO["ig"]), seed=0)
         finally:
             os.chdir(cwd)
     finally:

@@ -45,6 +45,7 @@ from .storage.reading import read_json, read_parquet
 from .paths import ARTIFACTS, report_file, report_folder, run_folder_of, run_of_folder, wildcards_of
 from .seeding import derive_seed
 from .selection_checks import format_warnings
+from .settings import IgSettings
 from .tuning import read_selection
 
 # ---- geometry (pixels)
@@ -254,7 +255,7 @@ class PairImages:
         return np.asarray(image.convert("L")) > 127
 
 
-def recompute_attributions(model, images: PairImages, rows: pd.DataFrame, *, image_size: int, ig_cfg: dict,
+def recompute_attributions(model, images: PairImages, rows: pd.DataFrame, *, image_size: int, ig: IgSettings,
                            device, transform: str = "stretch") -> tuple[np.ndarray, np.ndarray]:
     """(rho[B], attributions summed over channels [B, H, W]) for ``rows``, built exactly like ``ig_score``'s."""
     import torch
@@ -271,7 +272,7 @@ def recompute_attributions(model, images: PairImages, rows: pd.DataFrame, *, ima
     masks = torch.stack([mask_tensor(images.mask_image(r["source_id"]), image_size, recipe) for r in records])
     targets = torch.as_tensor([int(y) for y in rows["y"]])
     rho, _, attributions = attribute(model, x_gen.to(device), x_src.to(device), masks.to(device), targets.to(device),
-                                     ig_cfg["n_steps"], ig_cfg["internal_batch_size"])
+                                     ig.n_steps, ig.internal_batch_size)
     return rho.cpu().numpy(), attributions.sum(dim=1).cpu().numpy()
 
 
@@ -607,7 +608,7 @@ def _concat(paths: list[Path]) -> pd.DataFrame:
 
 
 def visualize_dataset(inputs: Mapping, out_dir: str | Path, *, classes: list[str], pairs: list[tuple[str, str]],
-                      image_size: int, resolution: int, ig_cfg: dict, seed: int, transform: str = "stretch",
+                      image_size: int, resolution: int, ig: IgSettings, seed: int, transform: str = "stretch",
                       rows_per_pair: int = 8, gallery_per_side: int = 8, device="cpu",
                       erm_model=None) -> dict[str, list[Path]]:
     """Write every file of ``report/`` from the rule's inputs (``inputs``: :data:`INPUTS` by name, each a path or
@@ -653,9 +654,9 @@ def visualize_dataset(inputs: Mapping, out_dir: str | Path, *, classes: list[str
     for src, dst in pairs:
         pair = f"{src}_to_{dst}"
         verdicts = verdict_tables[pair]
-        ig = _concat(score_tables.get(pair, []))
-        if len(ig):
-            verdicts = verdicts.merge(ig[["sample_id", "p_target"]], on="sample_id", how="left")
+        scores = _concat(score_tables.get(pair, []))
+        if len(scores):
+            verdicts = verdicts.merge(scores[["sample_id", "p_target"]], on="sample_id", how="left")
         else:
             verdicts["p_target"] = np.nan
         images = PairImages(source_paths, mask_tars.get(src, []), generated_tars.get(pair, []), resolution,
@@ -664,7 +665,7 @@ def visualize_dataset(inputs: Mapping, out_dir: str | Path, *, classes: list[str
         pair_counts = counts.loc[pair].to_dict()
 
         rows = choose_rows(verdicts, rows_per_pair, seed, pair)
-        rho, attributions = recompute_attributions(model, images, rows, image_size=image_size, ig_cfg=ig_cfg,
+        rho, attributions = recompute_attributions(model, images, rows, image_size=image_size, ig=ig,
                                                    device=device, transform=transform)
         grid, records = draw_pair_grid(src, dst, rows, images, attributions, pair_counts)
         write_png(grid, report_file(out, "report_pairs", pair=pair))
