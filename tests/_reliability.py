@@ -14,8 +14,18 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COPY_IGNORE = shutil.ignore_patterns(".git", "results", "logs", ".snakemake", ".pytest_cache", "__pycache__",
-                                     "*.egg-info", "tests", "benchmarks", "data", "build")
+_IGNORED_AT_TOP = shutil.ignore_patterns(".git", "results", "logs", ".snakemake", ".pytest_cache", "tests", "benchmarks",
+                                        "data", "build")
+_IGNORED_EVERYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info")
+
+
+def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the workflow leaves out: the checkout's own results, logs, tests and the like at its top
+    only (the package has a `results` subpackage of its own), caches everywhere."""
+    ignored = _IGNORED_EVERYWHERE(folder, names)
+    if Path(folder).resolve() == REPO.resolve():
+        ignored |= _IGNORED_AT_TOP(folder, names)
+    return ignored
 
 
 # Job records in the results folder, not artifacts: every job that runs (or fails) writes its own log and

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ddb.results import schema
+from helpers import settings_of
 
 
 def test_the_writers_use_the_schema_definitions():
@@ -23,7 +24,8 @@ def test_a_prune_table_has_the_schema_columns_and_reasons():
     scores = pd.DataFrame({"sample_id": ["a_to_w", "b_to_w", "c_to_w"], "source_id": ["a", "b", "c"], "y": 1,
                            "source_y": 0, "has_image": [True, True, False], "rho": [0.9, 0.1, float("nan")],
                            "p_source": [0.1, 0.1, float("nan")]})
-    table = prune(scores, pd.DataFrame({"class": [0, 1], "psi": [0.8, 0.8]}), [0.5, 0.5])
+    table = prune(scores, pd.DataFrame({"class": [0, 1], "psi": [0.8, 0.8]}),
+                  settings_of("prune", enabled=True, thresholds=[0.5, 0.5]))
     assert list(table.columns) == schema.PRUNE_COLUMNS
     assert table["reason"].tolist() == ["kept", "low_ig", "no_mask"] and set(table["reason"]) <= set(schema.REASONS)
 
