@@ -70,35 +70,42 @@ def _set_by(key: str, leaves: dict[str, object]) -> bool:
     return any(".".join(parts[:i]) in leaves for i in range(1, len(parts) + 1))
 
 
-def _check_dataset(files: list[Path], merged: dict, name: str) -> None:
+@dataclass(frozen=True)
+class _Loaded:
+    files: list[tuple[str, dict]]  # (path, content) of each config file, in the order given
+    merged: dict  # the files merged as snakemake merges them
+    label: str  # the files, as a config error names them
+
+
+def _load(config_files: list[str | Path], name: str) -> _Loaded:
+    """``config_files`` read and merged, refusing a ``name`` that no file defines as a dataset."""
+    paths = [Path(f) for f in config_files]
+    files = [(str(path), _read_yaml(path)) for path in paths]
+    merged: dict = {}
+    for _, content in files:
+        _update(merged, content)
     datasets = merged.get("datasets") or {}
     if name not in datasets:
-        raise DDBError(", ".join(map(str, files)), f"no dataset {name!r} (datasets: {sorted(datasets)})",
+        raise DDBError(", ".join(map(str, paths)), f"no dataset {name!r} (datasets: {sorted(datasets)})",
                        "name one of them, or give the config file that defines it with --configfile")
-
-
-def _source_label(files: list[Path]) -> str:
-    return str(files[-1]) if len(files) == 1 else "config files " + ", ".join(map(str, files))
+    label = str(paths[-1]) if len(paths) == 1 else "config files " + ", ".join(map(str, paths))
+    return _Loaded(files, merged, label)
 
 
 def resolve_entry(config_files: list[str | Path], name: str) -> list[ResolvedValue]:
     """Dataset ``name`` as the workflow resolves it from ``config_files``, each value with its source."""
-    files = [Path(f) for f in config_files]
-    merged: dict = {}
-    loaded_files: list[tuple[str, dict]] = []
-    for path in files:
-        loaded = _read_yaml(path)
-        _update(merged, loaded)
-        entry = (loaded.get("datasets") or {}).get(name)
+    loaded = _load(config_files, name)
+    merged, source = loaded.merged, loaded.label
+    entries = []
+    for path, content in loaded.files:
+        entry = (content.get("datasets") or {}).get(name)
         if isinstance(entry, dict):
             # `prune: false` sets prune.enabled only
             entry = {k: {"enabled": v} if k in SWITCHABLE_SECTIONS and isinstance(v, bool) else v
                      for k, v in entry.items()}
-            loaded_files.append((str(path), {"datasets": {name: entry}}))
+            entries.append((path, {"datasets": {name: entry}}))
     # the file that set a key, as a config error names it: the last file wins
-    given_by = ConfigSources(list(reversed(loaded_files)))
-    _check_dataset(files, merged, name)
-    source = _source_label(files)
+    given_by = ConfigSources(list(reversed(entries)))
 
     # the layers, replayed on copies: the format's defaults, then the schema's, then loading
     with_format = copy.deepcopy(merged)
@@ -132,12 +139,16 @@ def resolve_entry(config_files: list[str | Path], name: str) -> list[ResolvedVal
 
 def format_entry(name: str, values: list[ResolvedValue]) -> str:
     """One line per value: key, value (as YAML would spell it) and its source."""
-    shown = [(v.key, json.dumps(v.value, default=str), v.source) for v in values]
-    width = max(len(key) for key, _, _ in shown)
-    value_width = min(48, max(len(value) for _, value, _ in shown))
-    lines = [f"datasets.{name}, as the workflow resolves it (key, value, where it comes from):"]
-    lines += [f"  {key:<{width}}  {value:<{value_width}}  {origin}" for key, value, origin in shown]
-    return "\n".join(lines)
+    return _table(f"datasets.{name}, as the workflow resolves it (key, value, where it comes from):",
+                  [(v.key, json.dumps(v.value, default=str), v.source) for v in values])
+
+
+def _table(title: str, rows: list[tuple[str, str, str]]) -> str:
+    """``title``, then one aligned line per (key, value, source); a value longer than 48 characters pushes
+    only its own line's source to the right."""
+    width = max(len(key) for key, _, _ in rows)
+    value_width = min(48, max(len(value) for _, value, _ in rows))
+    return "\n".join([title, *(f"  {key:<{width}}  {value:<{value_width}}  {origin}" for key, value, origin in rows)])
 
 
 @dataclass(frozen=True)
@@ -157,15 +168,10 @@ def resolve_resources(config_files: list[str | Path], name: str,
     from .resources import ResourcePolicy
     from .steps import STEPS
 
-    files = [Path(f) for f in config_files]
-    loaded = [(str(path), _read_yaml(path)) for path in files]
-    merged: dict = {}
-    for _, content in loaded:
-        _update(merged, content)
-    _check_dataset(files, merged, name)
-    config = validate_config(merged, _source_label(files))
+    loaded = _load(config_files, name)
+    config = validate_config(loaded.merged, loaded.label)
     entry = config["datasets"][name]
-    given_by = ConfigSources(list(reversed(loaded)))  # the last file wins
+    given_by = ConfigSources(list(reversed(loaded.files)))  # the last file wins
 
     def where(key_path: str) -> str:
         origin = given_by.origin(key_path)
@@ -184,9 +190,5 @@ def resolve_resources(config_files: list[str | Path], name: str,
 
 def format_resources(name: str, resources: list[RuleResource]) -> str:
     """One line per rule and resource: value and the layer that set it."""
-    shown = [(f"{r.rule}.{r.key}", str(r.value), r.source) for r in resources]
-    width = max(len(key) for key, _, _ in shown)
-    value_width = max(len(value) for _, value, _ in shown)
-    lines = [f"what each cluster job of {name} asks for (runtime in minutes, first attempt; where it comes from):"]
-    lines += [f"  {key:<{width}}  {value:<{value_width}}  {origin}" for key, value, origin in shown]
-    return "\n".join(lines)
+    return _table(f"what each cluster job of {name} asks for (runtime in minutes, first attempt; where it comes from):",
+                  [(f"{r.rule}.{r.key}", str(r.value), r.source) for r in resources])
