@@ -18,6 +18,7 @@ from ddb.errors import DDBError  # noqa: E402
 from ddb.paths import ARTIFACTS, MODEL_RECORD, artifact_path, results_artifact_path  # noqa: E402
 from ddb.resources import ResourcePolicy  # noqa: E402
 from ddb.runs import Runs, pairs_of as entry_pairs, shards_of as entry_shards  # noqa: E402
+from ddb.runs import source_classes as entry_sources  # noqa: E402
 from ddb.targets import snakemake_targets  # noqa: E402
 
 # Our own validator: snakemake.utils.validate's messages do not name the key path of the error. Each message
@@ -383,8 +384,8 @@ def generated_inputs(kind):
     return get
 
 def source_classes(ds):
-    """The classes that are a source of some pair, in class-index order."""
-    return sorted({src for src, _ in pairs_of(ds)}, key=classes_of(ds).index)
+    """The classes that are a source of some pair, in class-index order (ddb.runs.source_classes)."""
+    return entry_sources(DATASETS[ds])
 
 def visualize_masks(wildcards):
     return [path for src in source_classes(wildcards.ds)
