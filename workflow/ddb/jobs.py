@@ -33,6 +33,16 @@ from types import MappingProxyType
 from typing import Any
 
 
+def _declared_first(record, declared: str, name: str):
+    """Attribute ``name`` of ``record``: a declared name (in its mapping ``declared``) wins over a method of the
+    same name, as in Snakemake's named lists (an output named `index`, a param named `items`)."""
+    if not name.startswith("_"):
+        values = object.__getattribute__(record, declared)
+        if name in values:
+            return values[name]
+    return object.__getattribute__(record, name)
+
+
 class Named(Mapping):
     """A read-only mapping whose keys are also attributes (``params.cfg``, ``wildcards.src``)."""
 
@@ -51,12 +61,7 @@ class Named(Mapping):
         return len(self._values)
 
     def __getattribute__(self, name: str):
-        # a declared name wins over a method of the same name (an output named `index`, a param named `items`)
-        if not name.startswith("_"):
-            values = object.__getattribute__(self, "_values")
-            if name in values:
-                return values[name]
-        return object.__getattribute__(self, name)
+        return _declared_first(self, "_values", name)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):  # never a declared name; and no recursion while an instance is half made
@@ -90,12 +95,7 @@ class Files:
         return iter(self._paths)
 
     def __getattribute__(self, name: str):
-        # a declared name wins over a method of the same name, as in Snakemake's named lists
-        if not name.startswith("_"):
-            named = object.__getattribute__(self, "_named")
-            if name in named:
-                return named[name]
-        return object.__getattribute__(self, name)
+        return _declared_first(self, "_named", name)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
